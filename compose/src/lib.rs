@@ -1,0 +1,37 @@
+//! Compose: provides the lab's stacks, the running box office and its dependencies.
+//!
+//! This crate starts the `local` stack: real servers run as child processes from the binaries
+//! installed on this machine, each in its own temp dir on a free port, stopped on drop, with
+//! its log kept for reports. Tests use it to own real infrastructure without Docker: a shared
+//! PostgreSQL server per test binary, and a fresh database per test.
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! let url = compose::fresh_postgres_database().await?;
+//! // connect with sqlx, run migrations, test against a real server...
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`postgres`] holds [`LocalPostgres`], one PostgreSQL server (initdb, start, ready, stop).
+//! - [`shared`] holds the server shared by a test binary, and [`fresh_postgres_database`].
+//! - [`net`] holds [`free_port`].
+//! - `process` spawns children that die with us, as `nobody` when we are root.
+//! - `sys` holds the only `unsafe` code (signals, `PR_SET_PDEATHSIG`, `atexit`).
+//!
+//! # Environment
+//!
+//! - `BOXOFFICE_PG_BIN`: directory holding `initdb` and `postgres` (else PATH, else the newest
+//!   `/usr/lib/postgresql/*/bin`).
+//! - `BOXOFFICE_KEEP_STACK=1`: keep temp dirs (data, logs) when servers stop, and print where.
+
+pub mod net;
+pub mod postgres;
+mod process;
+pub mod shared;
+mod sys;
+
+pub use net::free_port;
+pub use postgres::{find_postgres_bin_dir, LocalPostgres};
+pub use shared::{fresh_postgres_database, shared_postgres};

@@ -1,0 +1,585 @@
+//! A real PostgreSQL server started from the binaries on this machine, for tests and lab runs.
+//!
+//! [`LocalPostgres::start`] runs `initdb` into a fresh temp dir, then starts `postgres` itself
+//! (not `pg_ctl`, so we hold the postmaster's `Child`) on a free 127.0.0.1 port, with its unix
+//! socket in the same temp dir, and polls `SELECT 1` until the server answers. As root, both run
+//! as `nobody` because PostgreSQL refuses root. The server log is kept in the temp dir and its
+//! tail goes into every start error. Dropping the value stops the server and removes the dir.
+//!
+//! ```text
+//! /tmp/boxoffice-pg-XXXXXX/      owned by the server's uid, mode 0700
+//! ├── data/                      PGDATA (initdb --no-sync: a test cluster, rebuilt every time)
+//! ├── .s.PGSQL.<port>            unix socket (-k)
+//! ├── initdb.log
+//! └── postgres.log               server stderr, appended across start attempts
+//! ```
+
+use std::env;
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context as _};
+use sqlx::{Connection as _, PgConnection};
+use tempfile::TempDir;
+
+use crate::net::free_port;
+use crate::process::{self, Ending, Identity};
+use crate::sys::Signal;
+
+/// Settings every server gets unless the caller overrides them. Durability stays on so that
+/// what the lab measures (and what a crash loses) is what production would see.
+const DEFAULT_SETTINGS: &[(&str, &str)] = &[
+    ("max_connections", "300"),
+    ("fsync", "on"),
+    ("synchronous_commit", "on"),
+];
+/// The only address servers listen on.
+const HOST: &str = "127.0.0.1";
+/// Environment variable naming the directory that holds `initdb` and `postgres`.
+const BIN_DIR_ENV: &str = "BOXOFFICE_PG_BIN";
+/// Environment variable that, set to `1`, keeps temp dirs (data and logs) after a stop.
+const KEEP_ENV: &str = "BOXOFFICE_KEEP_STACK";
+/// Where Debian and Ubuntu install one `bin/` per major version.
+const DEBIAN_LIB_DIR: &str = "/usr/lib/postgresql";
+const INSTALL_HINT: &str = "install them with `apt-get install -y postgresql` (Debian/Ubuntu), \
+     or set BOXOFFICE_PG_BIN to the directory that holds initdb and postgres";
+const INITDB_TIMEOUT: Duration = Duration::from_secs(120);
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Per connection attempt while waiting for readiness; the server may hang mid-startup.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const READY_POLL: Duration = Duration::from_millis(50);
+/// Grace period of a fast shutdown in [`LocalPostgres::stop`] before SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Grace period of the immediate shutdown done by `Drop` before SIGKILL.
+const DROP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Another process may grab the free port between our probe and the server's bind.
+const BIND_ATTEMPTS: u32 = 5;
+const LOG_TAIL_LINES: usize = 40;
+
+/// A PostgreSQL server started as a child process in its own temp dir, on a free port.
+///
+/// User `postgres` with trust authentication; only 127.0.0.1 and a unix socket in the temp
+/// dir. Every test should own a database: call [`LocalPostgres::create_database`].
+/// Dropping stops the server (immediate shutdown, SIGKILL after 5 s) and removes the temp dir,
+/// unless `BOXOFFICE_KEEP_STACK=1`, in which case the dir's path is printed to stderr.
+#[derive(Debug)]
+pub struct LocalPostgres {
+    /// The postmaster; `None` once stopped. Behind a mutex because the shared server is only
+    /// reachable as `&'static`, yet its exit hook must still be able to stop and reap it.
+    child: Mutex<Option<Child>>,
+    /// Owns the temp dir; `None` once removed (or kept). Same mutex reasoning as `child`.
+    dir: Mutex<Option<TempDir>>,
+    /// Path of the temp dir, kept apart so accessors can hand out `&Path`.
+    root: PathBuf,
+    data_dir: PathBuf,
+    bin_dir: PathBuf,
+    port: u16,
+    pid: u32,
+}
+
+impl LocalPostgres {
+    /// Runs `initdb` into a fresh temp dir and starts `postgres` on a free 127.0.0.1 port, then
+    /// waits (up to 30 s) until it answers `SELECT 1`.
+    ///
+    /// Settings: `max_connections=300`, `fsync=on`, `synchronous_commit=on`. As root, the server
+    /// runs as `nobody`. Fails, with the tail of the server log, when the binaries are missing,
+    /// `initdb` fails, or the server does not become ready.
+    pub async fn start() -> anyhow::Result<LocalPostgres> {
+        Self::start_with(&[]).await
+    }
+
+    /// Like [`LocalPostgres::start`], with extra server settings passed as `-c name=value`
+    /// (e.g. `("synchronous_commit", "off")`). A setting named here replaces the default of the
+    /// same name. Names must be non-empty and must not contain `=`.
+    pub async fn start_with(settings: &[(&str, &str)]) -> anyhow::Result<LocalPostgres> {
+        let began = Instant::now();
+        let settings = merge_settings(settings)?;
+        let bin_dir = find_postgres_bin_dir()?;
+        let identity = process::server_identity()?;
+        let dir = make_temp_dir(identity)?;
+        let root = dir.path().to_path_buf();
+        let data_dir = root.join("data");
+
+        let started = async {
+            run_initdb(&bin_dir, &root, &data_dir, identity).await?;
+            let initialized = began.elapsed();
+            let (child, port) =
+                start_server(&bin_dir, &root, &data_dir, &settings, identity).await?;
+            anyhow::Ok((initialized, child, port))
+        };
+        let (initialized, child, port) = match started.await {
+            Ok(started) => started,
+            Err(error) => {
+                // Honours BOXOFFICE_KEEP_STACK, so a failed start can be inspected.
+                release_dir(dir);
+                return Err(error);
+            }
+        };
+
+        let pid = child.id();
+        tracing::info!(
+            port,
+            pid,
+            dir = %root.display(),
+            initdb_ms = initialized.as_millis() as u64,
+            total_ms = began.elapsed().as_millis() as u64,
+            "PostgreSQL started"
+        );
+        Ok(LocalPostgres {
+            child: Mutex::new(Some(child)),
+            dir: Mutex::new(Some(dir)),
+            root,
+            data_dir,
+            bin_dir,
+            port,
+            pid,
+        })
+    }
+
+    /// The TCP port the server listens on (on [`LocalPostgres::host`]).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Always `"127.0.0.1"`.
+    pub fn host(&self) -> &str {
+        HOST
+    }
+
+    /// URL of database `db` for user `postgres` (trust auth, no password):
+    /// `postgres://postgres@127.0.0.1:PORT/db`. The database must exist; `postgres` always does.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@{HOST}:{}/{db}", self.port)
+    }
+
+    /// Creates an empty database with a unique random name (`test_<uuid>`) and returns its URL.
+    /// Each test calls this to own its database; nothing ever drops it (the server is thrown
+    /// away instead).
+    #[tracing::instrument(skip(self), fields(port = self.port))]
+    pub async fn create_database(&self) -> anyhow::Result<String> {
+        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let mut connection = PgConnection::connect(&self.url("postgres"))
+            .await
+            .with_context(|| format!("Failed to connect to PostgreSQL on port {}", self.port))?;
+        sqlx::raw_sql(&format!(r#"CREATE DATABASE "{name}""#))
+            .execute(&mut connection)
+            .await
+            .with_context(|| format!("Failed to create database {name}"))?;
+        connection.close().await.ok();
+        Ok(self.url(&name))
+    }
+
+    /// The cluster's data directory (PGDATA).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The server log (its stderr). Removed with the temp dir on drop unless
+    /// `BOXOFFICE_KEEP_STACK=1`; copy it first if a report needs it.
+    pub fn log_path(&self) -> PathBuf {
+        self.root.join("postgres.log")
+    }
+
+    /// Where `initdb`, `postgres`, `pgbench` and `psql` were found.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// The postmaster's pid (backends are its children).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Stops the server with a fast shutdown (SIGINT: sessions rolled back, checkpoint), waits
+    /// up to 30 s, then SIGKILLs it; then removes the temp dir (unless `BOXOFFICE_KEEP_STACK=1`).
+    /// Fails when the server had to be killed; a server that had already exited is not an error.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let child = self
+            .child
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let ending = match child {
+            Some(mut child) => Some(
+                process::terminate_async(&mut child, Signal::Interrupt, STOP_TIMEOUT)
+                    .await
+                    .with_context(|| format!("Failed to stop PostgreSQL (pid {})", self.pid))?,
+            ),
+            None => None,
+        };
+        if let Some(dir) = self
+            .dir
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            release_dir(dir);
+        }
+        match ending {
+            Some(Ending::Killed) => bail!(
+                "PostgreSQL (pid {}) ignored a fast shutdown for {} s and was killed",
+                self.pid,
+                STOP_TIMEOUT.as_secs()
+            ),
+            Some(Ending::AlreadyExited(status)) => {
+                tracing::warn!(pid = self.pid, %status, "PostgreSQL had already exited before stop");
+            }
+            Some(Ending::Exited(_)) | None => {
+                tracing::info!(pid = self.pid, port = self.port, "PostgreSQL stopped");
+            }
+        }
+        Ok(())
+    }
+
+    /// Immediate shutdown (SIGQUIT; SIGKILL after `DROP_TIMEOUT`), reap, release the dir.
+    /// Blocking and infallible: used by `Drop` and the shared server's exit hook, which must
+    /// never wait on a lock, hence `try_lock`.
+    pub(crate) fn shut_down_now(&self) {
+        if let Ok(mut slot) = self.child.try_lock() {
+            if let Some(mut child) = slot.take() {
+                if let Err(error) =
+                    process::terminate_blocking(&mut child, Signal::Quit, DROP_TIMEOUT)
+                {
+                    eprintln!(
+                        "compose: failed to stop PostgreSQL (pid {}): {error}",
+                        self.pid
+                    );
+                }
+            }
+        }
+        if let Ok(mut slot) = self.dir.try_lock() {
+            if let Some(dir) = slot.take() {
+                release_dir(dir);
+            }
+        }
+    }
+}
+
+impl Drop for LocalPostgres {
+    fn drop(&mut self) {
+        self.shut_down_now();
+    }
+}
+
+/// Locates the PostgreSQL server binaries: the directory in `$BOXOFFICE_PG_BIN`, else the
+/// directory of an `initdb` on `PATH` (following symlinks), else the newest
+/// `/usr/lib/postgresql/<version>/bin`. The directory must hold both `initdb` and `postgres`.
+/// Fails with the command to install them when none is found.
+pub fn find_postgres_bin_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = env::var_os(BIN_DIR_ENV) {
+        let dir = PathBuf::from(dir);
+        ensure!(
+            has_server_binaries(&dir),
+            "{BIN_DIR_ENV}={} does not hold executable `initdb` and `postgres`; fix it, or unset it and {INSTALL_HINT}",
+            dir.display()
+        );
+        return Ok(dir);
+    }
+    if let Some(dir) = env::var_os("PATH").and_then(|path| bin_dir_on_path(&path)) {
+        return Ok(dir);
+    }
+    if let Some(dir) = newest_debian_bin_dir() {
+        return Ok(dir);
+    }
+    bail!(
+        "PostgreSQL server binaries (initdb, postgres) not found in ${BIN_DIR_ENV}, on PATH or \
+         in {DEBIAN_LIB_DIR}/*/bin; {INSTALL_HINT}"
+    )
+}
+
+fn bin_dir_on_path(path: &OsStr) -> Option<PathBuf> {
+    env::split_paths(path).find_map(|dir| {
+        let initdb = dir.join("initdb");
+        if !is_executable(&initdb) {
+            return None;
+        }
+        if has_server_binaries(&dir) {
+            return Some(dir);
+        }
+        // e.g. Homebrew links initdb into a shared bin dir, but not postgres' siblings.
+        let real = fs::canonicalize(&initdb).ok()?;
+        let real_dir = real.parent()?;
+        has_server_binaries(real_dir).then(|| real_dir.to_path_buf())
+    })
+}
+
+fn newest_debian_bin_dir() -> Option<PathBuf> {
+    fs::read_dir(DEBIAN_LIB_DIR)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let version: Vec<u32> = entry
+                .file_name()
+                .to_str()?
+                .split('.')
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .ok()?;
+            let bin = entry.path().join("bin");
+            has_server_binaries(&bin).then_some((version, bin))
+        })
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, bin)| bin)
+}
+
+fn has_server_binaries(dir: &Path) -> bool {
+    is_executable(&dir.join("initdb")) && is_executable(&dir.join("postgres"))
+}
+
+fn is_executable(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
+fn merge_settings(extra: &[(&str, &str)]) -> anyhow::Result<Vec<(String, String)>> {
+    let mut merged: Vec<(String, String)> = DEFAULT_SETTINGS
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+    for (name, value) in extra {
+        ensure!(
+            !name.is_empty() && !name.contains('='),
+            "invalid PostgreSQL setting name {name:?}"
+        );
+        match merged.iter_mut().find(|(existing, _)| existing == name) {
+            Some(slot) => slot.1 = value.to_string(),
+            None => merged.push((name.to_string(), value.to_string())),
+        }
+    }
+    Ok(merged)
+}
+
+/// A 0700 temp dir owned by the server's identity. As root it goes in /tmp, whose parents any
+/// uid can traverse, rather than in `$TMPDIR`, which might not be.
+fn make_temp_dir(identity: Option<Identity>) -> anyhow::Result<TempDir> {
+    let base = match identity {
+        Some(_) => PathBuf::from("/tmp"),
+        None => env::temp_dir(),
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("boxoffice-pg-")
+        .tempdir_in(&base)
+        .with_context(|| format!("Failed to create a temp dir in {}", base.display()))?;
+    if let Some(Identity { uid, gid }) = identity {
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+            .with_context(|| format!("Failed to chown {} to {uid}:{gid}", dir.path().display()))?;
+    }
+    Ok(dir)
+}
+
+/// A command for one of the PostgreSQL binaries, run as `identity` with a predictable
+/// environment (English messages, HOME inside the temp dir).
+fn pg_command(program: PathBuf, root: &Path, identity: Option<Identity>) -> Command {
+    let mut command = Command::new(program);
+    command
+        .env("LC_ALL", "C")
+        .env("HOME", root)
+        .env_remove("PGDATA")
+        .current_dir(root);
+    if let Some(Identity { uid, gid }) = identity {
+        // std also clears supplementary groups when it changes uid as root.
+        command.uid(uid).gid(gid);
+    }
+    command
+}
+
+async fn run_initdb(
+    bin_dir: &Path,
+    root: &Path,
+    data_dir: &Path,
+    identity: Option<Identity>,
+) -> anyhow::Result<()> {
+    let log_path = root.join("initdb.log");
+    let log = open_log(&log_path).context("Failed to create initdb.log")?;
+    let mut command = pg_command(bin_dir.join("initdb"), root, identity);
+    command
+        .arg("-D")
+        .arg(data_dir)
+        .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C"])
+        .args(["--no-sync", "--no-instructions"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    let mut child = process::spawn_tied(command)
+        .await
+        .with_context(|| format!("Failed to spawn {}", bin_dir.join("initdb").display()))?;
+    let status = match process::wait_async(&mut child, INITDB_TIMEOUT).await? {
+        Some(status) => status,
+        None => {
+            let _ = process::terminate_blocking(&mut child, Signal::Kill, Duration::ZERO);
+            bail!(
+                "initdb did not finish within {} s\n{}",
+                INITDB_TIMEOUT.as_secs(),
+                log_tail(&log_path)
+            );
+        }
+    };
+    ensure!(
+        status.success(),
+        "initdb failed ({status})\n{}",
+        log_tail(&log_path)
+    );
+    Ok(())
+}
+
+fn postgres_command(
+    bin_dir: &Path,
+    root: &Path,
+    data_dir: &Path,
+    port: u16,
+    settings: &[(String, String)],
+    identity: Option<Identity>,
+) -> Command {
+    let mut command = pg_command(bin_dir.join("postgres"), root, identity);
+    command
+        .arg("-D")
+        .arg(data_dir)
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("-k")
+        .arg(root)
+        .arg("-c")
+        .arg(format!("listen_addresses={HOST}"));
+    for (name, value) in settings {
+        command.arg("-c").arg(format!("{name}={value}"));
+    }
+    command
+}
+
+/// Starts `postgres` on a free port and waits until it answers, retrying with a new port when
+/// another process took the probed one first. On failure the server is stopped and the error
+/// carries the tail of its log.
+async fn start_server(
+    bin_dir: &Path,
+    root: &Path,
+    data_dir: &Path,
+    settings: &[(String, String)],
+    identity: Option<Identity>,
+) -> anyhow::Result<(Child, u16)> {
+    let log_path = root.join("postgres.log");
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let port = free_port().context("Failed to find a free port for PostgreSQL")?;
+        let log_offset = fs::metadata(&log_path).map_or(0, |meta| meta.len());
+        let log = open_log(&log_path).context("Failed to open the PostgreSQL log file")?;
+        let mut command = postgres_command(bin_dir, root, data_dir, port, settings, identity);
+        command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let mut child = process::spawn_tied(command)
+            .await
+            .with_context(|| format!("Failed to spawn {}", bin_dir.join("postgres").display()))?;
+        match wait_until_ready(&mut child, port).await {
+            Ok(()) => return Ok((child, port)),
+            Err(NotReady::Exited(status))
+                if attempt < BIND_ATTEMPTS && port_was_taken(&log_path, log_offset) =>
+            {
+                tracing::warn!(port, %status, "PostgreSQL lost its port to another process; retrying");
+            }
+            Err(reason) => {
+                let _ = process::terminate_async(&mut child, Signal::Quit, DROP_TIMEOUT).await;
+                bail!(
+                    "PostgreSQL ({}) did not become ready on {HOST}:{port}: {}\n{}",
+                    bin_dir.join("postgres").display(),
+                    reason.describe(),
+                    log_tail(&log_path),
+                );
+            }
+        }
+    }
+}
+
+fn open_log(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+enum NotReady {
+    Exited(std::process::ExitStatus),
+    TimedOut(String),
+    Unwaitable(std::io::Error),
+}
+
+impl NotReady {
+    fn describe(&self) -> String {
+        match self {
+            NotReady::Exited(status) => format!("the server exited ({status})"),
+            NotReady::TimedOut(last) => format!(
+                "no answer to SELECT 1 within {} s (last error: {last})",
+                READY_TIMEOUT.as_secs()
+            ),
+            NotReady::Unwaitable(error) => format!("could not check on the server: {error}"),
+        }
+    }
+}
+
+/// Polls `SELECT 1` over TCP until it succeeds, the server exits, or `READY_TIMEOUT` passes.
+async fn wait_until_ready(child: &mut Child, port: u16) -> Result<(), NotReady> {
+    let url = format!("postgres://postgres@{HOST}:{port}/postgres");
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Err(NotReady::Exited(status)),
+            Ok(None) => {}
+            Err(error) => return Err(NotReady::Unwaitable(error)),
+        }
+        let last_error = match tokio::time::timeout(CONNECT_TIMEOUT, select_one(&url)).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("connect timed out after {CONNECT_TIMEOUT:?}"),
+        };
+        if Instant::now() >= deadline {
+            return Err(NotReady::TimedOut(last_error));
+        }
+        tokio::time::sleep(READY_POLL).await;
+    }
+}
+
+async fn select_one(url: &str) -> Result<(), sqlx::Error> {
+    let mut connection = PgConnection::connect(url).await?;
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&mut connection)
+        .await?;
+    debug_assert_eq!(one, 1);
+    connection.close().await
+}
+
+/// Whether the server, since `offset` in its log, failed because the port was in use.
+fn port_was_taken(log_path: &Path, offset: u64) -> bool {
+    let log = fs::read(log_path).unwrap_or_default();
+    let recent = String::from_utf8_lossy(log.get(offset as usize..).unwrap_or_default());
+    recent.contains("could not bind") || recent.contains("Address already in use")
+}
+
+/// The last lines of a log, framed for an error message.
+fn log_tail(path: &Path) -> String {
+    match fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
+            format!("--- last lines of {} ---\n{tail}", path.display())
+        }
+        Err(error) => format!("(could not read {}: {error})", path.display()),
+    }
+}
+
+/// Removes a temp dir, or keeps it and says where when `BOXOFFICE_KEEP_STACK=1`.
+fn release_dir(dir: TempDir) {
+    if env::var_os(KEEP_ENV).is_some_and(|value| value == "1") {
+        let path = dir.keep();
+        eprintln!(
+            "compose: {KEEP_ENV}=1, kept PostgreSQL dir {} (log: {})",
+            path.display(),
+            path.join("postgres.log").display()
+        );
+    } else if let Err(error) = dir.close() {
+        eprintln!("compose: failed to remove a PostgreSQL temp dir: {error}");
+    }
+}

@@ -1,0 +1,2 @@
+//! Scenarios: Goose load scenarios, operation history, the correctness checker and run
+//! orchestration behind the `scenario` binary.

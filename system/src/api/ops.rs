@@ -1,0 +1,98 @@
+//! Operations: health checks, metrics, and the admin audit views the lab's checker reads when
+//! it cannot reach the database itself (a deployed stack).
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+
+use super::extract::AppPath;
+use super::model::HealthResponse;
+use crate::app::AppState;
+use crate::auth::AdminUser;
+use crate::domain::CouponCode;
+use crate::error::{ApiError, ErrorBody, Result};
+use crate::store::audit::{self, CouponAudit, PaymentsAudit, RoundAudit};
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health/live", tag = "ops", responses((status = 200, body = HealthResponse)))]
+pub async fn live() -> Json<HealthResponse> {
+    Json(HealthResponse {
+        status: "ok".into(),
+        checks: Default::default(),
+    })
+}
+
+/// Readiness: the database and the payment provider answer.
+#[utoipa::path(get, path = "/health/ready", tag = "ops",
+    responses((status = 200, body = HealthResponse), (status = 503, description = "a dependency is down", body = HealthResponse)))]
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<HealthResponse>) {
+    let mut checks = std::collections::BTreeMap::new();
+    let db = tokio::time::timeout(std::time::Duration::from_secs(2), state.db.ping()).await;
+    let db_ok = matches!(db, Ok(Ok(())));
+    checks.insert(
+        "database".to_owned(),
+        match db {
+            Ok(Ok(())) => "ok".to_owned(),
+            Ok(Err(e)) => format!("error: {e}"),
+            Err(_) => "timeout".to_owned(),
+        },
+    );
+    let pay_ok = state.payments.healthy().await;
+    checks.insert("payments".to_owned(), if pay_ok { "ok" } else { "unreachable" }.to_owned());
+    let ok = db_ok && pay_ok;
+    (
+        if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE },
+        Json(HealthResponse {
+            status: if ok { "ready" } else { "not_ready" }.into(),
+            checks,
+        }),
+    )
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(),
+    )
+}
+
+/// Invariants of a round's inventory, read from the database (admin).
+#[utoipa::path(get, path = "/v1/admin/rounds/{id}/audit", tag = "admin", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "round id")),
+    responses((status = 200, body = RoundAudit), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn round_audit(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    AppPath(id): AppPath<i64>,
+) -> Result<Json<RoundAudit>> {
+    if crate::store::catalog::round(&state.db, id).await?.is_none() {
+        return Err(ApiError::not_found("round"));
+    }
+    Ok(Json(audit::round(&state.db, id).await?))
+}
+
+/// Claims of a coupon against its quota, read from the database (admin).
+#[utoipa::path(get, path = "/v1/admin/coupons/{code}/audit", tag = "admin", security(("bearer" = [])),
+    params(("code" = String, Path, description = "coupon code")),
+    responses((status = 200, body = CouponAudit), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn coupon_audit(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    AppPath(code): AppPath<String>,
+) -> Result<Json<CouponAudit>> {
+    let code = CouponCode::parse(&code)?;
+    audit::coupon(&state.db, code.as_str())
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("coupon"))
+}
+
+/// Money captured and refunded against confirmed bookings (admin).
+#[utoipa::path(get, path = "/v1/admin/payments/audit", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = PaymentsAudit), (status = 403, body = ErrorBody)))]
+pub async fn payments_audit(State(state): State<AppState>, _admin: AdminUser) -> Result<Json<PaymentsAudit>> {
+    Ok(Json(audit::payments(&state.db).await?))
+}

@@ -1,0 +1,206 @@
+//! Wiring: [`AppState`] holds what handlers share; [`Application::build`] connects the
+//! database (running migrations), bootstraps the admin, starts the in-process payment
+//! provider when no URL is configured, binds the listener (port 0 picks a free port) and
+//! starts the reaper. [`Application::run_until_stopped`] serves until the shutdown future
+//! resolves, so tests and the lab run the real service on a free port.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+
+use crate::auth::Auth;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::payments::{provider, PaymentsClient, ProviderConfig, ProviderState};
+use crate::store::{embedded_url, Db};
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The database.
+    pub db: Db,
+    /// Token and password handling.
+    pub auth: Auth,
+    /// "Now".
+    pub clock: Arc<dyn Clock>,
+    /// The payment provider's client.
+    pub payments: PaymentsClient,
+    /// Metrics registry.
+    pub metrics: Metrics,
+    /// The configuration in force.
+    pub config: Arc<Config>,
+}
+
+impl AppState {
+    /// Connects to everything `config` names, with `clock` as the time source. When no
+    /// payments URL is configured, a simulated provider is started on a loopback port and
+    /// its address is returned too.
+    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(AppState, Option<SocketAddr>)> {
+        let url = match &config.database_url {
+            Some(url) => url.clone(),
+            None => {
+                std::fs::create_dir_all(&config.data_dir)
+                    .with_context(|| format!("Failed to create data dir {}", config.data_dir.display()))?;
+                embedded_url(&config.data_dir)
+            }
+        };
+        let db = Db::connect(&url, config.db_max_connections).await?;
+        let secret = match &config.jwt_secret {
+            Some(s) if s.len() >= 16 => s.as_bytes().to_vec(),
+            Some(_) => anyhow::bail!("BOXOFFICE_JWT_SECRET must have at least 16 characters"),
+            None => {
+                tracing::warn!("no BOXOFFICE_JWT_SECRET: using a random secret, tokens die with this process");
+                uuid::Uuid::new_v4().as_bytes().repeat(2)
+            }
+        };
+        let auth = Auth::new(&secret, config.argon2_memory_kib, config.argon2_iterations, config.token_ttl_secs)?;
+        let (payments_url, provider_addr) = match &config.payments_url {
+            Some(url) => (url.clone(), None),
+            None => {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .context("Failed to bind the in-process payment provider")?;
+                let addr = listener.local_addr()?;
+                let state = ProviderState::new(ProviderConfig {
+                    latency_ms: config.payments_latency_ms,
+                    decline_rate: config.payments_decline_rate.clamp(0.0, 1.0),
+                    ..ProviderConfig::default()
+                });
+                tokio::spawn(provider::serve(listener, state, std::future::pending()));
+                (format!("http://{addr}"), Some(addr))
+            }
+        };
+        let payments = PaymentsClient::new(&payments_url, Duration::from_millis(config.payments_timeout_ms));
+        if let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) {
+            let email = crate::domain::Email::parse(email).context("BOXOFFICE_ADMIN_EMAIL is not an e-mail")?;
+            let password = crate::domain::Password::parse(password).context("BOXOFFICE_ADMIN_PASSWORD is too short or long")?;
+            let hash = auth
+                .hash_password(password.expose().to_owned())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            crate::store::users::upsert_admin(&db, email.as_str(), &hash, clock.now_ms())
+                .await
+                .map_err(|e| anyhow::anyhow!("Failed to create the admin account: {e}"))?;
+        }
+        let metrics = Metrics::new(config.strategy.as_str());
+        Ok((
+            AppState {
+                db,
+                auth,
+                clock,
+                payments,
+                metrics,
+                config: Arc::new(config),
+            },
+            provider_addr,
+        ))
+    }
+
+    /// Where the data lives, for humans: the SQLite file or the PostgreSQL server.
+    pub fn database_description(&self) -> String {
+        match &self.config.database_url {
+            Some(url) => redact(url),
+            None => embedded_url(&self.config.data_dir),
+        }
+    }
+}
+
+/// Hides the password of a URL.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The running service: its state, router and bound listener.
+#[derive(Debug)]
+pub struct Application {
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    provider: Option<SocketAddr>,
+}
+
+impl Application {
+    /// Builds with the system clock.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Builds with the given clock.
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let listen = config.listen;
+        let (state, provider) = AppState::build(config, clock).await?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("Failed to listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        Ok(Self {
+            state,
+            listener,
+            addr,
+            provider,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The bound address.
+    pub fn address(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The in-process payment provider's address, when one was started.
+    pub fn payment_provider(&self) -> Option<SocketAddr> {
+        self.provider
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The router, for tests that call it without a socket.
+    pub fn router(&self) -> Router {
+        crate::api::router(self.state.clone())
+    }
+
+    /// Serves (and runs the reaper) until `shutdown` resolves.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let reaper = (self.state.config.reaper_interval_ms > 0).then(|| {
+            crate::reaper::spawn(
+                self.state.clone(),
+                Duration::from_millis(self.state.config.reaper_interval_ms),
+                stop_rx,
+            )
+        });
+        let router = crate::api::router(self.state.clone());
+        let result = axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        let _ = stop_tx.send(true);
+        if let Some(r) = reaper {
+            let _ = r.await;
+        }
+        self.state.db.pool.close().await;
+        result
+    }
+}

@@ -1,0 +1,39 @@
+//! The box office: a ticket-booking service that the lab loads, breaks and checks.
+//!
+//! It is a real service that could ship on its own: it knows nothing of scenarios or chaos.
+//! Buyers register, hold seats of a round (chosen seats or a quantity, best available), turn a
+//! hold into a booking, pay through a separate payment provider and may cancel with a refund;
+//! a reaper expires what was not finished in time. Admins create venues, events, rounds and
+//! coupons. Every seat change goes through one of several concurrency strategies
+//! ([`Strategy`]) because comparing them is one of the lab's experiments; whatever a strategy
+//! claims, the database is the final arbiter and [`store::audit`] reads the truth from it.
+//!
+//! # Layout
+//! - [`config`]: every option, as a CLI flag and an environment variable.
+//! - [`domain`]: validated newtypes (`Email`, `Quantity`, `Money`, …) and the strategy enum; no I/O.
+//! - [`store`]: the database (PostgreSQL or SQLite through sqlx), one file per aggregate;
+//!   [`store::holds`] holds the concurrency strategies.
+//! - [`api`]: the HTTP API (axum) under `/v1`, its OpenAPI document and error mapping.
+//! - [`auth`]: password hashing and JWT access tokens.
+//! - [`payments`]: the simulated payment provider (its own binary) and the client that calls it.
+//! - [`reaper`]: expires holds and unpaid bookings.
+//! - [`app`]: [`Application::build`] wires everything and serves on a listener.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod metrics;
+pub mod payments;
+pub mod reaper;
+pub mod store;
+pub mod telemetry;
+
+pub use app::{AppState, Application};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::Config;
+pub use domain::Strategy;
+pub use error::ApiError;

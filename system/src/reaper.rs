@@ -1,0 +1,45 @@
+//! The reaper: expires active holds whose TTL has passed and unpaid bookings past their
+//! payment deadline, releasing their seats. [`run_once`] does one sweep (tests call it with a
+//! manual clock); [`spawn`] sweeps every interval until the shutdown signal.
+
+use std::time::Duration;
+
+use crate::app::AppState;
+use crate::error::Result;
+
+/// One sweep; returns (holds expired, bookings expired).
+pub async fn run_once(state: &AppState) -> Result<(u64, u64)> {
+    let (holds, bookings) = crate::store::bookings::expire_due(&state.db, state.clock.now_ms()).await?;
+    state.metrics.holds_expired.with_label_values(&["hold"]).inc_by(holds);
+    state.metrics.holds_expired.with_label_values(&["booking"]).inc_by(bookings);
+    state.metrics.bookings.with_label_values(&["expired"]).inc_by(bookings);
+    if holds + bookings > 0 {
+        tracing::info!(holds, bookings, "reaper expired holds and bookings");
+    }
+    Ok((holds, bookings))
+}
+
+/// Sweeps every `interval` (and refreshes the oversold gauge) until `shutdown` fires.
+pub fn spawn(
+    state: AppState,
+    interval: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            if let Err(e) = run_once(&state).await {
+                tracing::warn!(error = %e, "reaper sweep failed");
+            }
+            match crate::store::audit::oversold_total(&state.db).await {
+                Ok(n) => state.metrics.oversold_seats.set(n),
+                Err(e) => tracing::warn!(error = %e, "oversold audit failed"),
+            }
+        }
+    })
+}

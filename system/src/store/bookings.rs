@@ -1,0 +1,433 @@
+//! Bookings and the money they move. A booking is made from an active hold
+//! (`pending_payment`), then `confirmed` when the provider captures its amount, or
+//! `cancelled` (refunded if it was paid), or `expired` by the reaper when it is not paid in
+//! time. Every capture and refund is a row in `payments` with a unique idempotency key, so
+//! that "captured − refunded = confirmed amounts" can be checked from the database alone.
+//!
+//! The provider is called outside any database transaction (a slow provider must not hold
+//! row locks); the state change afterwards is conditional, and a capture that lost the race
+//! (the booking expired or was cancelled meanwhile) is refunded at once.
+
+use sqlx::{AnyConnection, Row};
+
+use super::{holds, Db};
+use crate::error::{ApiError, Result};
+use crate::payments::{ChargeOutcome, PaymentError, PaymentsClient};
+
+/// A stored booking.
+#[derive(Debug, Clone)]
+pub struct Booking {
+    /// Id.
+    pub id: i64,
+    /// The hold it was made from.
+    pub hold_id: i64,
+    /// Owner.
+    pub user_id: i64,
+    /// Round.
+    pub round_id: i64,
+    /// `pending_payment`, `confirmed`, `cancelled` or `expired`.
+    pub status: String,
+    /// Amount due after discount, minor units.
+    pub amount: i64,
+    /// Coupon applied, if any.
+    pub coupon_id: Option<i64>,
+    /// Created, epoch ms.
+    pub created_at: i64,
+    /// Payment deadline, epoch ms.
+    pub pay_by: i64,
+    /// When it was confirmed.
+    pub confirmed_at: Option<i64>,
+    /// When it was cancelled or expired.
+    pub closed_at: Option<i64>,
+    /// The seats.
+    pub seat_ids: Vec<i64>,
+    pay_key: Option<String>,
+}
+
+const COLUMNS: &str = "id, hold_id, user_id, round_id, status, amount, coupon_id, created_at, pay_by, confirmed_at, closed_at, pay_key";
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Booking, sqlx::Error> {
+    Ok(Booking {
+        id: row.try_get("id")?,
+        hold_id: row.try_get("hold_id")?,
+        user_id: row.try_get("user_id")?,
+        round_id: row.try_get("round_id")?,
+        status: row.try_get("status")?,
+        amount: row.try_get("amount")?,
+        coupon_id: row.try_get("coupon_id")?,
+        created_at: row.try_get("created_at")?,
+        pay_by: row.try_get("pay_by")?,
+        confirmed_at: row.try_get("confirmed_at")?,
+        closed_at: row.try_get("closed_at")?,
+        pay_key: row.try_get("pay_key")?,
+        seat_ids: Vec::new(),
+    })
+}
+
+async fn seat_ids(db: &Db, hold_id: i64) -> Result<Vec<i64>> {
+    let rows = sqlx::query("SELECT seat_id FROM hold_seats WHERE hold_id = $1 ORDER BY seat_id")
+        .bind(hold_id)
+        .fetch_all(&db.pool)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get::<i64, _>("seat_id"))
+        .collect::<Result<_, _>>()?)
+}
+
+/// A booking with its seats.
+pub async fn get(db: &Db, id: i64) -> Result<Option<Booking>> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM bookings WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let mut b = from_row(&row)?;
+    b.seat_ids = seat_ids(db, b.hold_id).await?;
+    Ok(Some(b))
+}
+
+/// A booking owned by `user_id` (404 for anyone else's: its existence is not disclosed).
+pub async fn get_owned(db: &Db, id: i64, user_id: i64) -> Result<Booking> {
+    match get(db, id).await? {
+        Some(b) if b.user_id == user_id => Ok(b),
+        _ => Err(ApiError::not_found("booking")),
+    }
+}
+
+/// A user's bookings, newest first, at most `limit`.
+pub async fn of_user(db: &Db, user_id: i64, limit: i64) -> Result<Vec<Booking>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM bookings WHERE user_id = $1 ORDER BY id DESC LIMIT $2"
+    ))
+    .bind(user_id)
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let mut b = from_row(row)?;
+        b.seat_ids = seat_ids(db, b.hold_id).await?;
+        out.push(b);
+    }
+    Ok(out)
+}
+
+/// Turns the user's active hold into a booking, applying a claimed coupon.
+pub async fn create(
+    db: &Db,
+    user_id: i64,
+    hold_id: i64,
+    coupon_code: Option<&str>,
+    now: i64,
+    pay_by: i64,
+) -> Result<Booking> {
+    let hold = holds::get(db, hold_id)
+        .await?
+        .filter(|h| h.user_id == user_id)
+        .ok_or_else(|| ApiError::not_found("hold"))?;
+    let coupon = match coupon_code {
+        Some(code) => Some(
+            super::coupons::by_code(db, code)
+                .await?
+                .ok_or_else(|| ApiError::unprocessable("unknown_coupon", "no coupon has this code"))?,
+        ),
+        None => None,
+    };
+    let mut tx = db.begin_write().await?;
+    let n = sqlx::query(
+        "UPDATE holds SET status = 'booked' WHERE id = $1 AND status = 'active' AND expires_at > $2",
+    )
+    .bind(hold_id)
+    .bind(now)
+    .execute(tx.conn())
+    .await?
+    .rows_affected();
+    if n == 0 {
+        tx.rollback().await?;
+        return Err(ApiError::conflict(
+            "hold_not_active",
+            "the hold has expired, was released, or is booked already",
+        ));
+    }
+    let mut amount = hold.amount;
+    let mut claim_id = None;
+    if let Some(c) = &coupon {
+        let row = sqlx::query(
+            "SELECT id FROM coupon_claims WHERE coupon_id = $1 AND user_id = $2 AND booking_id IS NULL ORDER BY id LIMIT 1",
+        )
+        .bind(c.id)
+        .bind(user_id)
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Err(ApiError::conflict(
+                "coupon_not_claimed",
+                "claim the coupon before using it (or it is spent)",
+            ));
+        };
+        claim_id = Some(row.try_get::<i64, _>("id")?);
+        amount = crate::domain::DiscountPercent::parse(c.discount_percent)
+            .map(|d| d.apply(amount))
+            .unwrap_or(amount);
+    }
+    let row = sqlx::query(&format!(
+        "INSERT INTO bookings (hold_id, user_id, round_id, status, amount, coupon_id, seat_count, created_at, pay_by)
+         VALUES ($1, $2, $3, 'pending_payment', $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
+    ))
+    .bind(hold_id)
+    .bind(user_id)
+    .bind(hold.round_id)
+    .bind(amount)
+    .bind(coupon.as_ref().map(|c| c.id))
+    .bind(hold.seat_ids.len() as i64)
+    .bind(now)
+    .bind(pay_by)
+    .fetch_one(tx.conn())
+    .await?;
+    let mut booking = from_row(&row)?;
+    if let Some(claim) = claim_id {
+        let n = sqlx::query("UPDATE coupon_claims SET booking_id = $1 WHERE id = $2 AND booking_id IS NULL")
+            .bind(booking.id)
+            .bind(claim)
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
+        if n != 1 {
+            tx.rollback().await?;
+            return Err(ApiError::conflict("coupon_not_claimed", "the coupon claim was spent meanwhile"));
+        }
+    }
+    sqlx::query("UPDATE seats SET booking_id = $1 WHERE hold_id = $2")
+        .bind(booking.id)
+        .bind(hold_id)
+        .execute(tx.conn())
+        .await?;
+    tx.commit().await?;
+    booking.seat_ids = hold.seat_ids;
+    Ok(booking)
+}
+
+async fn record_payment(
+    conn: &mut AnyConnection,
+    booking_id: i64,
+    kind: &str,
+    amount: i64,
+    provider_ref: &str,
+    key: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO payments (booking_id, kind, amount, provider_ref, idempotency_key, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(booking_id)
+    .bind(kind)
+    .bind(amount)
+    .bind(provider_ref)
+    .bind(key)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn provider_unavailable(e: PaymentError) -> ApiError {
+    match e {
+        PaymentError::Unavailable(m) => ApiError::unavailable(
+            "payment_unavailable",
+            format!("the payment provider did not answer; retry with the same Idempotency-Key ({m})"),
+        ),
+        PaymentError::Rejected(m) => ApiError::internal(format!("payment provider rejected the call: {m}")),
+    }
+}
+
+/// Pays a booking: checks the amount server-side, captures it at the provider, confirms the
+/// booking and sells its seats. `client_key` (the request's `Idempotency-Key`) makes a retry
+/// safe: a retry of a successful payment answers with the confirmed booking again.
+pub async fn pay(
+    db: &Db,
+    payments: &PaymentsClient,
+    user_id: i64,
+    booking_id: i64,
+    amount: i64,
+    client_key: Option<&str>,
+    now: i64,
+) -> Result<Booking> {
+    let b = get_owned(db, booking_id, user_id).await?;
+    let provider_key = client_key.map(|k| format!("booking-{booking_id}-charge-{k}"));
+    match b.status.as_str() {
+        "confirmed" => {
+            if provider_key.is_some() && provider_key == b.pay_key {
+                return Ok(b);
+            }
+            return Err(ApiError::conflict("already_paid", "the booking is paid already"));
+        }
+        "pending_payment" => {}
+        other => {
+            return Err(ApiError::conflict(
+                "invalid_state",
+                format!("a {other} booking cannot be paid"),
+            ))
+        }
+    }
+    if b.pay_by <= now {
+        return Err(ApiError::conflict("booking_expired", "the payment deadline has passed"));
+    }
+    if amount != b.amount {
+        return Err(ApiError::unprocessable(
+            "amount_mismatch",
+            format!("the amount due is {}", b.amount),
+        ));
+    }
+    let key = provider_key.unwrap_or_else(|| format!("booking-{booking_id}-charge-{}", uuid::Uuid::new_v4()));
+    let charge_id = match payments
+        .charge(&key, b.amount, &format!("booking-{booking_id}"))
+        .await
+        .map_err(provider_unavailable)?
+    {
+        ChargeOutcome::Captured(id) => id,
+        ChargeOutcome::Declined => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::PAYMENT_REQUIRED,
+                "payment_declined",
+                "the payment provider declined the charge",
+            ))
+        }
+    };
+    let mut tx = db.begin_write().await?;
+    let n = sqlx::query(
+        "UPDATE bookings SET status = 'confirmed', confirmed_at = $1, pay_key = $2
+         WHERE id = $3 AND status = 'pending_payment'",
+    )
+    .bind(now)
+    .bind(&key)
+    .bind(booking_id)
+    .execute(tx.conn())
+    .await?
+    .rows_affected();
+    record_payment(tx.conn(), booking_id, "charge", b.amount, &charge_id, &key, now).await?;
+    if n == 1 {
+        sqlx::query("UPDATE seats SET status = 'sold', booking_id = $1 WHERE hold_id = $2")
+            .bind(booking_id)
+            .bind(b.hold_id)
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await?;
+        return get_owned(db, booking_id, user_id).await;
+    }
+    tx.commit().await?;
+    // The booking changed while the provider was capturing: give the money back.
+    let refund_key = format!("{key}-refund");
+    match payments.refund(&charge_id, &refund_key, b.amount).await {
+        Ok(refund_id) => {
+            let mut tx = db.begin_write().await?;
+            record_payment(tx.conn(), booking_id, "refund", b.amount, &refund_id, &refund_key, now).await?;
+            tx.commit().await?;
+        }
+        Err(e) => tracing::error!(booking_id, charge_id, error = %e, "refund of an orphaned capture failed"),
+    }
+    let now_status = get(db, booking_id).await?.map(|b| b.status).unwrap_or_default();
+    if now_status == "confirmed" {
+        return Err(ApiError::conflict("already_paid", "the booking is paid already"));
+    }
+    Err(ApiError::conflict(
+        "invalid_state",
+        format!("the booking became {now_status} during payment; the charge was refunded"),
+    ))
+}
+
+/// Cancels a booking: an unpaid one is closed; a paid one is refunded in full first. Seats go
+/// back on sale, a coupon claim spent on it is given back.
+pub async fn cancel(
+    db: &Db,
+    payments: &PaymentsClient,
+    user_id: i64,
+    booking_id: i64,
+    now: i64,
+) -> Result<Booking> {
+    let b = get_owned(db, booking_id, user_id).await?;
+    let (from, refund) = match b.status.as_str() {
+        "pending_payment" => ("pending_payment", None),
+        "confirmed" => {
+            let key = b.pay_key.clone().unwrap_or_default();
+            let row = sqlx::query(
+                "SELECT provider_ref FROM payments WHERE booking_id = $1 AND kind = 'charge' AND idempotency_key = $2",
+            )
+            .bind(booking_id)
+            .bind(&key)
+            .fetch_optional(&db.pool)
+            .await?
+            .ok_or_else(|| ApiError::internal("confirmed booking without its charge"))?;
+            let charge_id: String = row.try_get("provider_ref")?;
+            let refund_key = format!("{key}-refund");
+            let refund_id = payments
+                .refund(&charge_id, &refund_key, b.amount)
+                .await
+                .map_err(provider_unavailable)?;
+            ("confirmed", Some((refund_id, refund_key)))
+        }
+        other => {
+            return Err(ApiError::conflict(
+                "invalid_state",
+                format!("a {other} booking cannot be cancelled"),
+            ))
+        }
+    };
+    let mut tx = db.begin_write().await?;
+    if let Some((refund_id, refund_key)) = &refund {
+        // Recorded even if a concurrent cancel wins below: the provider refunded once
+        // (same key) and the unique key keeps one row.
+        record_payment(tx.conn(), booking_id, "refund", b.amount, refund_id, refund_key, now).await?;
+    }
+    let n = sqlx::query("UPDATE bookings SET status = 'cancelled', closed_at = $1 WHERE id = $2 AND status = $3")
+        .bind(now)
+        .bind(booking_id)
+        .bind(from)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+    if n == 0 {
+        tx.commit().await?;
+        return Err(ApiError::conflict("invalid_state", "the booking changed meanwhile; reload it"));
+    }
+    sqlx::query("UPDATE coupon_claims SET booking_id = NULL WHERE booking_id = $1")
+        .bind(booking_id)
+        .execute(tx.conn())
+        .await?;
+    holds::release_seats(tx.conn(), b.hold_id).await?;
+    tx.commit().await?;
+    get_owned(db, booking_id, user_id).await
+}
+
+/// Expires holds and unpaid bookings whose time is up; returns (holds, bookings) expired.
+pub async fn expire_due(db: &Db, now: i64) -> Result<(u64, u64)> {
+    let mut tx = db.begin_write().await?;
+    let hold_rows = sqlx::query(
+        "UPDATE holds SET status = 'expired' WHERE status = 'active' AND expires_at <= $1 RETURNING id",
+    )
+    .bind(now)
+    .fetch_all(tx.conn())
+    .await?;
+    for row in &hold_rows {
+        holds::release_seats(tx.conn(), row.try_get("id")?).await?;
+    }
+    let booking_rows = sqlx::query(
+        "UPDATE bookings SET status = 'expired', closed_at = $1
+         WHERE status = 'pending_payment' AND pay_by <= $1 RETURNING id, hold_id",
+    )
+    .bind(now)
+    .fetch_all(tx.conn())
+    .await?;
+    for row in &booking_rows {
+        let booking_id: i64 = row.try_get("id")?;
+        sqlx::query("UPDATE coupon_claims SET booking_id = NULL WHERE booking_id = $1")
+            .bind(booking_id)
+            .execute(tx.conn())
+            .await?;
+        holds::release_seats(tx.conn(), row.try_get("hold_id")?).await?;
+    }
+    tx.commit().await?;
+    Ok((hold_rows.len() as u64, booking_rows.len() as u64))
+}

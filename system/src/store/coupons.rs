@@ -1,0 +1,276 @@
+//! Coupons: an admin creates a code with a quota and a discount; buyers claim it first come,
+//! first served, at most once each; a claim is spent by one booking. Claims go through the
+//! same strategies as holds (see [`super::holds`]): `naive` reads the count and writes it
+//! back (lost updates: more claims than quota, and a user may claim twice), `optimistic`
+//! compare-and-sets the coupon's version, `pessimistic` locks the coupon row, `atomic`
+//! increments with `claimed < quota` in the condition and relies on a unique index for
+//! "one per user".
+
+use sqlx::Row;
+
+use super::Db;
+use crate::domain::Strategy;
+use crate::error::{is_retryable, is_unique_violation, ApiError, Result};
+
+/// A stored coupon.
+#[derive(Debug, Clone)]
+pub struct Coupon {
+    /// Id.
+    pub id: i64,
+    /// Upper-case code.
+    pub code: String,
+    /// Claims allowed.
+    pub quota: i64,
+    /// Claims counted on the coupon row (the naive strategy can under-count).
+    pub claimed: i64,
+    /// Discount, percent.
+    pub discount_percent: i64,
+    version: i64,
+}
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Coupon, sqlx::Error> {
+    Ok(Coupon {
+        id: row.try_get("id")?,
+        code: row.try_get("code")?,
+        quota: row.try_get("quota")?,
+        claimed: row.try_get("claimed")?,
+        discount_percent: row.try_get("discount_percent")?,
+        version: row.try_get("version")?,
+    })
+}
+
+/// Creates a coupon; 409 `coupon_exists` when the code is taken.
+pub async fn create(db: &Db, code: &str, quota: i64, discount_percent: i64, now: i64) -> Result<Coupon> {
+    let row = sqlx::query(
+        "INSERT INTO coupons (code, quota, claimed, discount_percent, version, created_at)
+         VALUES ($1, $2, 0, $3, 0, $4)
+         RETURNING id, code, quota, claimed, discount_percent, version",
+    )
+    .bind(code)
+    .bind(quota)
+    .bind(discount_percent)
+    .bind(now)
+    .fetch_one(&db.pool)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            ApiError::conflict("coupon_exists", "a coupon with this code exists")
+        } else {
+            e.into()
+        }
+    })?;
+    Ok(from_row(&row)?)
+}
+
+/// The coupon with this (normalised) code.
+pub async fn by_code(db: &Db, code: &str) -> Result<Option<Coupon>> {
+    let row = sqlx::query(
+        "SELECT id, code, quota, claimed, discount_percent, version FROM coupons WHERE code = $1",
+    )
+    .bind(code)
+    .fetch_optional(&db.pool)
+    .await?;
+    Ok(row.as_ref().map(from_row).transpose()?)
+}
+
+/// A successful claim.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// Claim id.
+    pub id: i64,
+    /// The coupon.
+    pub coupon: Coupon,
+    /// Attempts thrown away and retried.
+    pub retries: u32,
+}
+
+fn sold_out() -> ApiError {
+    ApiError::conflict("sold_out", "the coupon's quota is used up")
+}
+
+fn already_claimed() -> ApiError {
+    ApiError::conflict("already_claimed", "you have claimed this coupon already")
+}
+
+enum Attempt {
+    Final(ApiError),
+    Retry,
+}
+
+impl From<sqlx::Error> for Attempt {
+    fn from(e: sqlx::Error) -> Self {
+        if is_retryable(&e) {
+            Attempt::Retry
+        } else if is_unique_violation(&e) {
+            Attempt::Final(already_claimed())
+        } else {
+            Attempt::Final(e.into())
+        }
+    }
+}
+
+/// Claims coupon `code` for `user_id` with `strategy`; 404 unknown code, 409 `sold_out` or
+/// `already_claimed`, 409 `contention` when optimistic attempts run out.
+pub async fn claim(db: &Db, strategy: Strategy, max_attempts: u32, code: &str, user_id: i64, now: i64) -> Result<Claim> {
+    let coupon = by_code(db, code).await?.ok_or_else(|| ApiError::not_found("coupon"))?;
+    let mut retries = 0;
+    loop {
+        let attempt = match strategy {
+            Strategy::Naive => naive(db, &coupon, user_id, now).await,
+            Strategy::Optimistic => optimistic(db, &coupon, user_id, now).await,
+            Strategy::Pessimistic => pessimistic(db, &coupon, user_id, now).await,
+            Strategy::Atomic => atomic(db, &coupon, user_id, now).await,
+        };
+        match attempt {
+            Ok(id) => {
+                return Ok(Claim {
+                    id,
+                    coupon: coupon.clone(),
+                    retries,
+                })
+            }
+            Err(Attempt::Final(e)) => return Err(e),
+            Err(Attempt::Retry) => {
+                retries += 1;
+                if retries >= max_attempts.max(1) {
+                    return Err(ApiError::conflict(
+                        "contention",
+                        format!("gave up after {retries} attempts; retry the request"),
+                    ));
+                }
+                let ms = rand::random::<u64>() % (1 << retries.min(5)) + 1;
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
+        }
+    }
+}
+
+async fn has_claim(conn: &mut sqlx::AnyConnection, coupon_id: i64, user_id: i64) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query("SELECT id FROM coupon_claims WHERE coupon_id = $1 AND user_id = $2 LIMIT 1")
+        .bind(coupon_id)
+        .bind(user_id)
+        .fetch_optional(conn)
+        .await?
+        .is_some())
+}
+
+async fn insert_claim(
+    conn: &mut sqlx::AnyConnection,
+    coupon_id: i64,
+    user_id: i64,
+    guard: bool,
+    now: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO coupon_claims (coupon_id, user_id, guard_user, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(coupon_id)
+    .bind(user_id)
+    .bind(if guard { Some(user_id) } else { None })
+    .bind(now)
+    .fetch_one(conn)
+    .await?
+    .try_get("id")
+}
+
+async fn read(conn: &mut sqlx::AnyConnection, id: i64, lock: &str) -> Result<Coupon, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT id, code, quota, claimed, discount_percent, version FROM coupons WHERE id = $1{lock}"
+    ))
+    .bind(id)
+    .fetch_one(conn)
+    .await?;
+    from_row(&row)
+}
+
+async fn naive(db: &Db, coupon: &Coupon, user_id: i64, now: i64) -> Result<i64, Attempt> {
+    let mut conn = db.pool.acquire().await?;
+    let c = read(&mut conn, coupon.id, "").await?;
+    if c.claimed >= c.quota {
+        return Err(Attempt::Final(sold_out()));
+    }
+    if has_claim(&mut conn, coupon.id, user_id).await? {
+        return Err(Attempt::Final(already_claimed()));
+    }
+    sqlx::query("UPDATE coupons SET claimed = $1 WHERE id = $2")
+        .bind(c.claimed + 1)
+        .bind(coupon.id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(insert_claim(&mut conn, coupon.id, user_id, false, now).await?)
+}
+
+async fn optimistic(db: &Db, coupon: &Coupon, user_id: i64, now: i64) -> Result<i64, Attempt> {
+    let c = {
+        let mut conn = db.pool.acquire().await?;
+        let c = read(&mut conn, coupon.id, "").await?;
+        if has_claim(&mut conn, coupon.id, user_id).await? {
+            return Err(Attempt::Final(already_claimed()));
+        }
+        c
+    };
+    if c.claimed >= c.quota {
+        return Err(Attempt::Final(sold_out()));
+    }
+    let mut tx = db.begin_write().await?;
+    let n = sqlx::query("UPDATE coupons SET claimed = claimed + 1, version = version + 1 WHERE id = $1 AND version = $2")
+        .bind(coupon.id)
+        .bind(c.version)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+    if n != 1 {
+        tx.rollback().await?;
+        return Err(Attempt::Retry);
+    }
+    let id = insert_claim(tx.conn(), coupon.id, user_id, false, now).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+async fn pessimistic(db: &Db, coupon: &Coupon, user_id: i64, now: i64) -> Result<i64, Attempt> {
+    let mut tx = db.begin_write().await?;
+    let c = read(tx.conn(), coupon.id, db.for_update()).await?;
+    if has_claim(tx.conn(), coupon.id, user_id).await? {
+        tx.rollback().await?;
+        return Err(Attempt::Final(already_claimed()));
+    }
+    if c.claimed >= c.quota {
+        tx.rollback().await?;
+        return Err(Attempt::Final(sold_out()));
+    }
+    sqlx::query("UPDATE coupons SET claimed = claimed + 1, version = version + 1 WHERE id = $1")
+        .bind(coupon.id)
+        .execute(tx.conn())
+        .await?;
+    let id = insert_claim(tx.conn(), coupon.id, user_id, false, now).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+async fn atomic(db: &Db, coupon: &Coupon, user_id: i64, now: i64) -> Result<i64, Attempt> {
+    let mut tx = db.begin_write().await?;
+    let n = sqlx::query(
+        "UPDATE coupons SET claimed = claimed + 1, version = version + 1 WHERE id = $1 AND claimed < quota",
+    )
+    .bind(coupon.id)
+    .execute(tx.conn())
+    .await?
+    .rows_affected();
+    if n != 1 {
+        tx.rollback().await?;
+        return Err(Attempt::Final(sold_out()));
+    }
+    // The unique index (coupon_id, guard_user) turns a second claim into already_claimed,
+    // and the rollback gives the quota unit back.
+    match insert_claim(tx.conn(), coupon.id, user_id, true, now).await {
+        Ok(id) => {
+            tx.commit().await?;
+            Ok(id)
+        }
+        Err(e) => {
+            tx.rollback().await?;
+            Err(e.into())
+        }
+    }
+}

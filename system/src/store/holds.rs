@@ -1,0 +1,604 @@
+//! Holds and the concurrency strategies that decide who gets a seat.
+//!
+//! Every strategy does the same three writes — a `holds` row, the seats marked `held`, and a
+//! `hold_seats` row per seat — and differs in how it makes sure that no other hold took the
+//! same seat in between:
+//!
+//! | strategy | how | guarantees | how it fails |
+//! |---|---|---|---|
+//! | `naive` | read the seats, check they are free, then write, each step its own statement | nothing under concurrency: two requests can both see a seat free and both "win" it | oversells (two live holds on one seat); the audit counts it |
+//! | `optimistic` | read seats with their `version`, then one compare-and-set `UPDATE … WHERE version = $v` per seat inside a transaction; retry the whole attempt (bounded, with jittered backoff) when a CAS misses | never sells a seat twice | under heavy contention attempts run out: 409 `contention` even though seats may remain |
+//! | `pessimistic` | `SELECT … FOR UPDATE` (PostgreSQL; rows locked in id order so two multi-seat holds cannot deadlock) or `BEGIN IMMEDIATE` (SQLite, a database-wide write lock), check, write | never sells a seat twice | waiters queue on the lock: latency grows with contention; a long transaction blocks everyone behind it |
+//! | `atomic` | one conditional `UPDATE … WHERE status = 'available'` that must touch every requested seat, plus a unique index on live `hold_seats` as the last guard | never sells a seat twice, and the index would catch a bug in the update | none known; a best-available hold skips rows another transaction has locked (`SKIP LOCKED`) |
+//!
+//! Only `atomic` writes `hold_seats.guard`; the others leave it NULL so that each strategy
+//! stands on its own logic and the tests measure that logic, not the index.
+
+use std::time::Duration;
+
+use rand::Rng;
+use sqlx::{AnyConnection, Row};
+
+use super::{placeholders, Backend, Db};
+use crate::domain::{Quantity, SeatIds, Strategy};
+use crate::error::{is_retryable, is_unique_violation, ApiError, Result};
+
+/// What a hold asks for.
+#[derive(Debug, Clone)]
+pub enum HoldRequest {
+    /// These seats, all or nothing.
+    Seats(SeatIds),
+    /// This many seats, best available (lowest ids first).
+    Quantity(Quantity),
+}
+
+/// A stored hold.
+#[derive(Debug, Clone)]
+pub struct Hold {
+    /// Id.
+    pub id: i64,
+    /// Round.
+    pub round_id: i64,
+    /// Owner.
+    pub user_id: i64,
+    /// `active`, `released`, `expired` or `booked`.
+    pub status: String,
+    /// Sum of the seats' prices, minor units.
+    pub amount: i64,
+    /// Expiry, epoch ms.
+    pub expires_at: i64,
+    /// The seats, ascending.
+    pub seat_ids: Vec<i64>,
+}
+
+/// A hold that was placed, and what it cost to place it.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    /// The hold.
+    pub hold: Hold,
+    /// Attempts that were thrown away and retried (optimistic CAS misses, deadlocks).
+    pub retries: u32,
+}
+
+/// Tunables of the strategies.
+#[derive(Debug, Clone, Copy)]
+pub struct StrategyOptions {
+    /// The strategy.
+    pub strategy: Strategy,
+    /// Whole attempts before giving up (optimistic CAS misses; retryable database errors for
+    /// every strategy).
+    pub max_attempts: u32,
+}
+
+fn seats_unavailable() -> ApiError {
+    ApiError::conflict(
+        "seats_unavailable",
+        "some of the requested seats are not available",
+    )
+}
+
+/// Places a hold for `user_id` on `round_id` using the configured strategy.
+pub async fn place(
+    db: &Db,
+    opts: StrategyOptions,
+    round_id: i64,
+    user_id: i64,
+    request: &HoldRequest,
+    now: i64,
+    expires_at: i64,
+) -> Result<Placed> {
+    if super::catalog::round(db, round_id).await?.is_none() {
+        return Err(ApiError::not_found("round"));
+    }
+    let attempts = opts.max_attempts.max(1);
+    let mut retries = 0;
+    loop {
+        let attempt = match opts.strategy {
+            Strategy::Naive => naive(db, round_id, user_id, request, now, expires_at).await,
+            Strategy::Optimistic => {
+                optimistic(db, round_id, user_id, request, now, expires_at).await
+            }
+            Strategy::Pessimistic => {
+                pessimistic(db, round_id, user_id, request, now, expires_at).await
+            }
+            Strategy::Atomic => atomic(db, round_id, user_id, request, now, expires_at).await,
+        };
+        match attempt {
+            Ok(hold) => return Ok(Placed { hold, retries }),
+            Err(Attempt::Final(e)) => return Err(e),
+            Err(Attempt::Retry(why)) => {
+                retries += 1;
+                if retries >= attempts {
+                    return Err(ApiError::conflict(
+                        "contention",
+                        format!("gave up after {retries} attempts ({why}); retry the request"),
+                    ));
+                }
+                backoff(retries).await;
+            }
+        }
+    }
+}
+
+/// The outcome of one attempt: a final answer, or a reason to start over.
+enum Attempt {
+    Final(ApiError),
+    Retry(&'static str),
+}
+
+impl From<sqlx::Error> for Attempt {
+    fn from(e: sqlx::Error) -> Self {
+        if is_retryable(&e) {
+            Attempt::Retry("database asked to retry")
+        } else if is_unique_violation(&e) {
+            Attempt::Final(seats_unavailable())
+        } else {
+            Attempt::Final(e.into())
+        }
+    }
+}
+
+impl From<ApiError> for Attempt {
+    fn from(e: ApiError) -> Self {
+        Attempt::Final(e)
+    }
+}
+
+/// Jittered exponential backoff: 1–2 ms, 2–4 ms, … capped at 50 ms.
+async fn backoff(attempt: u32) {
+    let base = 1u64 << attempt.min(5);
+    let ms = rand::thread_rng().gen_range(base..=base * 2).min(50);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// A seat as read before deciding.
+#[derive(Debug, Clone, Copy)]
+struct SeatRow {
+    id: i64,
+    price: i64,
+    status_available: bool,
+    version: i64,
+}
+
+fn seat_row(row: &sqlx::any::AnyRow) -> Result<SeatRow, sqlx::Error> {
+    Ok(SeatRow {
+        id: row.try_get("id")?,
+        price: row.try_get("price")?,
+        status_available: row.try_get::<String, _>("status")? == "available",
+        version: row.try_get("version")?,
+    })
+}
+
+/// Reads the requested seats of the round (with `lock`, a row-lock suffix). 422 when some of
+/// them are not seats of this round.
+async fn read_seats(
+    conn: &mut AnyConnection,
+    round_id: i64,
+    ids: &[i64],
+    lock: &str,
+) -> Result<Vec<SeatRow>, Attempt> {
+    let sql = format!(
+        "SELECT id, price, status, version FROM seats WHERE round_id = $1 AND id IN ({}) ORDER BY id{lock}",
+        placeholders(2, ids.len())
+    );
+    let mut q = sqlx::query(&sql).bind(round_id);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    let rows = q.fetch_all(conn).await?;
+    let seats = rows.iter().map(seat_row).collect::<Result<Vec<_>, _>>()?;
+    if seats.len() != ids.len() {
+        return Err(Attempt::Final(ApiError::unprocessable(
+            "unknown_seats",
+            "some seat_ids are not seats of this round",
+        )));
+    }
+    Ok(seats)
+}
+
+/// Reads up to `n` available seats of the round, lowest ids first.
+async fn read_available(
+    conn: &mut AnyConnection,
+    round_id: i64,
+    n: i64,
+    lock: &str,
+) -> Result<Vec<SeatRow>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT id, price, status, version FROM seats WHERE round_id = $1 AND status = 'available'
+         ORDER BY id LIMIT $2{lock}"
+    ))
+    .bind(round_id)
+    .bind(n)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(seat_row).collect()
+}
+
+async fn insert_hold(
+    conn: &mut AnyConnection,
+    round_id: i64,
+    user_id: i64,
+    amount: i64,
+    seat_count: usize,
+    strategy: Strategy,
+    now: i64,
+    expires_at: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO holds (round_id, user_id, status, amount, seat_count, strategy, created_at, expires_at)
+         VALUES ($1, $2, 'active', $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(round_id)
+    .bind(user_id)
+    .bind(amount)
+    .bind(seat_count as i64)
+    .bind(strategy.as_str())
+    .bind(now)
+    .bind(expires_at)
+    .fetch_one(conn)
+    .await?
+    .try_get("id")
+}
+
+async fn insert_hold_seats(
+    conn: &mut AnyConnection,
+    hold_id: i64,
+    round_id: i64,
+    seat_ids: &[i64],
+    guard: bool,
+) -> Result<(), sqlx::Error> {
+    let values: Vec<String> = (0..seat_ids.len())
+        .map(|i| {
+            let p = 3 + i;
+            if guard {
+                format!("($1, ${p}, $2, 1, ${p})")
+            } else {
+                format!("($1, ${p}, $2, 1, NULL)")
+            }
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO hold_seats (hold_id, seat_id, round_id, live, guard) VALUES {}",
+        values.join(", ")
+    );
+    let mut q = sqlx::query(&sql).bind(hold_id).bind(round_id);
+    for id in seat_ids {
+        q = q.bind(*id);
+    }
+    q.execute(conn).await?;
+    Ok(())
+}
+
+/// Marks seats held by `hold_id`. With `only_if_available`, only seats still available are
+/// touched; returns the number of rows changed.
+async fn mark_held(
+    conn: &mut AnyConnection,
+    hold_id: i64,
+    seat_ids: &[i64],
+    only_if_available: bool,
+) -> Result<u64, sqlx::Error> {
+    let cond = if only_if_available {
+        " AND status = 'available'"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "UPDATE seats SET status = 'held', hold_id = $1, booking_id = NULL, version = version + 1
+         WHERE id IN ({}){cond}",
+        placeholders(2, seat_ids.len())
+    );
+    let mut q = sqlx::query(&sql).bind(hold_id);
+    for id in seat_ids {
+        q = q.bind(*id);
+    }
+    Ok(q.execute(conn).await?.rows_affected())
+}
+
+fn hold(
+    id: i64,
+    round_id: i64,
+    user_id: i64,
+    amount: i64,
+    expires_at: i64,
+    mut seat_ids: Vec<i64>,
+) -> Hold {
+    seat_ids.sort_unstable();
+    Hold {
+        id,
+        round_id,
+        user_id,
+        status: "active".into(),
+        amount,
+        expires_at,
+        seat_ids,
+    }
+}
+
+/// Read, check, write — each its own autocommitted statement. Oversells by design.
+async fn naive(
+    db: &Db,
+    round_id: i64,
+    user_id: i64,
+    request: &HoldRequest,
+    now: i64,
+    expires_at: i64,
+) -> Result<Hold, Attempt> {
+    let mut conn = db.pool.acquire().await?;
+    let seats = match request {
+        HoldRequest::Seats(ids) => {
+            let seats = read_seats(&mut conn, round_id, ids.as_slice(), "").await?;
+            if seats.iter().any(|s| !s.status_available) {
+                return Err(Attempt::Final(seats_unavailable()));
+            }
+            seats
+        }
+        HoldRequest::Quantity(q) => {
+            let seats = read_available(&mut conn, round_id, i64::from(q.get()), "").await?;
+            if seats.len() < q.get() as usize {
+                return Err(Attempt::Final(seats_unavailable()));
+            }
+            seats
+        }
+    };
+    let ids: Vec<i64> = seats.iter().map(|s| s.id).collect();
+    let amount = seats.iter().map(|s| s.price).sum();
+    let id = insert_hold(&mut conn, round_id, user_id, amount, ids.len(), Strategy::Naive, now, expires_at).await?;
+    mark_held(&mut conn, id, &ids, false).await?;
+    insert_hold_seats(&mut conn, id, round_id, &ids, false).await?;
+    Ok(hold(id, round_id, user_id, amount, expires_at, ids))
+}
+
+/// Version compare-and-set inside a transaction; a miss means start over.
+async fn optimistic(
+    db: &Db,
+    round_id: i64,
+    user_id: i64,
+    request: &HoldRequest,
+    now: i64,
+    expires_at: i64,
+) -> Result<Hold, Attempt> {
+    let seats = {
+        let mut conn = db.pool.acquire().await?;
+        match request {
+            HoldRequest::Seats(ids) => {
+                let seats = read_seats(&mut conn, round_id, ids.as_slice(), "").await?;
+                if seats.iter().any(|s| !s.status_available) {
+                    return Err(Attempt::Final(seats_unavailable()));
+                }
+                seats
+            }
+            HoldRequest::Quantity(q) => {
+                // Read a few times more candidates than needed and pick among them at random,
+                // so that concurrent buyers do not all race for the same lowest seats.
+                let n = q.get() as usize;
+                let mut candidates = read_available(&mut conn, round_id, (n * 8) as i64, "").await?;
+                if candidates.len() < n {
+                    return Err(Attempt::Final(seats_unavailable()));
+                }
+                let mut rng = rand::thread_rng();
+                for i in 0..n {
+                    let j = rng.gen_range(i..candidates.len());
+                    candidates.swap(i, j);
+                }
+                candidates.truncate(n);
+                candidates.sort_unstable_by_key(|s| s.id);
+                candidates
+            }
+        }
+    };
+    let ids: Vec<i64> = seats.iter().map(|s| s.id).collect();
+    let amount = seats.iter().map(|s| s.price).sum();
+    let mut tx = db.begin_write().await?;
+    let id = insert_hold(tx.conn(), round_id, user_id, amount, ids.len(), Strategy::Optimistic, now, expires_at).await?;
+    let cas: Vec<String> = (0..seats.len())
+        .map(|i| format!("(id = ${} AND version = ${})", 2 + 2 * i, 3 + 2 * i))
+        .collect();
+    let sql = format!(
+        "UPDATE seats SET status = 'held', hold_id = $1, booking_id = NULL, version = version + 1 WHERE {}",
+        cas.join(" OR ")
+    );
+    let mut q = sqlx::query(&sql).bind(id);
+    for s in &seats {
+        q = q.bind(s.id).bind(s.version);
+    }
+    let changed = q.execute(tx.conn()).await?.rows_affected();
+    if changed != seats.len() as u64 {
+        tx.rollback().await?;
+        return Err(Attempt::Retry("a seat's version changed"));
+    }
+    insert_hold_seats(tx.conn(), id, round_id, &ids, false).await?;
+    tx.commit().await?;
+    Ok(hold(id, round_id, user_id, amount, expires_at, ids))
+}
+
+/// Row locks, then check, then write, in one transaction.
+async fn pessimistic(
+    db: &Db,
+    round_id: i64,
+    user_id: i64,
+    request: &HoldRequest,
+    now: i64,
+    expires_at: i64,
+) -> Result<Hold, Attempt> {
+    let mut tx = db.begin_write().await?;
+    let lock = db.for_update();
+    let seats = match request {
+        HoldRequest::Seats(ids) => {
+            let seats = read_seats(tx.conn(), round_id, ids.as_slice(), lock).await?;
+            if seats.iter().any(|s| !s.status_available) {
+                tx.rollback().await?;
+                return Err(Attempt::Final(seats_unavailable()));
+            }
+            seats
+        }
+        HoldRequest::Quantity(q) => {
+            let n = q.get() as usize;
+            let seats = read_available(tx.conn(), round_id, n as i64, lock).await?;
+            if seats.len() < n {
+                // Under READ COMMITTED a locked row that changed while we waited drops out of
+                // a `LIMIT … FOR UPDATE` result; start over if seats may remain.
+                tx.rollback().await?;
+                let left = super::catalog::availability(db, round_id).await?.map_or(0, |a| a.available);
+                if left >= n as i64 {
+                    return Err(Attempt::Retry("locked rows changed while waiting"));
+                }
+                return Err(Attempt::Final(seats_unavailable()));
+            }
+            seats
+        }
+    };
+    let ids: Vec<i64> = seats.iter().map(|s| s.id).collect();
+    let amount = seats.iter().map(|s| s.price).sum();
+    let id = insert_hold(tx.conn(), round_id, user_id, amount, ids.len(), Strategy::Pessimistic, now, expires_at).await?;
+    mark_held(tx.conn(), id, &ids, false).await?;
+    insert_hold_seats(tx.conn(), id, round_id, &ids, false).await?;
+    tx.commit().await?;
+    Ok(hold(id, round_id, user_id, amount, expires_at, ids))
+}
+
+/// One conditional update that must take every seat, guarded by the unique index.
+async fn atomic(
+    db: &Db,
+    round_id: i64,
+    user_id: i64,
+    request: &HoldRequest,
+    now: i64,
+    expires_at: i64,
+) -> Result<Hold, Attempt> {
+    let mut tx = db.begin_write().await?;
+    let id = insert_hold(tx.conn(), round_id, user_id, 0, 0, Strategy::Atomic, now, expires_at).await?;
+    let (sql, wanted) = match request {
+        HoldRequest::Seats(ids) => (
+            format!(
+                "UPDATE seats SET status = 'held', hold_id = $1, booking_id = NULL, version = version + 1
+                 WHERE round_id = $2 AND status = 'available' AND id IN ({}) RETURNING id, price",
+                placeholders(3, ids.as_slice().len())
+            ),
+            ids.as_slice().len(),
+        ),
+        HoldRequest::Quantity(q) => {
+            let skip = if db.backend == Backend::Postgres {
+                " FOR UPDATE SKIP LOCKED"
+            } else {
+                ""
+            };
+            (
+                format!(
+                    "UPDATE seats SET status = 'held', hold_id = $1, booking_id = NULL, version = version + 1
+                     WHERE status = 'available' AND id IN (
+                         SELECT id FROM seats WHERE round_id = $2 AND status = 'available'
+                         ORDER BY id LIMIT $3{skip})
+                     RETURNING id, price"
+                ),
+                q.get() as usize,
+            )
+        }
+    };
+    let mut q = sqlx::query(&sql).bind(id).bind(round_id);
+    match request {
+        HoldRequest::Seats(ids) => {
+            for seat in ids.as_slice() {
+                q = q.bind(*seat);
+            }
+        }
+        HoldRequest::Quantity(n) => q = q.bind(i64::from(n.get())),
+    }
+    let rows = q.fetch_all(tx.conn()).await?;
+    if rows.len() != wanted {
+        tx.rollback().await?;
+        if let HoldRequest::Seats(ids) = request {
+            // Tell "not yours to ask for" (422) from "taken" (409).
+            let mut conn = db.pool.acquire().await?;
+            read_seats(&mut conn, round_id, ids.as_slice(), "").await?;
+        }
+        return Err(Attempt::Final(seats_unavailable()));
+    }
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut amount = 0i64;
+    for row in &rows {
+        ids.push(row.try_get::<i64, _>("id")?);
+        amount += row.try_get::<i64, _>("price")?;
+    }
+    sqlx::query("UPDATE holds SET amount = $1, seat_count = $2 WHERE id = $3")
+        .bind(amount)
+        .bind(ids.len() as i64)
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+    insert_hold_seats(tx.conn(), id, round_id, &ids, true).await?;
+    tx.commit().await?;
+    Ok(hold(id, round_id, user_id, amount, expires_at, ids))
+}
+
+/// A hold with its seats.
+pub async fn get(db: &Db, id: i64) -> Result<Option<Hold>> {
+    let Some(row) = sqlx::query(
+        "SELECT id, round_id, user_id, status, amount, expires_at FROM holds WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&db.pool)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let seat_rows = sqlx::query("SELECT seat_id FROM hold_seats WHERE hold_id = $1 ORDER BY seat_id")
+        .bind(id)
+        .fetch_all(&db.pool)
+        .await?;
+    let seat_ids = seat_rows
+        .iter()
+        .map(|r| r.try_get::<i64, _>("seat_id"))
+        .collect::<Result<_, _>>()?;
+    Ok(Some(Hold {
+        id: row.try_get("id")?,
+        round_id: row.try_get("round_id")?,
+        user_id: row.try_get("user_id")?,
+        status: row.try_get("status")?,
+        amount: row.try_get("amount")?,
+        expires_at: row.try_get("expires_at")?,
+        seat_ids,
+    }))
+}
+
+/// Releases the seats of a hold (or of the booking made from it) inside `conn`'s
+/// transaction: seats the hold still owns become available and its claims stop being live.
+pub async fn release_seats(conn: &mut AnyConnection, hold_id: i64) -> Result<u64, sqlx::Error> {
+    let n = sqlx::query(
+        "UPDATE seats SET status = 'available', hold_id = NULL, booking_id = NULL, version = version + 1
+         WHERE hold_id = $1",
+    )
+    .bind(hold_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    sqlx::query("UPDATE hold_seats SET live = 0 WHERE hold_id = $1")
+        .bind(hold_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(n)
+}
+
+/// The owner gives a hold back. 404 if it is not theirs; 409 if it is no longer active.
+pub async fn release(db: &Db, hold_id: i64, user_id: i64) -> Result<()> {
+    let h = get(db, hold_id).await?.ok_or_else(|| ApiError::not_found("hold"))?;
+    if h.user_id != user_id {
+        return Err(ApiError::not_found("hold"));
+    }
+    let mut tx = db.begin_write().await?;
+    let n = sqlx::query("UPDATE holds SET status = 'released' WHERE id = $1 AND status = 'active'")
+        .bind(hold_id)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+    if n == 0 {
+        tx.rollback().await?;
+        let status = get(db, hold_id).await?.map(|h| h.status).unwrap_or_default();
+        return Err(ApiError::conflict(
+            "hold_not_active",
+            format!("the hold is {status}, not active"),
+        ));
+    }
+    release_seats(tx.conn(), hold_id).await?;
+    tx.commit().await?;
+    Ok(())
+}
