@@ -272,11 +272,14 @@ impl Drop for LocalPostgres {
 /// `/usr/lib/postgresql/<version>/bin`. The directory must hold both `initdb` and `postgres`.
 /// Fails with the command to install them when none is found.
 pub fn find_postgres_bin_dir() -> anyhow::Result<PathBuf> {
-    if let Some(dir) = env::var_os(BIN_DIR_ENV) {
+    // An empty value counts as unset, as shells make `BOXOFFICE_PG_BIN= cargo test` easy to type.
+    if let Some(dir) = env::var_os(BIN_DIR_ENV).filter(|dir| !dir.is_empty()) {
         let dir = PathBuf::from(dir);
         ensure!(
             has_server_binaries(&dir),
-            "{BIN_DIR_ENV}={} does not hold executable `initdb` and `postgres`; fix it, or unset it and {INSTALL_HINT}",
+            "{BIN_DIR_ENV}={} does not hold executable `initdb` and `postgres`: point it at the \
+             directory that does, or unset it and install PostgreSQL with \
+             `apt-get install -y postgresql` (Debian/Ubuntu)",
             dir.display()
         );
         return Ok(dir);

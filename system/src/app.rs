@@ -39,12 +39,16 @@ impl AppState {
     /// Connects to everything `config` names, with `clock` as the time source. When no
     /// payments URL is configured, a simulated provider is started on a loopback port and
     /// its address is returned too.
-    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(AppState, Option<SocketAddr>)> {
+    pub async fn build(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<(AppState, Option<SocketAddr>)> {
         let url = match &config.database_url {
             Some(url) => url.clone(),
             None => {
-                std::fs::create_dir_all(&config.data_dir)
-                    .with_context(|| format!("Failed to create data dir {}", config.data_dir.display()))?;
+                std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                    format!("Failed to create data dir {}", config.data_dir.display())
+                })?;
                 embedded_url(&config.data_dir)
             }
         };
@@ -53,11 +57,18 @@ impl AppState {
             Some(s) if s.len() >= 16 => s.as_bytes().to_vec(),
             Some(_) => anyhow::bail!("BOXOFFICE_JWT_SECRET must have at least 16 characters"),
             None => {
-                tracing::warn!("no BOXOFFICE_JWT_SECRET: using a random secret, tokens die with this process");
+                tracing::warn!(
+                    "no BOXOFFICE_JWT_SECRET: using a random secret, tokens die with this process"
+                );
                 uuid::Uuid::new_v4().as_bytes().repeat(2)
             }
         };
-        let auth = Auth::new(&secret, config.argon2_memory_kib, config.argon2_iterations, config.token_ttl_secs)?;
+        let auth = Auth::new(
+            &secret,
+            config.argon2_memory_kib,
+            config.argon2_iterations,
+            config.token_ttl_secs,
+        )?;
         let (payments_url, provider_addr) = match &config.payments_url {
             Some(url) => (url.clone(), None),
             None => {
@@ -74,10 +85,15 @@ impl AppState {
                 (format!("http://{addr}"), Some(addr))
             }
         };
-        let payments = PaymentsClient::new(&payments_url, Duration::from_millis(config.payments_timeout_ms));
+        let payments = PaymentsClient::new(
+            &payments_url,
+            Duration::from_millis(config.payments_timeout_ms),
+        );
         if let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) {
-            let email = crate::domain::Email::parse(email).context("BOXOFFICE_ADMIN_EMAIL is not an e-mail")?;
-            let password = crate::domain::Password::parse(password).context("BOXOFFICE_ADMIN_PASSWORD is too short or long")?;
+            let email = crate::domain::Email::parse(email)
+                .context("BOXOFFICE_ADMIN_EMAIL is not an e-mail")?;
+            let password = crate::domain::Password::parse(password)
+                .context("BOXOFFICE_ADMIN_PASSWORD is too short or long")?;
             let hash = auth
                 .hash_password(password.expose().to_owned())
                 .await

@@ -46,7 +46,12 @@ impl std::fmt::Debug for Auth {
 
 impl Auth {
     /// Keys from `secret` and Argon2id with the given memory (KiB) and iterations.
-    pub fn new(secret: &[u8], memory_kib: u32, iterations: u32, token_ttl_secs: u64) -> anyhow::Result<Self> {
+    pub fn new(
+        secret: &[u8],
+        memory_kib: u32,
+        iterations: u32,
+        token_ttl_secs: u64,
+    ) -> anyhow::Result<Self> {
         let params = Params::new(memory_kib.max(8), iterations.max(1), 1, None)
             .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
         Ok(Self {
@@ -124,7 +129,10 @@ pub struct AuthUser {
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -155,7 +163,10 @@ pub struct AdminUser(pub AuthUser);
 impl FromRequestParts<AppState> for AdminUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let user = AuthUser::from_request_parts(parts, state).await?;
         if !user.is_admin {
             return Err(ApiError::forbidden("this route needs the admin role"));

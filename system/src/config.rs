@@ -22,7 +22,11 @@ pub enum LogFormat {
 
 /// The box office's configuration.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "boxoffice", version, about = "The box office: a ticket-booking HTTP service.")]
+#[command(
+    name = "boxoffice",
+    version,
+    about = "The box office: a ticket-booking HTTP service."
+)]
 pub struct Config {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "BOXOFFICE_LISTEN", default_value = "127.0.0.1:8080")]

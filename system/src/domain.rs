@@ -202,7 +202,10 @@ impl SeatIds {
             ));
         }
         if raw.iter().any(|&id| id <= 0) {
-            return Err(invalid("invalid_seat_ids", "seat ids are positive integers"));
+            return Err(invalid(
+                "invalid_seat_ids",
+                "seat ids are positive integers",
+            ));
         }
         let mut seen = HashSet::with_capacity(raw.len());
         if !raw.iter().all(|id| seen.insert(*id)) {
@@ -316,7 +319,16 @@ pub mod limits {
 /// The concurrency control used for holds and coupon claims; chosen per run because comparing
 /// them is one of the lab's experiments. See [`crate::store::holds`] for what each guarantees.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
@@ -385,8 +397,14 @@ mod tests {
 
     #[test]
     fn seat_ids_reject_duplicates_and_sort() {
-        assert_eq!(SeatIds::parse(&[3, 1, 2], 10).unwrap().as_slice(), &[1, 2, 3]);
-        assert_eq!(SeatIds::parse(&[1, 1], 10).unwrap_err().code, "duplicate_seat_ids");
+        assert_eq!(
+            SeatIds::parse(&[3, 1, 2], 10).unwrap().as_slice(),
+            &[1, 2, 3]
+        );
+        assert_eq!(
+            SeatIds::parse(&[1, 1], 10).unwrap_err().code,
+            "duplicate_seat_ids"
+        );
         assert!(SeatIds::parse(&[], 10).is_err());
         assert!(SeatIds::parse(&[0], 10).is_err());
         assert!(SeatIds::parse(&[1, 2, 3], 2).is_err());

@@ -60,7 +60,11 @@ impl ApiError {
     }
     /// 404: `what` does not exist (or is not the caller's to see).
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
     /// 409: the request conflicts with the current state.
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {

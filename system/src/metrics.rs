@@ -3,7 +3,8 @@
 //! never raw paths, user ids or seat ids.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric the service emits.
@@ -39,28 +40,43 @@ impl Metrics {
     pub fn new(strategy: &str) -> Self {
         let registry = Registry::new();
         let http_requests = IntCounterVec::new(
-            Opts::new("boxoffice_http_requests_total", "HTTP requests by route, method and status class."),
+            Opts::new(
+                "boxoffice_http_requests_total",
+                "HTTP requests by route, method and status class.",
+            ),
             &["route", "method", "status_class"],
         )
         .expect("metric");
         let http_duration = HistogramVec::new(
-            HistogramOpts::new("boxoffice_http_request_duration_seconds", "HTTP request duration in seconds.")
-                .buckets(BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "boxoffice_http_request_duration_seconds",
+                "HTTP request duration in seconds.",
+            )
+            .buckets(BUCKETS.to_vec()),
             &["route", "method"],
         )
         .expect("metric");
         let holds = IntCounterVec::new(
-            Opts::new("boxoffice_holds_total", "Hold attempts by result and strategy."),
+            Opts::new(
+                "boxoffice_holds_total",
+                "Hold attempts by result and strategy.",
+            ),
             &["result", "strategy"],
         )
         .expect("metric");
         let strategy_retries = IntCounterVec::new(
-            Opts::new("boxoffice_strategy_retries_total", "Attempts thrown away and retried, by operation and strategy."),
+            Opts::new(
+                "boxoffice_strategy_retries_total",
+                "Attempts thrown away and retried, by operation and strategy.",
+            ),
             &["operation", "strategy"],
         )
         .expect("metric");
         let coupon_claims = IntCounterVec::new(
-            Opts::new("boxoffice_coupon_claims_total", "Coupon claims by result and strategy."),
+            Opts::new(
+                "boxoffice_coupon_claims_total",
+                "Coupon claims by result and strategy.",
+            ),
             &["result", "strategy"],
         )
         .expect("metric");
@@ -70,7 +86,10 @@ impl Metrics {
         )
         .expect("metric");
         let holds_expired = IntCounterVec::new(
-            Opts::new("boxoffice_reaper_expired_total", "Holds and bookings expired by the reaper, by kind."),
+            Opts::new(
+                "boxoffice_reaper_expired_total",
+                "Holds and bookings expired by the reaper, by kind.",
+            ),
             &["kind"],
         )
         .expect("metric");
@@ -80,19 +99,35 @@ impl Metrics {
         )
         .expect("metric");
         let build_info = IntGaugeVec::new(
-            Opts::new("boxoffice_build_info", "Build information; the value is always 1."),
+            Opts::new(
+                "boxoffice_build_info",
+                "Build information; the value is always 1.",
+            ),
             &["version", "strategy"],
         )
         .expect("metric");
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), strategy])
             .set(1);
-        for c in [&http_requests, &holds, &strategy_retries, &coupon_claims, &bookings, &holds_expired] {
+        for c in [
+            &http_requests,
+            &holds,
+            &strategy_retries,
+            &coupon_claims,
+            &bookings,
+            &holds_expired,
+        ] {
             registry.register(Box::new(c.clone())).expect("register");
         }
-        registry.register(Box::new(http_duration.clone())).expect("register");
-        registry.register(Box::new(oversold_seats.clone())).expect("register");
-        registry.register(Box::new(build_info.clone())).expect("register");
+        registry
+            .register(Box::new(http_duration.clone()))
+            .expect("register");
+        registry
+            .register(Box::new(oversold_seats.clone()))
+            .expect("register");
+        registry
+            .register(Box::new(build_info.clone()))
+            .expect("register");
         Self {
             registry,
             http_requests,

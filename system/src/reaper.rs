@@ -9,10 +9,23 @@ use crate::error::Result;
 
 /// One sweep; returns (holds expired, bookings expired).
 pub async fn run_once(state: &AppState) -> Result<(u64, u64)> {
-    let (holds, bookings) = crate::store::bookings::expire_due(&state.db, state.clock.now_ms()).await?;
-    state.metrics.holds_expired.with_label_values(&["hold"]).inc_by(holds);
-    state.metrics.holds_expired.with_label_values(&["booking"]).inc_by(bookings);
-    state.metrics.bookings.with_label_values(&["expired"]).inc_by(bookings);
+    let (holds, bookings) =
+        crate::store::bookings::expire_due(&state.db, state.clock.now_ms()).await?;
+    state
+        .metrics
+        .holds_expired
+        .with_label_values(&["hold"])
+        .inc_by(holds);
+    state
+        .metrics
+        .holds_expired
+        .with_label_values(&["booking"])
+        .inc_by(bookings);
+    state
+        .metrics
+        .bookings
+        .with_label_values(&["expired"])
+        .inc_by(bookings);
     if holds + bookings > 0 {
         tracing::info!(holds, bookings, "reaper expired holds and bookings");
     }

@@ -22,10 +22,22 @@ pub async fn create_booking(
     user: AuthUser,
     AppJson(req): AppJson<BookingRequest>,
 ) -> Result<(StatusCode, Json<BookingResponse>)> {
-    let coupon = req.coupon_code.as_deref().map(CouponCode::parse).transpose()?;
+    let coupon = req
+        .coupon_code
+        .as_deref()
+        .map(CouponCode::parse)
+        .transpose()?;
     let now = state.clock.now_ms();
     let pay_by = now + state.config.payment_ttl_secs as i64 * 1000;
-    let b = bookings::create(&state.db, user.id, req.hold_id, coupon.as_ref().map(CouponCode::as_str), now, pay_by).await?;
+    let b = bookings::create(
+        &state.db,
+        user.id,
+        req.hold_id,
+        coupon.as_ref().map(CouponCode::as_str),
+        now,
+        pay_by,
+    )
+    .await?;
     state.metrics.bookings.with_label_values(&["created"]).inc();
     tracing::info!(booking_id = b.id, amount = b.amount, "booking created");
     Ok((StatusCode::CREATED, Json(b.into())))
@@ -47,10 +59,27 @@ pub async fn pay(
 ) -> Result<Json<BookingResponse>> {
     tracing::Span::current().record("booking_id", id);
     let key = idempotency_key(&headers)?;
-    let result = bookings::pay(&state.db, &state.payments, user.id, id, req.amount, key.as_deref(), state.clock.now_ms()).await;
+    let result = bookings::pay(
+        &state.db,
+        &state.payments,
+        user.id,
+        id,
+        req.amount,
+        key.as_deref(),
+        state.clock.now_ms(),
+    )
+    .await;
     match &result {
-        Ok(_) => state.metrics.bookings.with_label_values(&["confirmed"]).inc(),
-        Err(e) if e.code == "payment_declined" => state.metrics.bookings.with_label_values(&["declined"]).inc(),
+        Ok(_) => state
+            .metrics
+            .bookings
+            .with_label_values(&["confirmed"])
+            .inc(),
+        Err(e) if e.code == "payment_declined" => state
+            .metrics
+            .bookings
+            .with_label_values(&["declined"])
+            .inc(),
         Err(_) => {}
     }
     let b = result?;
@@ -71,8 +100,19 @@ pub async fn cancel(
     AppPath(id): AppPath<i64>,
 ) -> Result<Json<BookingResponse>> {
     tracing::Span::current().record("booking_id", id);
-    let b = bookings::cancel(&state.db, &state.payments, user.id, id, state.clock.now_ms()).await?;
-    state.metrics.bookings.with_label_values(&["cancelled"]).inc();
+    let b = bookings::cancel(
+        &state.db,
+        &state.payments,
+        user.id,
+        id,
+        state.clock.now_ms(),
+    )
+    .await?;
+    state
+        .metrics
+        .bookings
+        .with_label_values(&["cancelled"])
+        .inc();
     tracing::info!(booking_id = b.id, "booking cancelled");
     Ok(Json(b.into()))
 }
@@ -87,14 +127,19 @@ pub async fn get_booking(
     user: AuthUser,
     AppPath(id): AppPath<i64>,
 ) -> Result<Json<BookingResponse>> {
-    Ok(Json(bookings::get_owned(&state.db, id, user.id).await?.into()))
+    Ok(Json(
+        bookings::get_owned(&state.db, id, user.id).await?.into(),
+    ))
 }
 
 /// The caller's bookings, newest first.
 #[utoipa::path(get, path = "/v1/me/bookings", tag = "bookings", security(("bearer" = [])),
     responses((status = 200, body = BookingList), (status = 401, body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
-pub async fn my_bookings(State(state): State<AppState>, user: AuthUser) -> Result<Json<BookingList>> {
+pub async fn my_bookings(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<BookingList>> {
     let list = bookings::of_user(&state.db, user.id, 100).await?;
     Ok(Json(BookingList {
         bookings: list.into_iter().map(Into::into).collect(),

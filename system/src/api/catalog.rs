@@ -69,7 +69,8 @@ pub async fn create_venue(
             format!("a venue has at most {} seats", limits::MAX_CAPACITY),
         ));
     }
-    let v = catalog::create_venue(&state.db, name.as_str(), &sections, state.clock.now_ms()).await?;
+    let v =
+        catalog::create_venue(&state.db, name.as_str(), &sections, state.clock.now_ms()).await?;
     Ok((
         StatusCode::CREATED,
         Json(VenueResponse {
@@ -92,7 +93,11 @@ pub async fn create_event(
     AppJson(req): AppJson<EventRequest>,
 ) -> Result<(StatusCode, Json<EventResponse>)> {
     let title = Text::parse(&req.title, "title", 200)?;
-    let category = req.category.as_deref().map(|c| Text::parse(c, "category", 50)).transpose()?;
+    let category = req
+        .category
+        .as_deref()
+        .map(|c| Text::parse(c, "category", 50))
+        .transpose()?;
     let description = req
         .description
         .as_deref()
@@ -121,7 +126,10 @@ pub async fn list_events(
     let page = query.page.unwrap_or(1);
     let per_page = query.per_page.unwrap_or(20);
     if !(1..=1_000_000).contains(&page) {
-        return Err(ApiError::unprocessable("invalid_page", "page must be between 1 and 1000000"));
+        return Err(ApiError::unprocessable(
+            "invalid_page",
+            "page must be between 1 and 1000000",
+        ));
     }
     if !(1..=limits::MAX_PER_PAGE).contains(&per_page) {
         return Err(ApiError::unprocessable(
@@ -131,7 +139,10 @@ pub async fn list_events(
     }
     let q = query.q.unwrap_or_default();
     if q.chars().count() > 200 {
-        return Err(ApiError::unprocessable("invalid_query", "q has at most 200 characters"));
+        return Err(ApiError::unprocessable(
+            "invalid_query",
+            "q has at most 200 characters",
+        ));
     }
     let (events, total) = catalog::search_events(&state.db, &q, page, per_page).await?;
     Ok(Json(EventPage {
@@ -146,8 +157,13 @@ pub async fn list_events(
 #[utoipa::path(get, path = "/v1/events/{id}", tag = "catalog", params(("id" = i64, Path, description = "event id")),
     responses((status = 200, body = EventResponse), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
-pub async fn get_event(State(state): State<AppState>, AppPath(id): AppPath<i64>) -> Result<Json<EventResponse>> {
-    let e = catalog::event(&state.db, id).await?.ok_or_else(|| ApiError::not_found("event"))?;
+pub async fn get_event(
+    State(state): State<AppState>,
+    AppPath(id): AppPath<i64>,
+) -> Result<Json<EventResponse>> {
+    let e = catalog::event(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("event"))?;
     let rounds = catalog::rounds_of_event(&state.db, id).await?;
     let mut res = EventResponse::from(e);
     res.rounds = Some(rounds.into_iter().map(Into::into).collect());
@@ -166,16 +182,31 @@ pub async fn create_round(
     AppJson(req): AppJson<RoundRequest>,
 ) -> Result<(StatusCode, Json<RoundResponse>)> {
     let starts_at = chrono::DateTime::parse_from_rfc3339(&req.starts_at)
-        .map_err(|_| ApiError::unprocessable("invalid_starts_at", "starts_at must be an RFC 3339 time"))?
+        .map_err(|_| {
+            ApiError::unprocessable("invalid_starts_at", "starts_at must be an RFC 3339 time")
+        })?
         .timestamp_millis();
     if req.prices.is_empty() || req.prices.len() > 100 {
-        return Err(ApiError::unprocessable("invalid_prices", "prices names 1 to 100 tiers"));
+        return Err(ApiError::unprocessable(
+            "invalid_prices",
+            "prices names 1 to 100 tiers",
+        ));
     }
     let mut prices = BTreeMap::new();
     for (tier, amount) in &req.prices {
-        prices.insert(Tier::parse(tier)?.as_str().to_owned(), Money::parse(*amount)?.minor());
+        prices.insert(
+            Tier::parse(tier)?.as_str().to_owned(),
+            Money::parse(*amount)?.minor(),
+        );
     }
-    let r = catalog::create_round(&state.db, event_id, starts_at, &prices, state.clock.now_ms()).await?;
+    let r = catalog::create_round(
+        &state.db,
+        event_id,
+        starts_at,
+        &prices,
+        state.clock.now_ms(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(r.into())))
 }
 
@@ -183,8 +214,13 @@ pub async fn create_round(
 #[utoipa::path(get, path = "/v1/rounds/{id}/availability", tag = "catalog", params(("id" = i64, Path, description = "round id")),
     responses((status = 200, body = AvailabilityResponse), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
-pub async fn availability(State(state): State<AppState>, AppPath(id): AppPath<i64>) -> Result<Json<AvailabilityResponse>> {
-    let a = catalog::availability(&state.db, id).await?.ok_or_else(|| ApiError::not_found("round"))?;
+pub async fn availability(
+    State(state): State<AppState>,
+    AppPath(id): AppPath<i64>,
+) -> Result<Json<AvailabilityResponse>> {
+    let a = catalog::availability(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("round"))?;
     Ok(Json(AvailabilityResponse {
         round_id: id,
         capacity: a.capacity,
@@ -198,7 +234,10 @@ pub async fn availability(State(state): State<AppState>, AppPath(id): AppPath<i6
 #[utoipa::path(get, path = "/v1/rounds/{id}/seats", tag = "catalog", params(("id" = i64, Path, description = "round id")),
     responses((status = 200, body = SeatsResponse), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
-pub async fn seats(State(state): State<AppState>, AppPath(id): AppPath<i64>) -> Result<Json<SeatsResponse>> {
+pub async fn seats(
+    State(state): State<AppState>,
+    AppPath(id): AppPath<i64>,
+) -> Result<Json<SeatsResponse>> {
     if catalog::round(&state.db, id).await?.is_none() {
         return Err(ApiError::not_found("round"));
     }

@@ -25,7 +25,14 @@ pub async fn create_coupon(
     let code = CouponCode::parse(&req.code)?;
     let quota = Quota::parse(req.quota)?;
     let discount = DiscountPercent::parse(req.discount_percent)?;
-    let c = coupons::create(&state.db, code.as_str(), quota.get(), i64::from(discount.get()), state.clock.now_ms()).await?;
+    let c = coupons::create(
+        &state.db,
+        code.as_str(),
+        quota.get(),
+        i64::from(discount.get()),
+        state.clock.now_ms(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(c.into())))
 }
 
@@ -57,7 +64,11 @@ pub async fn claim(
         Err(e) if e.status.is_client_error() => "rejected",
         Err(_) => "error",
     };
-    state.metrics.coupon_claims.with_label_values(&[label, strategy.as_str()]).inc();
+    state
+        .metrics
+        .coupon_claims
+        .with_label_values(&[label, strategy.as_str()])
+        .inc();
     let c = result?;
     if c.retries > 0 {
         state

@@ -32,7 +32,11 @@ pub async fn create_hold(
         (Some(ids), None) => SeatIds::parse(&ids, max).map(HoldRequest::Seats),
         (None, Some(n)) => Quantity::parse(n, max).map(HoldRequest::Quantity),
         _ => {
-            state.metrics.holds.with_label_values(&["rejected", strategy.as_str()]).inc();
+            state
+                .metrics
+                .holds
+                .with_label_values(&["rejected", strategy.as_str()])
+                .inc();
             return Err(ApiError::unprocessable(
                 "invalid_hold",
                 "send exactly one of seat_ids and quantity",
@@ -40,7 +44,11 @@ pub async fn create_hold(
         }
     }
     .inspect_err(|_| {
-        state.metrics.holds.with_label_values(&["rejected", strategy.as_str()]).inc();
+        state
+            .metrics
+            .holds
+            .with_label_values(&["rejected", strategy.as_str()])
+            .inc();
     })?;
     let now = state.clock.now_ms();
     let expires_at = now + state.config.hold_ttl_secs as i64 * 1000;
@@ -48,7 +56,10 @@ pub async fn create_hold(
         strategy,
         max_attempts: state.config.optimistic_retries,
     };
-    let result = holds::place(&state.db, opts, round_id, user.id, &request, now, expires_at).await;
+    let result = holds::place(
+        &state.db, opts, round_id, user.id, &request, now, expires_at,
+    )
+    .await;
     let label = match &result {
         Ok(_) => "placed",
         Err(e) if e.code == "seats_unavailable" => "unavailable",
@@ -56,7 +67,11 @@ pub async fn create_hold(
         Err(e) if e.status.is_client_error() => "rejected",
         Err(_) => "error",
     };
-    state.metrics.holds.with_label_values(&[label, strategy.as_str()]).inc();
+    state
+        .metrics
+        .holds
+        .with_label_values(&[label, strategy.as_str()])
+        .inc();
     let placed = result?;
     if placed.retries > 0 {
         state
@@ -65,7 +80,12 @@ pub async fn create_hold(
             .with_label_values(&["hold", strategy.as_str()])
             .inc_by(u64::from(placed.retries));
     }
-    tracing::info!(hold_id = placed.hold.id, seats = placed.hold.seat_ids.len(), retries = placed.retries, "hold placed");
+    tracing::info!(
+        hold_id = placed.hold.id,
+        seats = placed.hold.seat_ids.len(),
+        retries = placed.retries,
+        "hold placed"
+    );
     Ok((StatusCode::CREATED, Json(placed.hold.into())))
 }
 

@@ -43,7 +43,12 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
@@ -74,6 +79,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::round_audit))
         .routes(routes!(ops::coupon_audit))
         .routes(routes!(ops::payments_audit))
+        .routes(routes!(ops::round_bookings))
+        .routes(routes!(ops::round_holds))
         .split_for_parts()
 }
 
@@ -87,7 +94,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
             utoipa::openapi::path::OperationBuilder::new()
                 .tag("ops")
                 .summary(Some("This document."))
-                .response("200", utoipa::openapi::Response::new("OpenAPI 3.1 document")),
+                .response(
+                    "200",
+                    utoipa::openapi::Response::new("OpenAPI 3.1 document"),
+                ),
         ),
     );
     doc
@@ -132,10 +142,22 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         400..=499 => "4xx",
         _ => "5xx",
     };
-    state.metrics.http_requests.with_label_values(&[&route, &method, class]).inc();
-    state.metrics.http_duration.with_label_values(&[&route, &method]).observe(elapsed);
+    state
+        .metrics
+        .http_requests
+        .with_label_values(&[&route, &method, class])
+        .inc();
+    state
+        .metrics
+        .http_duration
+        .with_label_values(&[&route, &method])
+        .observe(elapsed);
     if status.is_server_error() {
-        let detail = res.extensions().get::<ApiError>().map(|e| e.message.clone()).unwrap_or_default();
+        let detail = res
+            .extensions()
+            .get::<ApiError>()
+            .map(|e| e.message.clone())
+            .unwrap_or_default();
         tracing::error!(http.route = %route, http.method = %method, http.status = status.as_u16(), error = %detail, "request failed");
     }
     res

@@ -12,7 +12,9 @@ use crate::app::AppState;
 use crate::auth::AdminUser;
 use crate::domain::CouponCode;
 use crate::error::{ApiError, ErrorBody, Result};
-use crate::store::audit::{self, CouponAudit, PaymentsAudit, RoundAudit};
+use crate::store::audit::{
+    self, BookingRecord, CouponAudit, HoldRecord, PaymentsAudit, RoundAudit,
+};
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/health/live", tag = "ops", responses((status = 200, body = HealthResponse)))]
@@ -39,10 +41,17 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<HealthRes
         },
     );
     let pay_ok = state.payments.healthy().await;
-    checks.insert("payments".to_owned(), if pay_ok { "ok" } else { "unreachable" }.to_owned());
+    checks.insert(
+        "payments".to_owned(),
+        if pay_ok { "ok" } else { "unreachable" }.to_owned(),
+    );
     let ok = db_ok && pay_ok;
     (
-        if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE },
+        if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
         Json(HealthResponse {
             status: if ok { "ready" } else { "not_ready" }.into(),
             checks,
@@ -54,7 +63,10 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<HealthRes
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
 }
@@ -93,6 +105,57 @@ pub async fn coupon_audit(
 /// Money captured and refunded against confirmed bookings (admin).
 #[utoipa::path(get, path = "/v1/admin/payments/audit", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = PaymentsAudit), (status = 403, body = ErrorBody)))]
-pub async fn payments_audit(State(state): State<AppState>, _admin: AdminUser) -> Result<Json<PaymentsAudit>> {
+pub async fn payments_audit(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+) -> Result<Json<PaymentsAudit>> {
     Ok(Json(audit::payments(&state.db).await?))
+}
+
+/// Every booking of a round (admin).
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct RoundBookings {
+    /// By id.
+    pub bookings: Vec<BookingRecord>,
+}
+
+/// Every hold of a round (admin).
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct RoundHolds {
+    /// By id.
+    pub holds: Vec<HoldRecord>,
+}
+
+/// Every booking of a round with its seats, read from the database (admin).
+#[utoipa::path(get, path = "/v1/admin/rounds/{id}/bookings", tag = "admin", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "round id")),
+    responses((status = 200, body = RoundBookings), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn round_bookings(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    AppPath(id): AppPath<i64>,
+) -> Result<Json<RoundBookings>> {
+    if crate::store::catalog::round(&state.db, id).await?.is_none() {
+        return Err(ApiError::not_found("round"));
+    }
+    Ok(Json(RoundBookings {
+        bookings: audit::round_bookings(&state.db, id).await?,
+    }))
+}
+
+/// Every hold of a round with its seats, read from the database (admin).
+#[utoipa::path(get, path = "/v1/admin/rounds/{id}/holds", tag = "admin", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "round id")),
+    responses((status = 200, body = RoundHolds), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn round_holds(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    AppPath(id): AppPath<i64>,
+) -> Result<Json<RoundHolds>> {
+    if crate::store::catalog::round(&state.db, id).await?.is_none() {
+        return Err(ApiError::not_found("round"));
+    }
+    Ok(Json(RoundHolds {
+        holds: audit::round_holds(&state.db, id).await?,
+    }))
 }

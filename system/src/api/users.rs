@@ -23,8 +23,19 @@ pub async fn register(
     let email = Email::parse(&req.email)?;
     let password = Password::parse(&req.password)?;
     let name = Text::parse(&req.name, "name", 100)?;
-    let hash = state.auth.hash_password(password.expose().to_owned()).await?;
-    let user = users::insert(&state.db, email.as_str(), name.as_str(), &hash, "user", state.clock.now_ms()).await?;
+    let hash = state
+        .auth
+        .hash_password(password.expose().to_owned())
+        .await?;
+    let user = users::insert(
+        &state.db,
+        email.as_str(),
+        name.as_str(),
+        &hash,
+        "user",
+        state.clock.now_ms(),
+    )
+    .await?;
     tracing::info!(user_id = user.id, "user registered");
     Ok((
         StatusCode::CREATED,
@@ -49,11 +60,19 @@ pub async fn token(
     if req.password.len() > 1024 {
         return Err(wrong());
     }
-    let user = users::by_email(&state.db, email.as_str()).await?.ok_or_else(wrong)?;
-    if !state.auth.verify_password(req.password, user.password_hash).await {
+    let user = users::by_email(&state.db, email.as_str())
+        .await?
+        .ok_or_else(wrong)?;
+    if !state
+        .auth
+        .verify_password(req.password, user.password_hash)
+        .await
+    {
         return Err(wrong());
     }
-    let access_token = state.auth.issue(user.id, &user.role, state.clock.now_ms())?;
+    let access_token = state
+        .auth
+        .issue(user.id, &user.role, state.clock.now_ms())?;
     Ok(Json(TokenResponse {
         access_token,
         token_type: "Bearer".into(),

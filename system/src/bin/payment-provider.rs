@@ -32,7 +32,10 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("--decline-rate must be between 0 and 1");
     }
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    println!("payment-provider listening on http://{}", listener.local_addr()?);
+    println!(
+        "payment-provider listening on http://{}",
+        listener.local_addr()?
+    );
     let state = ProviderState::new(ProviderConfig {
         latency_ms: args.latency_ms,
         jitter_ms: args.jitter_ms,

@@ -56,7 +56,12 @@ impl PaymentsClient {
     }
 
     /// Captures `amount` (minor units). Retrying with the same `key` never charges twice.
-    pub async fn charge(&self, key: &str, amount: i64, reference: &str) -> Result<ChargeOutcome, PaymentError> {
+    pub async fn charge(
+        &self,
+        key: &str,
+        amount: i64,
+        reference: &str,
+    ) -> Result<ChargeOutcome, PaymentError> {
         let res = self
             .http
             .post(format!("{}/v1/charges", self.base))
@@ -84,7 +89,12 @@ impl PaymentsClient {
     }
 
     /// Refunds `amount` of charge `charge_id`. Retrying with the same `key` refunds once.
-    pub async fn refund(&self, charge_id: &str, key: &str, amount: i64) -> Result<String, PaymentError> {
+    pub async fn refund(
+        &self,
+        charge_id: &str,
+        key: &str,
+        amount: i64,
+    ) -> Result<String, PaymentError> {
         let res = self
             .http
             .post(format!("{}/v1/charges/{charge_id}/refunds", self.base))

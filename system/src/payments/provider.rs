@@ -103,21 +103,25 @@ pub fn router(state: ProviderState) -> Router {
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<String, Response> {
+fn idempotency_key(headers: &HeaderMap) -> Result<String, Box<Response>> {
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .unwrap_or_default();
     if key.is_empty() || key.len() > 255 {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             "idempotency_key_required",
             "an Idempotency-Key header of 1 to 255 characters is required",
-        ));
+        )));
     }
     Ok(key.to_owned())
 }
@@ -125,7 +129,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, Response> {
 async fn simulate_latency(state: &ProviderState) {
     let cfg = *state.config.lock().expect("config lock");
     let jitter = if cfg.jitter_ms > 0 {
-        state.rng.lock().expect("rng lock").gen_range(0..=cfg.jitter_ms)
+        state
+            .rng
+            .lock()
+            .expect("rng lock")
+            .gen_range(0..=cfg.jitter_ms)
     } else {
         0
     };
@@ -168,13 +176,21 @@ async fn create_charge(
 ) -> Response {
     let key = match idempotency_key(&headers) {
         Ok(k) => k,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let Ok(Json(req)) = body else {
-        return error(StatusCode::BAD_REQUEST, "invalid_body", "expected {amount, reference}");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "expected {amount, reference}",
+        );
     };
     if req.amount <= 0 {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_amount", "amount must be positive");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_amount",
+            "amount must be positive",
+        );
     }
     let fingerprint = format!("charge:{}:{}:{:?}", req.amount, req.reference, req.currency);
     if let Some(res) = replay(&state.inner.lock().expect("lock"), &key, &fingerprint) {
@@ -182,7 +198,12 @@ async fn create_charge(
     }
     simulate_latency(&state).await;
     let decline_rate = state.config.lock().expect("config lock").decline_rate;
-    let declined = decline_rate > 0.0 && state.rng.lock().expect("rng lock").gen_bool(decline_rate.min(1.0));
+    let declined = decline_rate > 0.0
+        && state
+            .rng
+            .lock()
+            .expect("rng lock")
+            .gen_bool(decline_rate.min(1.0));
     let mut inner = state.inner.lock().expect("lock");
     // A concurrent request with the same key may have finished while we slept.
     if let Some(res) = replay(&inner, &key, &fingerprint) {
@@ -237,7 +258,7 @@ async fn create_refund(
 ) -> Response {
     let key = match idempotency_key(&headers) {
         Ok(k) => k,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let Ok(Json(req)) = body else {
         return error(StatusCode::BAD_REQUEST, "invalid_body", "expected {amount}");
@@ -254,7 +275,10 @@ async fn create_refund(
     let Some(charge) = inner.charges.get_mut(&id) else {
         return error(StatusCode::NOT_FOUND, "not_found", "charge not found");
     };
-    if charge.status != "captured" || req.amount <= 0 || charge.refunded + req.amount > charge.amount {
+    if charge.status != "captured"
+        || req.amount <= 0
+        || charge.refunded + req.amount > charge.amount
+    {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_refund",

@@ -53,10 +53,11 @@ pub async fn round(db: &Db, round_id: i64) -> Result<RoundAudit> {
         round_id,
         ..Default::default()
     };
-    let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM seats WHERE round_id = $1 GROUP BY status")
-        .bind(round_id)
-        .fetch_all(&db.pool)
-        .await?;
+    let rows =
+        sqlx::query("SELECT status, COUNT(*) AS n FROM seats WHERE round_id = $1 GROUP BY status")
+            .bind(round_id)
+            .fetch_all(&db.pool)
+            .await?;
     for row in rows {
         let n: i64 = row.try_get("n")?;
         match row.try_get::<String, _>("status")?.as_str() {
@@ -88,11 +89,12 @@ pub async fn round(db: &Db, round_id: i64) -> Result<RoundAudit> {
             a.examples.push(row.try_get("seat_id")?);
         }
     }
-    a.live_claims = sqlx::query("SELECT COUNT(*) AS n FROM hold_seats WHERE round_id = $1 AND live = 1")
-        .bind(round_id)
-        .fetch_one(&db.pool)
-        .await?
-        .try_get("n")?;
+    a.live_claims =
+        sqlx::query("SELECT COUNT(*) AS n FROM hold_seats WHERE round_id = $1 AND live = 1")
+            .bind(round_id)
+            .fetch_one(&db.pool)
+            .await?
+            .try_get("n")?;
     let row = sqlx::query(
         "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS revenue,
                 CAST(COALESCE(SUM(seat_count), 0) AS BIGINT) AS seats
@@ -220,4 +222,95 @@ pub async fn payments(db: &Db) -> Result<PaymentsAudit> {
         confirmed,
         duplicate_keys,
     })
+}
+
+/// A booking as the checker sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct BookingRecord {
+    /// Id.
+    pub id: i64,
+    /// Owner.
+    pub user_id: i64,
+    /// The hold it was made from.
+    pub hold_id: i64,
+    /// Status.
+    pub status: String,
+    /// Amount, minor units.
+    pub amount: i64,
+    /// Seats.
+    pub seat_ids: Vec<i64>,
+}
+
+/// A hold as the checker sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct HoldRecord {
+    /// Id.
+    pub id: i64,
+    /// Owner.
+    pub user_id: i64,
+    /// Status.
+    pub status: String,
+    /// Seats.
+    pub seat_ids: Vec<i64>,
+}
+
+/// hold id → its seats, for one round.
+async fn seats_by_hold(db: &Db, round_id: i64) -> Result<std::collections::HashMap<i64, Vec<i64>>> {
+    let rows = sqlx::query(
+        "SELECT hold_id, seat_id FROM hold_seats WHERE round_id = $1 ORDER BY hold_id, seat_id",
+    )
+    .bind(round_id)
+    .fetch_all(&db.pool)
+    .await?;
+    let mut map: std::collections::HashMap<i64, Vec<i64>> = std::collections::HashMap::new();
+    for row in rows {
+        map.entry(row.try_get("hold_id")?)
+            .or_default()
+            .push(row.try_get("seat_id")?);
+    }
+    Ok(map)
+}
+
+/// Every booking of a round, by id.
+pub async fn round_bookings(db: &Db, round_id: i64) -> Result<Vec<BookingRecord>> {
+    let mut seats = seats_by_hold(db, round_id).await?;
+    let rows = sqlx::query(
+        "SELECT id, user_id, hold_id, status, amount FROM bookings WHERE round_id = $1 ORDER BY id",
+    )
+    .bind(round_id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let hold_id: i64 = r.try_get("hold_id")?;
+            Ok(BookingRecord {
+                id: r.try_get("id")?,
+                user_id: r.try_get("user_id")?,
+                hold_id,
+                status: r.try_get("status")?,
+                amount: r.try_get("amount")?,
+                seat_ids: seats.remove(&hold_id).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// Every hold of a round, by id.
+pub async fn round_holds(db: &Db, round_id: i64) -> Result<Vec<HoldRecord>> {
+    let mut seats = seats_by_hold(db, round_id).await?;
+    let rows = sqlx::query("SELECT id, user_id, status FROM holds WHERE round_id = $1 ORDER BY id")
+        .bind(round_id)
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let id: i64 = r.try_get("id")?;
+            Ok(HoldRecord {
+                id,
+                user_id: r.try_get("user_id")?,
+                status: r.try_get("status")?,
+                seat_ids: seats.remove(&id).unwrap_or_default(),
+            })
+        })
+        .collect()
 }

@@ -126,14 +126,13 @@ pub async fn create(
         .await?
         .filter(|h| h.user_id == user_id)
         .ok_or_else(|| ApiError::not_found("hold"))?;
-    let coupon = match coupon_code {
-        Some(code) => Some(
-            super::coupons::by_code(db, code)
-                .await?
-                .ok_or_else(|| ApiError::unprocessable("unknown_coupon", "no coupon has this code"))?,
-        ),
-        None => None,
-    };
+    let coupon =
+        match coupon_code {
+            Some(code) => Some(super::coupons::by_code(db, code).await?.ok_or_else(|| {
+                ApiError::unprocessable("unknown_coupon", "no coupon has this code")
+            })?),
+            None => None,
+        };
     let mut tx = db.begin_write().await?;
     let n = sqlx::query(
         "UPDATE holds SET status = 'booked' WHERE id = $1 AND status = 'active' AND expires_at > $2",
@@ -188,15 +187,20 @@ pub async fn create(
     .await?;
     let mut booking = from_row(&row)?;
     if let Some(claim) = claim_id {
-        let n = sqlx::query("UPDATE coupon_claims SET booking_id = $1 WHERE id = $2 AND booking_id IS NULL")
-            .bind(booking.id)
-            .bind(claim)
-            .execute(tx.conn())
-            .await?
-            .rows_affected();
+        let n = sqlx::query(
+            "UPDATE coupon_claims SET booking_id = $1 WHERE id = $2 AND booking_id IS NULL",
+        )
+        .bind(booking.id)
+        .bind(claim)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
         if n != 1 {
             tx.rollback().await?;
-            return Err(ApiError::conflict("coupon_not_claimed", "the coupon claim was spent meanwhile"));
+            return Err(ApiError::conflict(
+                "coupon_not_claimed",
+                "the coupon claim was spent meanwhile",
+            ));
         }
     }
     sqlx::query("UPDATE seats SET booking_id = $1 WHERE hold_id = $2")
@@ -237,9 +241,13 @@ fn provider_unavailable(e: PaymentError) -> ApiError {
     match e {
         PaymentError::Unavailable(m) => ApiError::unavailable(
             "payment_unavailable",
-            format!("the payment provider did not answer; retry with the same Idempotency-Key ({m})"),
+            format!(
+                "the payment provider did not answer; retry with the same Idempotency-Key ({m})"
+            ),
         ),
-        PaymentError::Rejected(m) => ApiError::internal(format!("payment provider rejected the call: {m}")),
+        PaymentError::Rejected(m) => {
+            ApiError::internal(format!("payment provider rejected the call: {m}"))
+        }
     }
 }
 
@@ -262,7 +270,10 @@ pub async fn pay(
             if provider_key.is_some() && provider_key == b.pay_key {
                 return Ok(b);
             }
-            return Err(ApiError::conflict("already_paid", "the booking is paid already"));
+            return Err(ApiError::conflict(
+                "already_paid",
+                "the booking is paid already",
+            ));
         }
         "pending_payment" => {}
         other => {
@@ -273,7 +284,10 @@ pub async fn pay(
         }
     }
     if b.pay_by <= now {
-        return Err(ApiError::conflict("booking_expired", "the payment deadline has passed"));
+        return Err(ApiError::conflict(
+            "booking_expired",
+            "the payment deadline has passed",
+        ));
     }
     if amount != b.amount {
         return Err(ApiError::unprocessable(
@@ -281,7 +295,8 @@ pub async fn pay(
             format!("the amount due is {}", b.amount),
         ));
     }
-    let key = provider_key.unwrap_or_else(|| format!("booking-{booking_id}-charge-{}", uuid::Uuid::new_v4()));
+    let key = provider_key
+        .unwrap_or_else(|| format!("booking-{booking_id}-charge-{}", uuid::Uuid::new_v4()));
     let charge_id = match payments
         .charge(&key, b.amount, &format!("booking-{booking_id}"))
         .await
@@ -307,7 +322,16 @@ pub async fn pay(
     .execute(tx.conn())
     .await?
     .rows_affected();
-    record_payment(tx.conn(), booking_id, "charge", b.amount, &charge_id, &key, now).await?;
+    record_payment(
+        tx.conn(),
+        booking_id,
+        "charge",
+        b.amount,
+        &charge_id,
+        &key,
+        now,
+    )
+    .await?;
     if n == 1 {
         sqlx::query("UPDATE seats SET status = 'sold', booking_id = $1 WHERE hold_id = $2")
             .bind(booking_id)
@@ -323,14 +347,31 @@ pub async fn pay(
     match payments.refund(&charge_id, &refund_key, b.amount).await {
         Ok(refund_id) => {
             let mut tx = db.begin_write().await?;
-            record_payment(tx.conn(), booking_id, "refund", b.amount, &refund_id, &refund_key, now).await?;
+            record_payment(
+                tx.conn(),
+                booking_id,
+                "refund",
+                b.amount,
+                &refund_id,
+                &refund_key,
+                now,
+            )
+            .await?;
             tx.commit().await?;
         }
-        Err(e) => tracing::error!(booking_id, charge_id, error = %e, "refund of an orphaned capture failed"),
+        Err(e) => {
+            tracing::error!(booking_id, charge_id, error = %e, "refund of an orphaned capture failed")
+        }
     }
-    let now_status = get(db, booking_id).await?.map(|b| b.status).unwrap_or_default();
+    let now_status = get(db, booking_id)
+        .await?
+        .map(|b| b.status)
+        .unwrap_or_default();
     if now_status == "confirmed" {
-        return Err(ApiError::conflict("already_paid", "the booking is paid already"));
+        return Err(ApiError::conflict(
+            "already_paid",
+            "the booking is paid already",
+        ));
     }
     Err(ApiError::conflict(
         "invalid_state",
@@ -379,18 +420,32 @@ pub async fn cancel(
     if let Some((refund_id, refund_key)) = &refund {
         // Recorded even if a concurrent cancel wins below: the provider refunded once
         // (same key) and the unique key keeps one row.
-        record_payment(tx.conn(), booking_id, "refund", b.amount, refund_id, refund_key, now).await?;
+        record_payment(
+            tx.conn(),
+            booking_id,
+            "refund",
+            b.amount,
+            refund_id,
+            refund_key,
+            now,
+        )
+        .await?;
     }
-    let n = sqlx::query("UPDATE bookings SET status = 'cancelled', closed_at = $1 WHERE id = $2 AND status = $3")
-        .bind(now)
-        .bind(booking_id)
-        .bind(from)
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
+    let n = sqlx::query(
+        "UPDATE bookings SET status = 'cancelled', closed_at = $1 WHERE id = $2 AND status = $3",
+    )
+    .bind(now)
+    .bind(booking_id)
+    .bind(from)
+    .execute(tx.conn())
+    .await?
+    .rows_affected();
     if n == 0 {
         tx.commit().await?;
-        return Err(ApiError::conflict("invalid_state", "the booking changed meanwhile; reload it"));
+        return Err(ApiError::conflict(
+            "invalid_state",
+            "the booking changed meanwhile; reload it",
+        ));
     }
     sqlx::query("UPDATE coupon_claims SET booking_id = NULL WHERE booking_id = $1")
         .bind(booking_id)

@@ -43,7 +43,12 @@ pub struct Venue {
 }
 
 /// Inserts a venue and its seat map in one transaction.
-pub async fn create_venue(db: &Db, name: &str, sections: &[SectionSpec], now: i64) -> Result<Venue> {
+pub async fn create_venue(
+    db: &Db,
+    name: &str,
+    sections: &[SectionSpec],
+    now: i64,
+) -> Result<Venue> {
     let capacity: i64 = sections.iter().flat_map(|s| &s.rows).map(|r| r.seats).sum();
     let mut tiers = BTreeMap::new();
     let mut seats: Vec<(&str, &str, i64, &str)> = Vec::with_capacity(capacity as usize);
@@ -114,7 +119,10 @@ pub async fn venue_tiers(db: &Db, venue_id: i64) -> Result<Option<BTreeMap<Strin
     .await?;
     let mut tiers = BTreeMap::new();
     for row in rows {
-        tiers.insert(row.try_get::<String, _>("tier")?, row.try_get::<i64, _>("n")?);
+        tiers.insert(
+            row.try_get::<String, _>("tier")?,
+            row.try_get::<i64, _>("n")?,
+        );
     }
     Ok(Some(tiers))
 }
@@ -184,7 +192,8 @@ fn event_from_row(row: &sqlx::any::AnyRow) -> Result<Event, sqlx::Error> {
     })
 }
 
-const EVENT_COLUMNS: &str = "e.id, e.title, e.venue_id, v.name AS venue_name, e.category, e.description";
+const EVENT_COLUMNS: &str =
+    "e.id, e.title, e.venue_id, v.name AS venue_name, e.category, e.description";
 
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
 fn like_pattern(q: &str) -> String {
@@ -202,14 +211,21 @@ fn like_pattern(q: &str) -> String {
 
 /// One page of events whose title or category contains `q` (case-insensitive), by id, and
 /// the total number of matches.
-pub async fn search_events(db: &Db, q: &str, page: i64, per_page: i64) -> Result<(Vec<Event>, i64)> {
+pub async fn search_events(
+    db: &Db,
+    q: &str,
+    page: i64,
+    per_page: i64,
+) -> Result<(Vec<Event>, i64)> {
     let pattern = like_pattern(q.trim());
     let filter = "(lower(e.title) LIKE $1 ESCAPE '\\' OR lower(COALESCE(e.category, '')) LIKE $1 ESCAPE '\\')";
-    let total: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM events e WHERE {filter}"))
-        .bind(&pattern)
-        .fetch_one(&db.pool)
-        .await?
-        .try_get("n")?;
+    let total: i64 = sqlx::query(&format!(
+        "SELECT COUNT(*) AS n FROM events e WHERE {filter}"
+    ))
+    .bind(&pattern)
+    .fetch_one(&db.pool)
+    .await?
+    .try_get("n")?;
     let rows = sqlx::query(&format!(
         "SELECT {EVENT_COLUMNS} FROM events e JOIN venues v ON v.id = e.venue_id
          WHERE {filter} ORDER BY e.id LIMIT $2 OFFSET $3"
@@ -270,7 +286,9 @@ pub async fn create_round(
     prices: &BTreeMap<String, i64>,
     now: i64,
 ) -> Result<Round> {
-    let ev = event(db, event_id).await?.ok_or_else(|| ApiError::not_found("event"))?;
+    let ev = event(db, event_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("event"))?;
     let tiers = venue_tiers(db, ev.venue_id)
         .await?
         .ok_or_else(|| ApiError::not_found("venue"))?;
@@ -287,7 +305,8 @@ pub async fn create_round(
         ));
     }
     let capacity: i64 = tiers.values().sum();
-    let prices_json = serde_json::to_string(prices).map_err(|e| ApiError::internal(e.to_string()))?;
+    let prices_json =
+        serde_json::to_string(prices).map_err(|e| ApiError::internal(e.to_string()))?;
     let mut tx = db.begin_write().await?;
     let id: i64 = sqlx::query(
         "INSERT INTO rounds (event_id, starts_at, capacity, prices, created_at)
@@ -331,10 +350,11 @@ pub async fn create_round(
 
 /// One round.
 pub async fn round(db: &Db, id: i64) -> Result<Option<Round>> {
-    let row = sqlx::query("SELECT id, event_id, starts_at, capacity, prices FROM rounds WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&db.pool)
-        .await?;
+    let row =
+        sqlx::query("SELECT id, event_id, starts_at, capacity, prices FROM rounds WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&db.pool)
+            .await?;
     Ok(row.as_ref().map(round_from_row).transpose()?)
 }
 
@@ -367,10 +387,11 @@ pub async fn availability(db: &Db, round_id: i64) -> Result<Option<Availability>
     let Some(r) = round(db, round_id).await? else {
         return Ok(None);
     };
-    let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM seats WHERE round_id = $1 GROUP BY status")
-        .bind(round_id)
-        .fetch_all(&db.pool)
-        .await?;
+    let rows =
+        sqlx::query("SELECT status, COUNT(*) AS n FROM seats WHERE round_id = $1 GROUP BY status")
+            .bind(round_id)
+            .fetch_all(&db.pool)
+            .await?;
     let mut a = Availability {
         capacity: r.capacity,
         ..Default::default()

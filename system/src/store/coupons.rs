@@ -40,7 +40,13 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Coupon, sqlx::Error> {
 }
 
 /// Creates a coupon; 409 `coupon_exists` when the code is taken.
-pub async fn create(db: &Db, code: &str, quota: i64, discount_percent: i64, now: i64) -> Result<Coupon> {
+pub async fn create(
+    db: &Db,
+    code: &str,
+    quota: i64,
+    discount_percent: i64,
+    now: i64,
+) -> Result<Coupon> {
     let row = sqlx::query(
         "INSERT INTO coupons (code, quota, claimed, discount_percent, version, created_at)
          VALUES ($1, $2, 0, $3, 0, $4)
@@ -111,8 +117,17 @@ impl From<sqlx::Error> for Attempt {
 
 /// Claims coupon `code` for `user_id` with `strategy`; 404 unknown code, 409 `sold_out` or
 /// `already_claimed`, 409 `contention` when optimistic attempts run out.
-pub async fn claim(db: &Db, strategy: Strategy, max_attempts: u32, code: &str, user_id: i64, now: i64) -> Result<Claim> {
-    let coupon = by_code(db, code).await?.ok_or_else(|| ApiError::not_found("coupon"))?;
+pub async fn claim(
+    db: &Db,
+    strategy: Strategy,
+    max_attempts: u32,
+    code: &str,
+    user_id: i64,
+    now: i64,
+) -> Result<Claim> {
+    let coupon = by_code(db, code)
+        .await?
+        .ok_or_else(|| ApiError::not_found("coupon"))?;
     let mut retries = 0;
     loop {
         let attempt = match strategy {
@@ -145,13 +160,19 @@ pub async fn claim(db: &Db, strategy: Strategy, max_attempts: u32, code: &str, u
     }
 }
 
-async fn has_claim(conn: &mut sqlx::AnyConnection, coupon_id: i64, user_id: i64) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query("SELECT id FROM coupon_claims WHERE coupon_id = $1 AND user_id = $2 LIMIT 1")
-        .bind(coupon_id)
-        .bind(user_id)
-        .fetch_optional(conn)
-        .await?
-        .is_some())
+async fn has_claim(
+    conn: &mut sqlx::AnyConnection,
+    coupon_id: i64,
+    user_id: i64,
+) -> Result<bool, sqlx::Error> {
+    Ok(
+        sqlx::query("SELECT id FROM coupon_claims WHERE coupon_id = $1 AND user_id = $2 LIMIT 1")
+            .bind(coupon_id)
+            .bind(user_id)
+            .fetch_optional(conn)
+            .await?
+            .is_some(),
+    )
 }
 
 async fn insert_claim(

@@ -214,16 +214,29 @@ async fn read_available(
     rows.iter().map(seat_row).collect()
 }
 
-async fn insert_hold(
-    conn: &mut AnyConnection,
+/// Who holds, where, and for how long: the parts of a hold every strategy writes alike.
+#[derive(Debug, Clone, Copy)]
+struct NewHold {
     round_id: i64,
     user_id: i64,
-    amount: i64,
-    seat_count: usize,
     strategy: Strategy,
     now: i64,
     expires_at: i64,
+}
+
+async fn insert_hold(
+    conn: &mut AnyConnection,
+    h: NewHold,
+    amount: i64,
+    seat_count: usize,
 ) -> Result<i64, sqlx::Error> {
+    let NewHold {
+        round_id,
+        user_id,
+        strategy,
+        now,
+        expires_at,
+    } = h;
     sqlx::query(
         "INSERT INTO holds (round_id, user_id, status, amount, seat_count, strategy, created_at, expires_at)
          VALUES ($1, $2, 'active', $3, $4, $5, $6, $7) RETURNING id",
@@ -342,7 +355,19 @@ async fn naive(
     };
     let ids: Vec<i64> = seats.iter().map(|s| s.id).collect();
     let amount = seats.iter().map(|s| s.price).sum();
-    let id = insert_hold(&mut conn, round_id, user_id, amount, ids.len(), Strategy::Naive, now, expires_at).await?;
+    let id = insert_hold(
+        &mut conn,
+        NewHold {
+            round_id,
+            user_id,
+            strategy: Strategy::Naive,
+            now,
+            expires_at,
+        },
+        amount,
+        ids.len(),
+    )
+    .await?;
     mark_held(&mut conn, id, &ids, false).await?;
     insert_hold_seats(&mut conn, id, round_id, &ids, false).await?;
     Ok(hold(id, round_id, user_id, amount, expires_at, ids))
@@ -371,7 +396,8 @@ async fn optimistic(
                 // Read a few times more candidates than needed and pick among them at random,
                 // so that concurrent buyers do not all race for the same lowest seats.
                 let n = q.get() as usize;
-                let mut candidates = read_available(&mut conn, round_id, (n * 8) as i64, "").await?;
+                let mut candidates =
+                    read_available(&mut conn, round_id, (n * 8) as i64, "").await?;
                 if candidates.len() < n {
                     return Err(Attempt::Final(seats_unavailable()));
                 }
@@ -389,7 +415,19 @@ async fn optimistic(
     let ids: Vec<i64> = seats.iter().map(|s| s.id).collect();
     let amount = seats.iter().map(|s| s.price).sum();
     let mut tx = db.begin_write().await?;
-    let id = insert_hold(tx.conn(), round_id, user_id, amount, ids.len(), Strategy::Optimistic, now, expires_at).await?;
+    let id = insert_hold(
+        tx.conn(),
+        NewHold {
+            round_id,
+            user_id,
+            strategy: Strategy::Optimistic,
+            now,
+            expires_at,
+        },
+        amount,
+        ids.len(),
+    )
+    .await?;
     let cas: Vec<String> = (0..seats.len())
         .map(|i| format!("(id = ${} AND version = ${})", 2 + 2 * i, 3 + 2 * i))
         .collect();
@@ -438,7 +476,9 @@ async fn pessimistic(
                 // Under READ COMMITTED a locked row that changed while we waited drops out of
                 // a `LIMIT … FOR UPDATE` result; start over if seats may remain.
                 tx.rollback().await?;
-                let left = super::catalog::availability(db, round_id).await?.map_or(0, |a| a.available);
+                let left = super::catalog::availability(db, round_id)
+                    .await?
+                    .map_or(0, |a| a.available);
                 if left >= n as i64 {
                     return Err(Attempt::Retry("locked rows changed while waiting"));
                 }
@@ -449,7 +489,19 @@ async fn pessimistic(
     };
     let ids: Vec<i64> = seats.iter().map(|s| s.id).collect();
     let amount = seats.iter().map(|s| s.price).sum();
-    let id = insert_hold(tx.conn(), round_id, user_id, amount, ids.len(), Strategy::Pessimistic, now, expires_at).await?;
+    let id = insert_hold(
+        tx.conn(),
+        NewHold {
+            round_id,
+            user_id,
+            strategy: Strategy::Pessimistic,
+            now,
+            expires_at,
+        },
+        amount,
+        ids.len(),
+    )
+    .await?;
     mark_held(tx.conn(), id, &ids, false).await?;
     insert_hold_seats(tx.conn(), id, round_id, &ids, false).await?;
     tx.commit().await?;
@@ -466,7 +518,19 @@ async fn atomic(
     expires_at: i64,
 ) -> Result<Hold, Attempt> {
     let mut tx = db.begin_write().await?;
-    let id = insert_hold(tx.conn(), round_id, user_id, 0, 0, Strategy::Atomic, now, expires_at).await?;
+    let id = insert_hold(
+        tx.conn(),
+        NewHold {
+            round_id,
+            user_id,
+            strategy: Strategy::Atomic,
+            now,
+            expires_at,
+        },
+        0,
+        0,
+    )
+    .await?;
     let (sql, wanted) = match request {
         HoldRequest::Seats(ids) => (
             format!(
@@ -541,10 +605,11 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<Hold>> {
     else {
         return Ok(None);
     };
-    let seat_rows = sqlx::query("SELECT seat_id FROM hold_seats WHERE hold_id = $1 ORDER BY seat_id")
-        .bind(id)
-        .fetch_all(&db.pool)
-        .await?;
+    let seat_rows =
+        sqlx::query("SELECT seat_id FROM hold_seats WHERE hold_id = $1 ORDER BY seat_id")
+            .bind(id)
+            .fetch_all(&db.pool)
+            .await?;
     let seat_ids = seat_rows
         .iter()
         .map(|r| r.try_get::<i64, _>("seat_id"))
@@ -580,7 +645,9 @@ pub async fn release_seats(conn: &mut AnyConnection, hold_id: i64) -> Result<u64
 
 /// The owner gives a hold back. 404 if it is not theirs; 409 if it is no longer active.
 pub async fn release(db: &Db, hold_id: i64, user_id: i64) -> Result<()> {
-    let h = get(db, hold_id).await?.ok_or_else(|| ApiError::not_found("hold"))?;
+    let h = get(db, hold_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("hold"))?;
     if h.user_id != user_id {
         return Err(ApiError::not_found("hold"));
     }
@@ -592,7 +659,10 @@ pub async fn release(db: &Db, hold_id: i64, user_id: i64) -> Result<()> {
         .rows_affected();
     if n == 0 {
         tx.rollback().await?;
-        let status = get(db, hold_id).await?.map(|h| h.status).unwrap_or_default();
+        let status = get(db, hold_id)
+            .await?
+            .map(|h| h.status)
+            .unwrap_or_default();
         return Err(ApiError::conflict(
             "hold_not_active",
             format!("the hold is {status}, not active"),

@@ -62,7 +62,10 @@ pub struct Db {
 
 /// The SQLite URL of the embedded database inside `data_dir`.
 pub fn embedded_url(data_dir: &Path) -> String {
-    format!("sqlite://{}?mode=rwc", data_dir.join("boxoffice.db").display())
+    format!(
+        "sqlite://{}?mode=rwc",
+        data_dir.join("boxoffice.db").display()
+    )
 }
 
 impl Db {

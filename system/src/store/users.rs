@@ -63,12 +63,11 @@ pub async fn insert(
 
 /// The user with this (normalised) e-mail.
 pub async fn by_email(db: &Db, email: &str) -> Result<Option<User>> {
-    let row = sqlx::query(
-        "SELECT id, email, name, password_hash, role FROM users WHERE email = $1",
-    )
-    .bind(email)
-    .fetch_optional(&db.pool)
-    .await?;
+    let row =
+        sqlx::query("SELECT id, email, name, password_hash, role FROM users WHERE email = $1")
+            .bind(email)
+            .fetch_optional(&db.pool)
+            .await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
