@@ -302,11 +302,12 @@ fn bin_dir_on_path(path: &OsStr) -> Option<PathBuf> {
         if !is_executable(&initdb) {
             return None;
         }
-        if has_server_binaries(&dir) {
+        // Resolve links first: a shared bin dir (/usr/local/bin, Homebrew) may link initdb and
+        // postgres but not their siblings (pgbench, psql), which callers look for in bin_dir.
+        let real = fs::canonicalize(&initdb).ok()?;
+        if real == initdb && has_server_binaries(&dir) {
             return Some(dir);
         }
-        // e.g. Homebrew links initdb into a shared bin dir, but not postgres' siblings.
-        let real = fs::canonicalize(&initdb).ok()?;
         let real_dir = real.parent()?;
         has_server_binaries(real_dir).then(|| real_dir.to_path_buf())
     })

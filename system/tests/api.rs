@@ -1084,3 +1084,65 @@ async fn admin_listings_show_every_hold_and_booking_of_a_round() {
         .await
         .expect_error(404, "not_found");
 }
+
+/// The same contract on PostgreSQL, where the atomic strategy takes its one-statement path.
+#[tokio::test]
+async fn holds_on_postgres_answer_the_same_as_on_sqlite() {
+    let app = TestApp::new(support::Backend::Postgres, boxoffice::Strategy::Atomic).await;
+    let (_, token) = app.user("uma").await;
+    let (_, round, seats) = app.round(2, 5).await;
+    let (_, _, other) = app.round(1, 2).await;
+    let h = hold(
+        &app,
+        &token,
+        round,
+        json!({"seat_ids": [seats[7], seats[2]]}),
+    )
+    .await
+    .expect(201);
+    assert_eq!(h.body["seat_ids"], json!([seats[2], seats[7]]));
+    assert_eq!(h.body["amount"], 15000);
+    let q = hold(&app, &token, round, json!({"quantity": 3}))
+        .await
+        .expect(201);
+    assert_eq!(q.body["seat_ids"], json!([seats[0], seats[1], seats[3]]));
+    assert_eq!(q.body["amount"], 30000);
+    hold(&app, &token, round, json!({"seat_ids": [seats[2]]}))
+        .await
+        .expect_error(409, "seats_unavailable");
+    hold(
+        &app,
+        &token,
+        round,
+        json!({"seat_ids": [seats[4], seats[2]]}),
+    )
+    .await
+    .expect_error(409, "seats_unavailable");
+    hold(&app, &token, round, json!({"seat_ids": [other[0]]}))
+        .await
+        .expect_error(422, "unknown_seats");
+    hold(&app, &token, round, json!({"quantity": 6}))
+        .await
+        .expect_error(409, "seats_unavailable");
+    hold(&app, &token, 999_999, json!({"quantity": 1}))
+        .await
+        .expect_error(404, "not_found");
+    hold(&app, &token, 999_999, json!({"seat_ids": [seats[9]]}))
+        .await
+        .expect_error(404, "not_found");
+    let audit = app.audit(round).await;
+    assert_eq!((audit.held, audit.available, audit.live_claims), (5, 5, 5));
+    let b = app
+        .post("/v1/bookings", Some(&token), json!({"hold_id": h.id()}))
+        .await
+        .expect(201)
+        .id();
+    app.post(
+        &format!("/v1/bookings/{b}/pay"),
+        Some(&token),
+        json!({"amount": 15000}),
+    )
+    .await
+    .expect(200);
+    assert_eq!(app.availability(round).await["sold"], 2);
+}

@@ -90,7 +90,6 @@ CREATE TABLE hold_seats (
     PRIMARY KEY (hold_id, seat_id)
 );
 CREATE UNIQUE INDEX hold_seats_guard ON hold_seats (guard) WHERE live = 1;
-CREATE INDEX hold_seats_round_live ON hold_seats (round_id, seat_id) WHERE live = 1;
 
 CREATE TABLE coupons (
     id               BIGSERIAL PRIMARY KEY,

@@ -1,0 +1,120 @@
+//! Process faults by pid: kill (SIGKILL), pause (SIGSTOP — a long GC pause as the rest of the
+//! system sees it: the socket stays open, the kernel still completes TCP handshakes into the
+//! backlog, but nothing answers) and resume (SIGCONT).
+//!
+//! The one `unsafe` call of the crate (`libc::kill`) lives here, behind a safe wrapper.
+#![allow(unsafe_code)]
+
+use std::io;
+
+/// A process fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessFault {
+    /// SIGKILL: the process dies at once, without cleanup.
+    Kill,
+    /// SIGSTOP: the process is frozen until resumed.
+    Pause,
+    /// SIGCONT: a paused process runs again.
+    Resume,
+    /// SIGTERM: a polite stop.
+    Terminate,
+}
+
+impl ProcessFault {
+    fn signal(self) -> libc::c_int {
+        match self {
+            ProcessFault::Kill => libc::SIGKILL,
+            ProcessFault::Pause => libc::SIGSTOP,
+            ProcessFault::Resume => libc::SIGCONT,
+            ProcessFault::Terminate => libc::SIGTERM,
+        }
+    }
+}
+
+/// Sends the fault's signal to `pid`. Fails with `ESRCH` if there is no such process and
+/// `EPERM` if it belongs to another user. Refuses pids ≤ 1, which would signal a process
+/// group, every process, or init.
+pub fn apply(pid: u32, fault: ProcessFault) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .ok()
+        .filter(|p| *p > 1)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("refusing to signal pid {pid}"),
+            )
+        })?;
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours; `pid` is a positive
+    // pid > 1 (checked above), so it targets exactly one process, never a group or all.
+    let rc = unsafe { libc::kill(pid, fault.signal()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// SIGKILL `pid`.
+pub fn kill(pid: u32) -> io::Result<()> {
+    apply(pid, ProcessFault::Kill)
+}
+
+/// SIGSTOP `pid`, then waits (up to 1 s, where `/proc` exists) until the kernel reports it
+/// stopped: `kill(2)` returns before every thread has stopped, and a thread still running
+/// could answer one more request.
+pub fn pause(pid: u32) -> io::Result<()> {
+    apply(pid, ProcessFault::Pause)?;
+    wait_for_state(pid, |s| matches!(s, 'T' | 't'));
+    Ok(())
+}
+
+/// SIGCONT `pid`, then waits (up to 1 s, where `/proc` exists) until it is no longer stopped.
+pub fn resume(pid: u32) -> io::Result<()> {
+    apply(pid, ProcessFault::Resume)?;
+    wait_for_state(pid, |s| !matches!(s, 'T' | 't'));
+    Ok(())
+}
+
+/// The process state letter from `/proc/<pid>/stat` (`R`, `S`, `T`, `Z`, …); `None` where
+/// there is no `/proc` or no such process.
+pub fn state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces; the state follows it.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+fn wait_for_state(pid: u32, done: impl Fn(char) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while let Some(s) = state(pid) {
+        if done(s) || std::time::Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_paused_child_is_reported_stopped_and_a_resumed_one_is_not() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        pause(pid).unwrap();
+        assert_eq!(state(pid), Some('T'));
+        resume(pid).unwrap();
+        assert_ne!(state(pid), Some('T'));
+        kill(pid).unwrap();
+        assert!(!child.wait().unwrap().success());
+    }
+
+    #[test]
+    fn signalling_pid_0_or_1_is_refused() {
+        assert_eq!(kill(0).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(kill(1).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    }
+}
