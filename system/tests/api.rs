@@ -658,15 +658,7 @@ async fn an_unpaid_booking_can_be_cancelled_and_frees_its_seats() {
     let app = TestApp::sqlite().await;
     let (_, token) = app.user("hank").await;
     let (_, round, _) = app.round(1, 4).await;
-    let h = hold(&app, &token, round, json!({"quantity": 4}))
-        .await
-        .expect(201)
-        .id();
-    let id = app
-        .post("/v1/bookings", Some(&token), json!({"hold_id": h}))
-        .await
-        .expect(201)
-        .id();
+    let (_, id) = app.pending_booking(&token, round, 4).await;
     assert_eq!(app.availability(round).await["available"], 0);
     app.call(
         Method::POST,
@@ -688,15 +680,7 @@ async fn a_retried_payment_with_the_same_idempotency_key_charges_once() {
     let app = TestApp::sqlite().await;
     let (_, token) = app.user("ivy").await;
     let (_, round, _) = app.round(1, 2).await;
-    let h = hold(&app, &token, round, json!({"quantity": 1}))
-        .await
-        .expect(201)
-        .id();
-    let id = app
-        .post("/v1/bookings", Some(&token), json!({"hold_id": h}))
-        .await
-        .expect(201)
-        .id();
+    let (_, id) = app.pending_booking(&token, round, 1).await;
     let pay = |key: &'static str| {
         Request::builder()
             .method(Method::POST)
@@ -736,15 +720,7 @@ async fn a_declined_payment_is_402_and_leaves_the_booking_payable() {
         TestApp::with_config(support::Backend::Sqlite, |c| c.payments_decline_rate = 1.0).await;
     let (_, token) = app.user("jack").await;
     let (_, round, _) = app.round(1, 2).await;
-    let h = hold(&app, &token, round, json!({"quantity": 1}))
-        .await
-        .expect(201)
-        .id();
-    let id = app
-        .post("/v1/bookings", Some(&token), json!({"hold_id": h}))
-        .await
-        .expect(201)
-        .id();
+    let (_, id) = app.pending_booking(&token, round, 1).await;
     app.post(
         &format!("/v1/bookings/{id}/pay"),
         Some(&token),
@@ -776,15 +752,7 @@ async fn an_unreachable_payment_provider_is_503_and_changes_nothing() {
     .await;
     let (_, token) = app.user("kim").await;
     let (_, round, _) = app.round(1, 2).await;
-    let h = hold(&app, &token, round, json!({"quantity": 1}))
-        .await
-        .expect(201)
-        .id();
-    let id = app
-        .post("/v1/bookings", Some(&token), json!({"hold_id": h}))
-        .await
-        .expect(201)
-        .id();
+    let (_, id) = app.pending_booking(&token, round, 1).await;
     app.post(
         &format!("/v1/bookings/{id}/pay"),
         Some(&token),

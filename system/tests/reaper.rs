@@ -170,20 +170,7 @@ async fn a_paid_booking_never_expires(backend: Backend) {
     let app = app(backend).await;
     let (_, token) = app.user("sam").await;
     let (_, round, _) = app.round(1, 2).await;
-    let h = app
-        .post(
-            &format!("/v1/rounds/{round}/holds"),
-            Some(&token),
-            json!({"quantity": 1}),
-        )
-        .await
-        .expect(201)
-        .id();
-    let b = app
-        .post("/v1/bookings", Some(&token), json!({"hold_id": h}))
-        .await
-        .expect(201)
-        .id();
+    let (_, b) = app.pending_booking(&token, round, 1).await;
     app.post(
         &format!("/v1/bookings/{b}/pay"),
         Some(&token),

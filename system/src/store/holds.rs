@@ -220,6 +220,34 @@ async fn read_available(
     rows.iter().map(seat_row).collect()
 }
 
+/// The seats a request asks for, read with `lock` (a row-lock suffix): all chosen seats, or
+/// the lowest available ones. 409 when they are not (all) available, 422 when chosen seats
+/// are not the round's.
+async fn choose(
+    conn: &mut AnyConnection,
+    round_id: i64,
+    request: &HoldRequest,
+    lock: &str,
+) -> Result<Vec<SeatRow>, Attempt> {
+    let seats = match request {
+        HoldRequest::Seats(ids) => {
+            let seats = read_seats(conn, round_id, ids.as_slice(), lock).await?;
+            if seats.iter().any(|s| !s.status_available) {
+                return Err(Attempt::Final(seats_unavailable()));
+            }
+            seats
+        }
+        HoldRequest::Quantity(q) => {
+            let seats = read_available(conn, round_id, i64::from(q.get()), lock).await?;
+            if seats.len() < q.get() as usize {
+                return Err(Attempt::Final(seats_unavailable()));
+            }
+            seats
+        }
+    };
+    Ok(seats)
+}
+
 /// Who holds, where, and for how long: the parts of a hold every strategy writes alike.
 #[derive(Debug, Clone, Copy)]
 struct NewHold {
@@ -343,22 +371,7 @@ async fn naive(
     expires_at: i64,
 ) -> Result<Hold, Attempt> {
     let mut conn = db.pool.acquire().await?;
-    let seats = match request {
-        HoldRequest::Seats(ids) => {
-            let seats = read_seats(&mut conn, round_id, ids.as_slice(), "").await?;
-            if seats.iter().any(|s| !s.status_available) {
-                return Err(Attempt::Final(seats_unavailable()));
-            }
-            seats
-        }
-        HoldRequest::Quantity(q) => {
-            let seats = read_available(&mut conn, round_id, i64::from(q.get()), "").await?;
-            if seats.len() < q.get() as usize {
-                return Err(Attempt::Final(seats_unavailable()));
-            }
-            seats
-        }
-    };
+    let seats = choose(&mut conn, round_id, request, "").await?;
     let ids: Vec<i64> = seats.iter().map(|s| s.id).collect();
     let amount = seats.iter().map(|s| s.price).sum();
     let id = insert_hold(
@@ -391,13 +404,7 @@ async fn optimistic(
     let seats = {
         let mut conn = db.pool.acquire().await?;
         match request {
-            HoldRequest::Seats(ids) => {
-                let seats = read_seats(&mut conn, round_id, ids.as_slice(), "").await?;
-                if seats.iter().any(|s| !s.status_available) {
-                    return Err(Attempt::Final(seats_unavailable()));
-                }
-                seats
-            }
+            HoldRequest::Seats(_) => choose(&mut conn, round_id, request, "").await?,
             HoldRequest::Quantity(q) => {
                 // Read a few times more candidates than needed and pick among them at random,
                 // so that concurrent buyers do not all race for the same lowest seats.
@@ -465,32 +472,21 @@ async fn pessimistic(
     expires_at: i64,
 ) -> Result<Hold, Attempt> {
     let mut tx = db.begin_write().await?;
-    let lock = db.for_update();
-    let seats = match request {
-        HoldRequest::Seats(ids) => {
-            let seats = read_seats(tx.conn(), round_id, ids.as_slice(), lock).await?;
-            if seats.iter().any(|s| !s.status_available) {
-                tx.rollback().await?;
-                return Err(Attempt::Final(seats_unavailable()));
-            }
-            seats
-        }
-        HoldRequest::Quantity(q) => {
-            let n = q.get() as usize;
-            let seats = read_available(tx.conn(), round_id, n as i64, lock).await?;
-            if seats.len() < n {
+    let seats = match choose(tx.conn(), round_id, request, db.for_update()).await {
+        Ok(seats) => seats,
+        Err(e) => {
+            tx.rollback().await?;
+            if let HoldRequest::Quantity(q) = request {
                 // Under READ COMMITTED a locked row that changed while we waited drops out of
                 // a `LIMIT … FOR UPDATE` result; start over if seats may remain.
-                tx.rollback().await?;
                 let left = super::catalog::availability(db, round_id)
                     .await?
                     .map_or(0, |a| a.available);
-                if left >= n as i64 {
+                if left >= i64::from(q.get()) {
                     return Err(Attempt::Retry("locked rows changed while waiting"));
                 }
-                return Err(Attempt::Final(seats_unavailable()));
             }
-            seats
+            return Err(e);
         }
     };
     let ids: Vec<i64> = seats.iter().map(|s| s.id).collect();

@@ -268,6 +268,26 @@ impl TestApp {
         (event, round, ids)
     }
 
+    /// A hold of `quantity` best-available seats turned into a booking awaiting payment;
+    /// returns (hold id, booking id).
+    pub async fn pending_booking(&self, token: &str, round: i64, quantity: i64) -> (i64, i64) {
+        let hold = self
+            .post(
+                &format!("/v1/rounds/{round}/holds"),
+                Some(token),
+                json!({"quantity": quantity}),
+            )
+            .await
+            .expect(201)
+            .id();
+        let booking = self
+            .post("/v1/bookings", Some(token), json!({"hold_id": hold}))
+            .await
+            .expect(201)
+            .id();
+        (hold, booking)
+    }
+
     pub async fn availability(&self, round: i64) -> Value {
         self.get(&format!("/v1/rounds/{round}/availability"), None)
             .await
