@@ -1,2 +1,42 @@
 //! Scenarios: Goose load scenarios, operation history, the correctness checker and run
 //! orchestration behind the `scenario` binary.
+//!
+//! A run goes one way: [`stack`] provisions the box office, [`seed`] creates its data from
+//! `--seed`, the [`personas`] attack it through Goose while [`history`] records every
+//! operation, [`api`] reads the final state back, [`checker`] judges history against it,
+//! and [`runner`] turns everything into a [`reports::Report`] and a verdict.
+//!
+//! # Layout
+//! - [`cli`]: the command line (Goose's options flattened in).
+//! - [`catalog`]: the scenarios, their descriptions and defaults.
+//! - [`runner`]: orchestration; start reading here. [`matrix`] and [`bench`] run child
+//!   processes (Goose allows one attack per process).
+//! - [`stack`], [`seed`], [`api`]: where the box office runs, what it is seeded with, and the
+//!   admin API client.
+//! - [`context`], [`call`], [`personas`]: what virtual users share, how one request is sent
+//!   and recorded, and one file per persona.
+//! - [`history`]: `history.jsonl` and the per-transaction aggregates, written by one thread.
+//! - [`checker`]: the invariants, one file per family, unit-tested on crafted histories.
+//! - [`thresholds`], [`progress`], [`error`].
+
+pub mod api;
+pub mod bench;
+pub mod call;
+pub mod catalog;
+pub mod checker;
+pub mod cli;
+pub mod context;
+pub mod error;
+pub mod history;
+pub mod matrix;
+pub mod personas;
+pub mod progress;
+pub mod runner;
+pub mod seed;
+pub mod stack;
+pub mod thresholds;
+
+pub use catalog::ScenarioName;
+pub use cli::Cli;
+pub use error::{Error, Result};
+pub use runner::{run, summary_text, Outcome};

@@ -1,0 +1,257 @@
+//! bench: what the runner itself costs. One box office (the chosen stack, started once in
+//! this process), then three loads on `GET /health/live`, one after the other: Goose with
+//! history recording, Goose without (each a `probe` child process, as Goose allows one
+//! attack per process), and wrk (`wrk -t1 -c<users> -d<secs>s`) when it is installed. The
+//! verdict fails (exit 3) when history costs more than 10% of throughput.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+
+use serde_json::json;
+
+use crate::catalog::ScenarioName;
+use crate::cli::Cli;
+use crate::error::{Error, Result};
+use crate::runner::{default_out_dir, stack_options, Outcome};
+use crate::stack::Stack;
+
+/// Most throughput history recording may cost, as a fraction.
+pub const MAX_HISTORY_OVERHEAD: f64 = 0.10;
+
+/// Parses `Requests/sec:` from wrk's output.
+pub fn parse_wrk_rps(output: &str) -> Option<f64> {
+    output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+async fn probe(
+    cli: &Cli,
+    base: &str,
+    out: &Path,
+    history: bool,
+    users: usize,
+    secs: usize,
+) -> Result<reports::Report> {
+    let exe = match std::env::var_os("SCENARIO_EXE") {
+        Some(p) => p.into(),
+        None => std::env::current_exe().map_err(|e| Error::io("finding the scenario binary", e))?,
+    };
+    let mut cmd = tokio::process::Command::new(&exe);
+    cmd.args([
+        "probe",
+        "--stack",
+        &format!("url={base}"),
+        "-u",
+        &users.to_string(),
+        "-t",
+        &secs.to_string(),
+        "-q",
+        "--out",
+    ])
+    .arg(out)
+    .args([
+        "--admin-email",
+        &cli.admin_email,
+        "--admin-password",
+        &cli.admin_password,
+    ]);
+    if !history {
+        cmd.arg("--no-history");
+    }
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .map_err(|e| Error::io(format!("running {}", exe.display()), e))?;
+    let text = std::fs::read_to_string(out.join(reports::JSON_FILE))
+        .map_err(|e| Error::io(format!("reading the probe report (child exit {status})"), e))?;
+    reports::Report::from_json(&text).map_err(|e| Error::api("parsing the probe report", e))
+}
+
+async fn wrk(base: &str, users: usize, secs: usize) -> Option<f64> {
+    let out = tokio::process::Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{users}"),
+            &format!("-d{secs}s"),
+            &format!("{base}/health/live"),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .ok()?;
+    parse_wrk_rps(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Runs the benchmark.
+pub async fn run(cli: Cli) -> Result<Outcome> {
+    let d = ScenarioName::Bench.defaults();
+    let users = cli.goose.users.unwrap_or(d.users);
+    let secs: usize = cli
+        .goose
+        .run_time
+        .as_deref()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(d.run_time_s.unwrap_or(5));
+    let dir = cli
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out_dir(ScenarioName::Bench.as_str()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let stack = Stack::start(&cli.stack, &stack_options(&cli)).await?;
+    let started_at = chrono::Utc::now();
+    let t0 = std::time::Instant::now();
+    let base = stack.base_url.clone();
+    let result = async {
+        let on = probe(&cli, &base, &dir.join("history-on"), true, users, secs).await?;
+        let off = probe(&cli, &base, &dir.join("history-off"), false, users, secs).await?;
+        let wrk = wrk(&base, users, secs).await;
+        Ok::<_, Error>((on, off, wrk))
+    }
+    .await;
+    stack.stop().await;
+    let (on, off, wrk_rps) = result?;
+
+    let live = |r: &reports::Report| {
+        r.transactions
+            .iter()
+            .find(|t| t.name == "live")
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (l_on, mut l_off) = (live(&on), live(&off));
+    if l_off.count == 0 {
+        // No history, no aggregates: throughput from the request counter.
+        let counted = off
+            .run
+            .parameters
+            .get("requests_counted")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        l_off.count = counted;
+        l_off.ok = counted;
+        l_off.throughput_rps = if off.run.duration_s > 0.0 {
+            counted as f64 / off.run.duration_s
+        } else {
+            0.0
+        };
+    }
+    let overhead = if l_off.throughput_rps > 0.0 {
+        1.0 - l_on.throughput_rps / l_off.throughput_rps
+    } else {
+        0.0
+    };
+    let mut rows = Vec::new();
+    let mut row =
+        |label: &str, rps: Option<f64>, p: Option<&reports::Percentiles>, passed: bool| {
+            let mut values = BTreeMap::new();
+            values.insert("req/s".to_owned(), json!(rps.map(|r| r.round())));
+            values.insert("p50 ms".to_owned(), json!(p.map(|p| p.p50)));
+            values.insert("p99 ms".to_owned(), json!(p.map(|p| p.p99)));
+            rows.push(reports::ComparisonRow {
+                label: label.to_owned(),
+                values,
+                passed,
+            });
+        };
+    row(
+        "goose, history on",
+        Some(l_on.throughput_rps),
+        Some(&l_on.latency),
+        overhead <= MAX_HISTORY_OVERHEAD,
+    );
+    row("goose, history off", Some(l_off.throughput_rps), None, true);
+    row(
+        if wrk_rps.is_some() {
+            "wrk -t1"
+        } else {
+            "wrk (not installed)"
+        },
+        wrk_rps,
+        None,
+        true,
+    );
+
+    let mut run = on.run.clone();
+    run.id = dir
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    run.scenario = ScenarioName::Bench.as_str().into();
+    run.description = ScenarioName::Bench.description().into();
+    run.stack = cli.stack.name().into();
+    run.started_at = started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    run.finished_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    run.duration_s = t0.elapsed().as_secs_f64();
+    run.parameters
+        .insert("history_overhead".into(), json!(overhead));
+    run.parameters.insert("wrk_rps".into(), json!(wrk_rps));
+    let mut report = reports::Report::new(run);
+    report.transactions = vec![
+        reports::TransactionStats {
+            name: "live (history on)".into(),
+            ..l_on.clone()
+        },
+        reports::TransactionStats {
+            name: "live (history off)".into(),
+            ..l_off.clone()
+        },
+    ];
+    report.summary = reports::Summary::from_transactions(
+        &report.transactions,
+        on.run.duration_s + off.run.duration_s,
+    );
+    report.timeline = on.timeline.clone();
+    report.failover = reports::Failover::no_faults();
+    report.comparison = Some(reports::Comparison {
+        title: format!("Runner cost on GET /health/live: {users} connections, {secs} s each"),
+        columns: vec!["req/s".into(), "p50 ms".into(), "p99 ms".into()],
+        rows,
+    });
+    report.verdict = reports::Verdict::from_outcomes(vec![reports::ThresholdOutcome::new(
+        "history recording overhead",
+        reports::ThresholdKind::Throughput,
+        format!("<= {:.0}% of throughput", MAX_HISTORY_OVERHEAD * 100.0),
+        format!(
+            "{:.1}% ({:.0} vs {:.0} req/s)",
+            overhead * 100.0,
+            l_on.throughput_rps,
+            l_off.throughput_rps
+        ),
+        overhead <= MAX_HISTORY_OVERHEAD,
+    )]);
+    report.artifacts = vec![
+        reports::Artifact {
+            name: "history-on probe".into(),
+            path: format!("history-on/{}", reports::HTML_FILE),
+        },
+        reports::Artifact {
+            name: "history-off probe".into(),
+            path: format!("history-off/{}", reports::HTML_FILE),
+        },
+    ];
+    let written =
+        reports::write_all(&report, &dir).map_err(|e| Error::io("writing the bench report", e))?;
+    Ok(Outcome {
+        report,
+        dir,
+        written,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_throughput_is_read_from_its_summary() {
+        let out = "Running 5s test\n  1 threads and 64 connections\nRequests/sec: 141234.56\nTransfer/sec: 20MB\n";
+        assert_eq!(parse_wrk_rps(out), Some(141234.56));
+        assert_eq!(parse_wrk_rps("nothing"), None);
+    }
+}

@@ -1,0 +1,49 @@
+//! `scenario`: run a load scenario against the box office, write the report, exit with the
+//! verdict (0 pass, 1 run error, 2 usage, 3 threshold missed, 4 invariant broken, 5 failover
+//! budget exceeded).
+
+use clap::Parser;
+use scenarios::{Cli, ScenarioName};
+
+fn main() {
+    let cli = Cli::parse();
+    if cli.scenario == ScenarioName::List {
+        print!("{}", scenarios::catalog::listing());
+        return;
+    }
+    let quiet = cli.quiet();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            std::process::exit(reports::exit_code::RUN_ERROR);
+        }
+    };
+    let code = runtime.block_on(async {
+        match scenarios::run(cli).await {
+            Ok(outcome) => {
+                if quiet {
+                    println!(
+                        "verdict: {} (exit {}) — {}",
+                        reports::exit_code::describe(outcome.exit_code()),
+                        outcome.exit_code(),
+                        outcome.written.html.display()
+                    );
+                } else {
+                    print!("{}", scenarios::summary_text(&outcome));
+                }
+                outcome.exit_code()
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                e.exit_code()
+            }
+        }
+    });
+    // Goose leaves its user tasks and Ctrl-C handler behind; do not wait for them.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    std::process::exit(code);
+}

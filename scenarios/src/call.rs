@@ -1,0 +1,163 @@
+//! One request of a virtual user: sent through Goose (so Goose's own metrics see it), timed,
+//! classified ok / fail / unknown, and turned into a history [`Op`].
+
+use goose::prelude::*;
+use serde_json::Value;
+
+use crate::history::{Op, OpKind, Outcome, Recorder};
+
+/// What to send.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// Operation (also the Goose request name).
+    pub op: OpKind,
+    /// Method.
+    pub method: GooseMethod,
+    /// Path under the base URL.
+    pub path: &'a str,
+    /// Bearer token.
+    pub token: Option<&'a str>,
+    /// JSON body.
+    pub body: Option<Value>,
+    /// `Idempotency-Key` header.
+    pub key: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    /// A `GET`.
+    pub fn get(op: OpKind, path: &'a str, token: Option<&'a str>) -> Self {
+        Self {
+            op,
+            method: GooseMethod::Get,
+            path,
+            token,
+            body: None,
+            key: None,
+        }
+    }
+
+    /// A `POST` with a JSON body.
+    pub fn post(op: OpKind, path: &'a str, token: &'a str, body: Value) -> Self {
+        Self {
+            op,
+            method: GooseMethod::Post,
+            path,
+            token: Some(token),
+            body: Some(body),
+            key: None,
+        }
+    }
+}
+
+/// What came back.
+#[derive(Debug)]
+pub struct Response {
+    /// Classified outcome.
+    pub outcome: Outcome,
+    /// HTTP status.
+    pub status: Option<u16>,
+    /// JSON body (`Null` if none or not JSON).
+    pub body: Value,
+    /// `error.code`, or the transport error kind.
+    pub error: Option<String>,
+    invoke_ms: f64,
+    complete_ms: f64,
+    op: OpKind,
+}
+
+impl Response {
+    /// Whether the operation definitely happened.
+    pub fn is_ok(&self) -> bool {
+        self.outcome == Outcome::Ok
+    }
+
+    /// An integer field of the body.
+    pub fn i64(&self, field: &str) -> Option<i64> {
+        self.body.get(field).and_then(Value::as_i64)
+    }
+
+    /// An array-of-integers field of the body.
+    pub fn ids(&self, field: &str) -> Vec<i64> {
+        self.body
+            .get(field)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_i64).collect())
+            .unwrap_or_default()
+    }
+
+    /// The history record of this call for `user`; the caller adds the ids.
+    pub fn op(&self, user: i64) -> Op {
+        let mut op = Op::new(self.op, user, self.outcome);
+        op.invoke_ms = self.invoke_ms;
+        op.complete_ms = self.complete_ms;
+        op.status = self.status;
+        op.error.clone_from(&self.error);
+        op
+    }
+}
+
+fn transport_error(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else if e.is_body() || e.is_decode() {
+        "body"
+    } else {
+        "transport"
+    }
+}
+
+/// Sends `req` as Goose user `user`, timing it on the history clock.
+pub async fn send(
+    user: &mut GooseUser,
+    recorder: &Recorder,
+    req: Request<'_>,
+) -> Result<Response, Box<TransactionError>> {
+    let mut builder = user.get_request_builder(&req.method, req.path)?;
+    if let Some(t) = req.token {
+        builder = builder.bearer_auth(t);
+    }
+    if let Some(k) = req.key {
+        builder = builder.header("Idempotency-Key", k);
+    }
+    if let Some(b) = &req.body {
+        builder = builder.json(b);
+    }
+    let goose_request = GooseRequest::builder()
+        .method(req.method)
+        .path(req.path)
+        .name(req.op.as_str())
+        .set_request_builder(builder)
+        .build();
+    let invoke_ms = recorder.now_ms();
+    let goose = user.request(goose_request).await?;
+    let (status, body, error) = match goose.response {
+        Ok(res) => {
+            let status = res.status().as_u16();
+            match res.bytes().await {
+                Ok(bytes) => {
+                    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                    let code = body
+                        .pointer("/error/code")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    (Some(status), body, code)
+                }
+                // Headers arrived, the body did not: the effect is unknown whatever the status said.
+                Err(e) => (None, Value::Null, Some(transport_error(&e).to_owned())),
+            }
+        }
+        Err(e) => (None, Value::Null, Some(transport_error(&e).to_owned())),
+    };
+    let complete_ms = recorder.now_ms();
+    Ok(Response {
+        outcome: Outcome::from_status(status),
+        status,
+        error: error.or_else(|| status.filter(|s| *s >= 400).map(|s| s.to_string())),
+        body,
+        invoke_ms,
+        complete_ms,
+        op: req.op,
+    })
+}

@@ -1,0 +1,203 @@
+//! The `scenario` command line. Goose's own options are flattened in (its
+//! `GooseConfiguration` is a clap `Args` in 0.19), so `-u/--users`, `-q`, `-t/--run-time`,
+//! `--timeout`, `--report-file`, `--threshold` … work as in any Goose load test; the lab's
+//! options use long names only so they never collide with Goose's short ones.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use goose::config::GooseConfiguration;
+
+use crate::catalog::ScenarioName;
+use crate::stack::StackSpec;
+use crate::thresholds::{parse_rate, LatencyLimit};
+
+/// Box Office Lab: load, check and judge the box office.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "scenario",
+    about = "Run a load scenario against the box office and write a latency, correctness and failover report.",
+    after_help = "Exit codes: 0 pass, 1 run error, 2 usage error, 3 latency/error-rate/throughput threshold missed, \
+                  4 correctness invariant broken (wins over 5 and 3), 5 failover budget exceeded."
+)]
+pub struct Cli {
+    /// Scenario to run (`list` describes them all).
+    #[arg(value_enum, default_value = "flash-sale")]
+    pub scenario: ScenarioName,
+
+    /// Where the box office runs: embedded (in-process, SQLite), local (in-process on a
+    /// PostgreSQL child process) or url=http://HOST:PORT (already running).
+    #[arg(
+        long,
+        default_value = "embedded",
+        value_name = "STACK",
+        help_heading = "Lab"
+    )]
+    pub stack: StackSpec,
+
+    /// Concurrency strategy of the box office (embedded and local stacks).
+    #[arg(long, value_enum, default_value_t = boxoffice::Strategy::Atomic, help_heading = "Lab")]
+    pub strategy: boxoffice::Strategy,
+
+    /// Seed for names, seat choices and arrivals; the same seed replays the same run.
+    #[arg(long, default_value_t = 42, help_heading = "Lab")]
+    pub seed: u64,
+
+    /// Seats per round [default: the scenario's].
+    #[arg(long, help_heading = "Lab")]
+    pub seats: Option<usize>,
+
+    /// Open-model arrivals per second (paced inside the scenario, independent of response
+    /// times); capacity starts here and doubles every step. Absent: users arrive together
+    /// (flash-sale, coupon-rush) or loop (browse-and-buy).
+    #[arg(long, value_name = "PER_SECOND", help_heading = "Lab")]
+    pub rate: Option<f64>,
+
+    /// Capacity: seconds per step of the ramp.
+    #[arg(long, default_value_t = 8, help_heading = "Lab")]
+    pub step_secs: u64,
+
+    /// Capacity: number of steps (the rate doubles at each).
+    #[arg(long, default_value_t = 5, help_heading = "Lab")]
+    pub steps: u32,
+
+    /// Mean think time between a user's steps, ms [default: 0, browse-and-buy 500].
+    #[arg(long, help_heading = "Lab")]
+    pub think_ms: Option<u64>,
+
+    /// Strategies for strategy-matrix (comma-separated) [default: all].
+    #[arg(long, value_delimiter = ',', value_enum, help_heading = "Lab")]
+    pub strategies: Vec<boxoffice::Strategy>,
+
+    /// Output directory [default: reports/runs/<UTC timestamp>-<scenario>/ under the
+    /// workspace root when run from the source tree, else under the current directory].
+    #[arg(long, value_name = "DIR", help_heading = "Lab")]
+    pub out: Option<PathBuf>,
+
+    /// Do not record history.jsonl (the benchmark's "history off"; the checker then has
+    /// nothing to compare and only checks the final state).
+    #[arg(long, help_heading = "Lab")]
+    pub no_history: bool,
+
+    /// Print Goose's own metric tables and error summary at the end.
+    #[arg(long, help_heading = "Lab")]
+    pub goose_metrics: bool,
+
+    /// Admin e-mail (created on embedded/local stacks; must exist on a url stack).
+    #[arg(
+        long,
+        env = "BOXOFFICE_ADMIN_EMAIL",
+        default_value = "lab-admin@boxoffice.test",
+        help_heading = "Lab"
+    )]
+    pub admin_email: String,
+
+    /// Admin password.
+    #[arg(
+        long,
+        env = "BOXOFFICE_ADMIN_PASSWORD",
+        default_value = "lab-admin-password",
+        hide_env_values = true,
+        help_heading = "Lab"
+    )]
+    pub admin_password: String,
+
+    /// Database pool size of in-process stacks.
+    #[arg(long, help_heading = "Lab")]
+    pub db_max_connections: Option<u32>,
+
+    /// Share of payments the in-process payment provider declines (0..=1).
+    #[arg(long, default_value_t = 0.0, help_heading = "Lab")]
+    pub decline_rate: f64,
+
+    /// p50 limit, TRANSACTION=DURATION (e.g. hold=200ms, all=1s); repeatable.
+    #[arg(long, value_name = "TX=DURATION", help_heading = "Verdict")]
+    pub p50: Vec<LatencyLimit>,
+
+    /// p95 limit, TRANSACTION=DURATION; repeatable.
+    #[arg(long, value_name = "TX=DURATION", help_heading = "Verdict")]
+    pub p95: Vec<LatencyLimit>,
+
+    /// p99 limit, TRANSACTION=DURATION; repeatable [default: all=<scenario's limit>].
+    #[arg(long, value_name = "TX=DURATION", help_heading = "Verdict")]
+    pub p99: Vec<LatencyLimit>,
+
+    /// Most (failed + unknown) / requests, as 0.05 or 5%. Off by default: a sold-out 409 is
+    /// a correct answer in a flash sale.
+    #[arg(long, value_parser = parse_rate, help_heading = "Verdict")]
+    pub max_error_rate: Option<f64>,
+
+    /// Most unknown outcomes (timeouts, connection errors, 5xx) / requests [default: the
+    /// scenario's, 0 for most].
+    #[arg(long, value_parser = parse_rate, help_heading = "Verdict")]
+    pub max_unknown_rate: Option<f64>,
+
+    /// Least requests per second over the run.
+    #[arg(long, help_heading = "Verdict")]
+    pub min_throughput: Option<f64>,
+
+    /// Goose's options.
+    #[command(flatten)]
+    pub goose: GooseConfiguration,
+}
+
+impl Cli {
+    /// Whether output other than the final summary is silenced (`-q`).
+    pub fn quiet(&self) -> bool {
+        self.goose.quiet > 0
+    }
+
+    /// Parses a command line (for tests and child runs); never exits.
+    pub fn parse_from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Self::try_parse_from(args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goose_options_and_lab_options_share_one_command_line() {
+        let cli = Cli::parse_from_args([
+            "scenario",
+            "coupon-rush",
+            "-u",
+            "10",
+            "-q",
+            "--seats",
+            "5",
+            "--p99",
+            "claim=300ms",
+            "--timeout",
+            "3",
+            "--stack",
+            "url=http://x:1",
+        ])
+        .unwrap();
+        assert_eq!(cli.scenario, ScenarioName::CouponRush);
+        assert_eq!(cli.goose.users, Some(10));
+        assert!(cli.quiet());
+        assert_eq!(cli.seats, Some(5));
+        assert_eq!(cli.p99[0].limit_ms, 300.0);
+        assert_eq!(cli.goose.timeout.as_deref(), Some("3"));
+        assert_eq!(cli.stack, StackSpec::Url("http://x:1".into()));
+    }
+
+    #[test]
+    fn no_arguments_mean_a_flash_sale_on_the_embedded_stack() {
+        let cli = Cli::parse_from_args(["scenario"]).unwrap();
+        assert_eq!(cli.scenario, ScenarioName::FlashSale);
+        assert_eq!(cli.stack, StackSpec::Embedded);
+        assert_eq!(cli.strategy, boxoffice::Strategy::Atomic);
+    }
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

@@ -1,0 +1,264 @@
+//! What every virtual user shares during an attack: the seeded world, the history
+//! recorder, the seed, and how users arrive — all together through a [`Gate`] (closed
+//! model, a flash-sale crowd) or on a fixed schedule through a [`Pacer`] (open model).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use goose::prelude::*;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+use crate::history::Recorder;
+use crate::seed::{SeededUser, World};
+
+/// The future a transaction function returns.
+pub type TxFuture<'a> = Pin<Box<dyn Future<Output = TransactionResult> + Send + 'a>>;
+
+/// A persona's step: a plain function of the Goose user and the shared context.
+pub type Step = for<'a> fn(&'a mut GooseUser, Arc<RunContext>) -> TxFuture<'a>;
+
+/// Knobs the personas read.
+#[derive(Debug, Clone)]
+pub struct Knobs {
+    /// Share of holds that pick seats (the rest ask for a quantity), 0..=1.
+    pub chosen_seats_share: f64,
+    /// Share of holds given back before booking (browse-and-buy), 0..=1.
+    pub abandon_share: f64,
+    /// Share of paid bookings cancelled afterwards (browse-and-buy), 0..=1.
+    pub cancel_share: f64,
+    /// Share of coupon hunters who click twice (coupon-rush), 0..=1.
+    pub double_claim_share: f64,
+    /// Mean think time between steps, ms (0 = none).
+    pub think_ms: u64,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Self {
+            chosen_seats_share: 0.5,
+            abandon_share: 0.25,
+            cancel_share: 0.1,
+            double_claim_share: 0.1,
+            think_ms: 0,
+        }
+    }
+}
+
+/// Shared by every virtual user of a run.
+#[derive(Debug)]
+pub struct RunContext {
+    /// The history.
+    pub recorder: Recorder,
+    /// The seeded world.
+    pub world: World,
+    /// The run's seed.
+    pub seed: u64,
+    /// Releases a closed-model crowd together.
+    pub gate: Option<Gate>,
+    /// Schedules open-model arrivals.
+    pub pacer: Option<Pacer>,
+    /// Persona knobs.
+    pub knobs: Knobs,
+}
+
+impl RunContext {
+    /// The buyer a Goose user plays (virtual users map onto seeded users round-robin).
+    pub fn buyer(&self, user: &GooseUser) -> SeededUser {
+        self.world.users[user.weighted_users_index % self.world.users.len()].clone()
+    }
+
+    /// A random generator for one iteration of one virtual user, derived from the seed, so
+    /// the same seed makes the same choices.
+    pub fn rng(&self, user: &GooseUser) -> SmallRng {
+        let index = user.weighted_users_index as u64;
+        let iteration = user.get_iterations() as u64;
+        SmallRng::seed_from_u64(
+            self.seed
+                ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ iteration
+                    .wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+                    .rotate_left(17),
+        )
+    }
+
+    /// Waits for this user's turn: its slot on the open-model schedule (returning when it
+    /// should have started, in history ms) or the crowd's gate.
+    pub async fn arrive(&self, user: &GooseUser) -> Option<f64> {
+        if let Some(p) = &self.pacer {
+            let at = p.slot(user.weighted_users_index, user.get_iterations());
+            tokio::time::sleep_until(at.into()).await;
+            return Some(
+                at.saturating_duration_since(self.recorder.epoch())
+                    .as_secs_f64()
+                    * 1000.0,
+            );
+        }
+        if let Some(g) = &self.gate {
+            if user.get_iterations() == 0 {
+                g.arrive().await;
+            }
+        }
+        None
+    }
+
+    /// Sleeps a think time drawn around the configured mean (uniform 0.5×–1.5×).
+    pub async fn think(&self, rng: &mut SmallRng) {
+        if self.knobs.think_ms > 0 {
+            let ms =
+                rand::Rng::gen_range(rng, self.knobs.think_ms / 2..=self.knobs.think_ms * 3 / 2);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
+}
+
+/// Builds a Goose transaction from a step and the shared context.
+pub fn transaction(ctx: &Arc<RunContext>, name: &str, step: Step) -> Transaction {
+    let ctx = ctx.clone();
+    let f: TransactionFunction = Arc::new(move |user| step(user, ctx.clone()));
+    Transaction::new(f).set_name(name)
+}
+
+/// Holds the first `expected` arrivals until all are there (or `timeout` passed, so a user
+/// that never starts cannot hang the run), then releases them together.
+#[derive(Debug)]
+pub struct Gate {
+    expected: usize,
+    arrived: AtomicUsize,
+    open: tokio::sync::watch::Sender<bool>,
+    timeout: Duration,
+}
+
+impl Gate {
+    /// A gate for `expected` users.
+    pub fn new(expected: usize, timeout: Duration) -> Self {
+        Self {
+            expected,
+            arrived: AtomicUsize::new(0),
+            open: tokio::sync::watch::channel(false).0,
+            timeout,
+        }
+    }
+
+    /// Waits at the gate.
+    pub async fn arrive(&self) {
+        let mut rx = self.open.subscribe();
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 >= self.expected {
+            self.open.send_replace(true);
+            return;
+        }
+        if tokio::time::timeout(self.timeout, rx.wait_for(|open| *open))
+            .await
+            .is_err()
+        {
+            // Open it for everyone: late starters must not wait a timeout each.
+            self.open.send_replace(true);
+        }
+    }
+}
+
+/// Open-model arrivals: arrival `n` is due at a time fixed in advance by the rate,
+/// whatever the responses do. User `u` takes arrivals `u, u + users, u + 2·users, …`, so a
+/// slow response delays only that user's next arrival — which the coordinated-omission-
+/// corrected latency shows. The rate may step up (capacity): `rates[i]` holds for
+/// `step` seconds, the last rate until the end.
+#[derive(Debug)]
+pub struct Pacer {
+    rates: Vec<f64>,
+    step_s: f64,
+    users: usize,
+    start: OnceLock<Instant>,
+}
+
+impl Pacer {
+    /// `rate_per_s` arrivals per second spread over `users` virtual users.
+    pub fn new(rate_per_s: f64, users: usize) -> Self {
+        Self::stepped(vec![rate_per_s], Duration::MAX, users)
+    }
+
+    /// A stepped schedule: `rates[i]` arrivals per second during step `i`.
+    pub fn stepped(rates: Vec<f64>, step: Duration, users: usize) -> Self {
+        let rates = if rates.is_empty() { vec![1.0] } else { rates };
+        Self {
+            rates: rates.into_iter().map(|r| r.max(1e-3)).collect(),
+            step_s: if step == Duration::MAX {
+                f64::INFINITY
+            } else {
+                step.as_secs_f64().max(1e-3)
+            },
+            users: users.max(1),
+            start: OnceLock::new(),
+        }
+    }
+
+    /// Seconds after the start at which arrival `n` is due.
+    pub fn offset_s(&self, n: usize) -> f64 {
+        let mut before = 0.0;
+        let n = n as f64;
+        for (i, rate) in self.rates.iter().enumerate() {
+            let last = i + 1 == self.rates.len();
+            let in_step = rate * self.step_s;
+            if last || n < before + in_step {
+                return i as f64
+                    * if self.step_s.is_finite() {
+                        self.step_s
+                    } else {
+                        0.0
+                    }
+                    + (n - before) / rate;
+            }
+            before += in_step;
+        }
+        0.0
+    }
+
+    /// When user `index`'s `iteration`-th arrival is due (the schedule starts at the first
+    /// call).
+    pub fn slot(&self, index: usize, iteration: usize) -> Instant {
+        let start = *self.start.get_or_init(Instant::now);
+        let n = iteration * self.users + index % self.users;
+        start + Duration::from_secs_f64(self.offset_s(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arrivals_are_spaced_by_the_rate_across_users() {
+        let p = Pacer::new(10.0, 4);
+        let t0 = p.slot(0, 0);
+        assert_eq!(p.slot(1, 0) - t0, Duration::from_millis(100));
+        assert_eq!(p.slot(0, 1) - t0, Duration::from_millis(400));
+    }
+
+    #[test]
+    fn a_stepped_schedule_speeds_up_at_each_step() {
+        let p = Pacer::stepped(vec![10.0, 20.0], Duration::from_secs(1), 1);
+        assert!((p.offset_s(5) - 0.5).abs() < 1e-9);
+        assert!((p.offset_s(10) - 1.0).abs() < 1e-9);
+        assert!((p.offset_s(20) - 1.5).abs() < 1e-9);
+        assert!(
+            (p.offset_s(50) - 3.0).abs() < 1e-9,
+            "the last rate holds after the last step"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_gate_releases_everyone_when_the_last_user_arrives() {
+        let gate = Arc::new(Gate::new(3, Duration::from_secs(30)));
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..3 {
+            let g = gate.clone();
+            set.spawn(async move { g.arrive().await });
+        }
+        let all = tokio::time::timeout(Duration::from_secs(5), async {
+            while set.join_next().await.is_some() {}
+        });
+        assert!(all.await.is_ok());
+    }
+}

@@ -1,0 +1,497 @@
+//! The client history: every operation a virtual user performs, Jepsen-style — when it was
+//! invoked, when it completed, and whether it definitely happened (`ok`), definitely did not
+//! (`fail`) or cannot be known (`unknown`: timeouts, connection errors, 5xx).
+//!
+//! Virtual users hand each [`Op`] to a cheap, clonable [`Recorder`] (one channel send and two
+//! atomic increments); a single writer thread ([`HistoryWriter`]) serialises the records to
+//! `history.jsonl`, feeds the per-transaction histograms and the timeline, and keeps the
+//! state-changing operations in memory for the checker. Nothing on the request path formats
+//! JSON or takes a lock.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// File name of the history inside a run directory.
+pub const HISTORY_FILE: &str = "history.jsonl";
+
+/// What an operation's client saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// A 2xx: the operation happened.
+    Ok,
+    /// A 4xx: the operation definitely did not happen.
+    Fail,
+    /// A timeout, a connection error or a 5xx: it may or may not have happened.
+    Unknown,
+}
+
+impl Outcome {
+    /// Classifies an HTTP status; `None` (no response at all) is unknown.
+    pub fn from_status(status: Option<u16>) -> Self {
+        match status {
+            Some(s) if (200..300).contains(&s) => Outcome::Ok,
+            Some(s) if (400..500).contains(&s) => Outcome::Fail,
+            _ => Outcome::Unknown,
+        }
+    }
+}
+
+/// The kind of operation; also the transaction name in the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpKind {
+    /// `GET /health/live` (the benchmark).
+    Live,
+    /// `GET /v1/events`.
+    ListEvents,
+    /// `GET /v1/events?q=`.
+    Search,
+    /// `GET /v1/events/{id}`.
+    Event,
+    /// `GET /v1/rounds/{id}/availability`.
+    Availability,
+    /// `GET /v1/rounds/{id}/seats`.
+    Seats,
+    /// `POST /v1/rounds/{id}/holds`.
+    Hold,
+    /// `DELETE /v1/holds/{id}`.
+    Release,
+    /// `POST /v1/bookings`.
+    Book,
+    /// `POST /v1/bookings/{id}/pay`.
+    Pay,
+    /// `POST /v1/bookings/{id}/cancel`.
+    Cancel,
+    /// `POST /v1/coupons/{code}/claims`.
+    Claim,
+}
+
+impl OpKind {
+    /// Every kind, in the order the report lists transactions.
+    pub const ALL: [OpKind; 12] = [
+        OpKind::Live,
+        OpKind::ListEvents,
+        OpKind::Search,
+        OpKind::Event,
+        OpKind::Availability,
+        OpKind::Seats,
+        OpKind::Hold,
+        OpKind::Release,
+        OpKind::Book,
+        OpKind::Pay,
+        OpKind::Cancel,
+        OpKind::Claim,
+    ];
+
+    /// The name in the history, the report and threshold flags (`--p99 hold=500ms`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Live => "live",
+            OpKind::ListEvents => "list_events",
+            OpKind::Search => "search",
+            OpKind::Event => "event",
+            OpKind::Availability => "availability",
+            OpKind::Seats => "seats",
+            OpKind::Hold => "hold",
+            OpKind::Release => "release",
+            OpKind::Book => "book",
+            OpKind::Pay => "pay",
+            OpKind::Cancel => "cancel",
+            OpKind::Claim => "claim",
+        }
+    }
+
+    /// Whether the operation changes state, so the checker needs it.
+    pub fn is_write(self) -> bool {
+        matches!(
+            self,
+            OpKind::Hold
+                | OpKind::Release
+                | OpKind::Book
+                | OpKind::Pay
+                | OpKind::Cancel
+                | OpKind::Claim
+        )
+    }
+}
+
+/// One operation of one virtual user. Times are milliseconds since the run's epoch (the
+/// moment the load started).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Op {
+    /// When the request was sent.
+    pub invoke_ms: f64,
+    /// When the response (or the error) was in.
+    pub complete_ms: f64,
+    /// When an open-model schedule wanted the request sent; absent in closed-model runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intended_ms: Option<f64>,
+    /// The box office's user id.
+    pub user: i64,
+    /// What was done.
+    pub op: OpKind,
+    /// What the client saw.
+    pub outcome: Outcome,
+    /// HTTP status, absent when no response arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// `error.code` of the response body, or the client error (`timeout`, `connect`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Round involved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round_id: Option<i64>,
+    /// Hold involved (sent or returned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_id: Option<i64>,
+    /// Booking involved (sent or returned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booking_id: Option<i64>,
+    /// Seats asked for or granted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seat_ids: Vec<i64>,
+    /// Money sent or returned, minor units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<i64>,
+    /// Coupon code involved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coupon: Option<String>,
+    /// Idempotency key sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl Op {
+    /// An operation with only its kind, user and outcome set; the caller fills in the rest.
+    pub fn new(op: OpKind, user: i64, outcome: Outcome) -> Self {
+        Self {
+            invoke_ms: 0.0,
+            complete_ms: 0.0,
+            intended_ms: None,
+            user,
+            op,
+            outcome,
+            status: None,
+            error: None,
+            round_id: None,
+            hold_id: None,
+            booking_id: None,
+            seat_ids: Vec::new(),
+            amount: None,
+            coupon: None,
+            key: None,
+        }
+    }
+
+    /// Latency as the client measured it, ms.
+    pub fn latency_ms(&self) -> f64 {
+        (self.complete_ms - self.invoke_ms).max(0.0)
+    }
+}
+
+/// Live counters the progress line reads.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Operations completed.
+    pub requests: AtomicU64,
+    /// Of those, failed or unknown.
+    pub errors: AtomicU64,
+    /// Virtual users that started working.
+    pub users_started: AtomicU64,
+    /// Virtual users (or iterations, for one-shot scenarios) that finished.
+    pub users_done: AtomicU64,
+}
+
+enum Msg {
+    Op(Box<Op>),
+    Close,
+}
+
+/// The virtual users' handle on the history: clone it freely.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    tx: Option<mpsc::Sender<Msg>>,
+    epoch: Instant,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Msg")
+    }
+}
+
+impl Recorder {
+    /// Milliseconds since the run's epoch.
+    pub fn now_ms(&self) -> f64 {
+        self.epoch.elapsed().as_secs_f64() * 1000.0
+    }
+
+    /// The run's epoch.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
+    /// The live counters.
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    /// Records an operation (counted even when history recording is off).
+    pub fn record(&self, op: Op) {
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        if op.outcome != Outcome::Ok {
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(tx) = &self.tx {
+            // The writer only goes away after `finish`, when no user runs any more.
+            let _ = tx.send(Msg::Op(Box::new(op)));
+        }
+    }
+}
+
+/// Latency and counts of one transaction, as the writer accumulated them.
+#[derive(Debug, Clone)]
+pub struct TxAggregate {
+    /// Latency, microseconds.
+    pub latency_us: Histogram<u64>,
+    /// Latency from the intended start (open model), microseconds.
+    pub corrected_us: Option<Histogram<u64>>,
+    /// Definite successes.
+    pub ok: u64,
+    /// Definite failures.
+    pub failed: u64,
+    /// Unknown outcomes.
+    pub unknown: u64,
+    /// Failures and unknowns by error code.
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl TxAggregate {
+    fn new() -> Self {
+        Self {
+            latency_us: Histogram::new(3).expect("3 significant digits is valid"),
+            corrected_us: None,
+            ok: 0,
+            failed: 0,
+            unknown: 0,
+            errors: BTreeMap::new(),
+        }
+    }
+
+    /// Requests of every outcome.
+    pub fn count(&self) -> u64 {
+        self.ok + self.failed + self.unknown
+    }
+}
+
+/// What the writer hands back when the run is over.
+#[derive(Debug)]
+pub struct HistoryOutput {
+    /// Per transaction.
+    pub transactions: BTreeMap<OpKind, TxAggregate>,
+    /// Per-second timeline.
+    pub timeline: reports::Timeline,
+    /// State-changing operations, in completion order, for the checker.
+    pub writes: Vec<Op>,
+    /// Every operation recorded.
+    pub recorded: u64,
+    /// Where the history was written, if it was.
+    pub path: Option<PathBuf>,
+    /// The first I/O error, if writing the file failed (the in-memory parts stay valid).
+    pub io_error: Option<String>,
+}
+
+/// Owns the writer thread; [`finish`](Self::finish) closes it and returns what it gathered.
+#[derive(Debug)]
+pub struct HistoryWriter {
+    tx: mpsc::Sender<Msg>,
+    thread: JoinHandle<HistoryOutput>,
+}
+
+/// Starts a history: a writer thread writing to `path` (or nowhere when `None`) and the
+/// recorder the virtual users share. `record_ops = false` turns the channel off entirely
+/// (the benchmark's "history off"); counters still work.
+pub fn start(path: Option<&Path>, record_ops: bool) -> std::io::Result<(Recorder, HistoryWriter)> {
+    let file = path
+        .map(File::create)
+        .transpose()?
+        .map(|f| BufWriter::with_capacity(1 << 16, f));
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let epoch = Instant::now();
+    let path_owned = path.map(Path::to_path_buf);
+    let thread = std::thread::Builder::new()
+        .name("history-writer".into())
+        .spawn(move || write_loop(rx, file, path_owned))?;
+    let recorder = Recorder {
+        tx: record_ops.then(|| tx.clone()),
+        epoch,
+        counters: Arc::new(Counters::default()),
+    };
+    Ok((recorder, HistoryWriter { tx, thread }))
+}
+
+impl HistoryWriter {
+    /// Stops the writer after everything sent so far, flushes the file and returns the
+    /// aggregates. `duration_s` makes the timeline cover the whole run.
+    pub fn finish(self, duration_s: f64) -> HistoryOutput {
+        let _ = self.tx.send(Msg::Close);
+        let mut out = self.thread.join().unwrap_or_else(|_| HistoryOutput {
+            transactions: BTreeMap::new(),
+            timeline: reports::Timeline::default(),
+            writes: Vec::new(),
+            recorded: 0,
+            path: None,
+            io_error: Some("the history writer panicked".into()),
+        });
+        if let Some(last) = out.timeline.points.last() {
+            let end = last.t_s + out.timeline.interval_s;
+            if end < duration_s {
+                // Rebuild is cheap: only pad with empty points.
+                let interval = out.timeline.interval_s.max(1e-9);
+                let mut t = end;
+                while t < duration_s {
+                    out.timeline.points.push(reports::TimelinePoint {
+                        t_s: t,
+                        ..Default::default()
+                    });
+                    t += interval;
+                }
+            }
+        }
+        out
+    }
+}
+
+fn write_loop(
+    rx: mpsc::Receiver<Msg>,
+    mut file: Option<BufWriter<File>>,
+    path: Option<PathBuf>,
+) -> HistoryOutput {
+    let mut transactions: BTreeMap<OpKind, TxAggregate> = BTreeMap::new();
+    let mut timeline = reports::TimelineBuilder::new(1.0);
+    let mut writes = Vec::new();
+    let mut recorded = 0u64;
+    let mut io_error = None;
+    while let Ok(Msg::Op(op)) = rx.recv() {
+        recorded += 1;
+        if let Some(f) = file.as_mut() {
+            let res = serde_json::to_writer(&mut *f, &*op)
+                .map_err(std::io::Error::from)
+                .and_then(|()| f.write_all(b"\n"));
+            if let Err(e) = res {
+                io_error.get_or_insert_with(|| e.to_string());
+                file = None;
+            }
+        }
+        let agg = transactions.entry(op.op).or_insert_with(TxAggregate::new);
+        let latency_us = (op.latency_ms() * 1000.0).round() as u64;
+        record_us(&mut agg.latency_us, latency_us);
+        if let Some(intended) = op.intended_ms {
+            let corrected = ((op.complete_ms - intended).max(0.0) * 1000.0).round() as u64;
+            record_us(
+                agg.corrected_us
+                    .get_or_insert_with(|| Histogram::new(3).expect("valid precision")),
+                corrected,
+            );
+        }
+        match op.outcome {
+            Outcome::Ok => agg.ok += 1,
+            Outcome::Fail => agg.failed += 1,
+            Outcome::Unknown => agg.unknown += 1,
+        }
+        if op.outcome != Outcome::Ok {
+            let code = op
+                .error
+                .clone()
+                .or_else(|| op.status.map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown".into());
+            *agg.errors.entry(code).or_default() += 1;
+        }
+        timeline.record(
+            op.complete_ms / 1000.0,
+            op.op.as_str(),
+            op.latency_ms(),
+            op.outcome == Outcome::Ok,
+        );
+        if op.op.is_write() {
+            writes.push(*op);
+        }
+    }
+    if let Some(mut f) = file {
+        if let Err(e) = f.flush() {
+            io_error.get_or_insert_with(|| e.to_string());
+        }
+    }
+    HistoryOutput {
+        transactions,
+        timeline: timeline.build(),
+        writes,
+        recorded,
+        path,
+        io_error,
+    }
+}
+
+/// Records into an auto-resizing histogram (`saturating_record` alone would clamp to its
+/// current, tiny range instead of growing it).
+fn record_us(h: &mut Histogram<u64>, us: u64) {
+    if h.record(us.max(1)).is_err() {
+        h.saturating_record(us.max(1));
+    }
+}
+
+/// Reads a `history.jsonl` back (for tools and tests).
+pub fn read(path: &Path) -> std::io::Result<Vec<Op>> {
+    let text = std::fs::read_to_string(path)?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(std::io::Error::from))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified_like_jepsen_outcomes() {
+        assert_eq!(Outcome::from_status(Some(201)), Outcome::Ok);
+        assert_eq!(Outcome::from_status(Some(409)), Outcome::Fail);
+        assert_eq!(Outcome::from_status(Some(503)), Outcome::Unknown);
+        assert_eq!(Outcome::from_status(None), Outcome::Unknown);
+    }
+
+    #[test]
+    fn recorded_operations_come_back_from_the_file_and_the_aggregates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(HISTORY_FILE);
+        let (rec, writer) = start(Some(&path), true).unwrap();
+        let mut op = Op::new(OpKind::Hold, 7, Outcome::Ok);
+        op.invoke_ms = 1.0;
+        op.complete_ms = 3.5;
+        op.seat_ids = vec![1, 2];
+        rec.record(op.clone());
+        rec.record(Op::new(OpKind::ListEvents, 7, Outcome::Unknown));
+        let out = writer.finish(2.0);
+        assert_eq!(out.recorded, 2);
+        assert_eq!(out.writes, vec![op.clone()]);
+        assert_eq!(out.transactions[&OpKind::Hold].ok, 1);
+        assert_eq!(out.transactions[&OpKind::ListEvents].unknown, 1);
+        assert_eq!(read(&path).unwrap()[0], op);
+        assert_eq!(rec.counters().errors.load(Ordering::Relaxed), 1);
+        assert!(out.timeline.points.len() >= 2);
+        let p = reports::Percentiles::from_histogram(&out.transactions[&OpKind::Hold].latency_us);
+        assert!((p.p50 - 2.5).abs() < 0.01, "{p:?}");
+    }
+}

@@ -1,0 +1,52 @@
+//! The coupon hunter: waits for the coupon drop with everyone else, claims it, and — being
+//! human — sometimes clicks twice.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use goose::prelude::*;
+use rand::Rng;
+
+use crate::call::{send, Request};
+use crate::context::{transaction, RunContext, TxFuture};
+use crate::history::OpKind;
+
+/// The persona as a Goose scenario.
+pub fn scenario(ctx: &Arc<RunContext>) -> Scenario {
+    scenario!("CouponHunter").register_transaction(transaction(ctx, "claim", claim))
+}
+
+/// Claims the run's coupon (twice for the configured share of users).
+pub fn claim(user: &mut GooseUser, ctx: Arc<RunContext>) -> TxFuture<'_> {
+    Box::pin(async move {
+        let counters = ctx.recorder.counters().clone();
+        counters.users_started.fetch_add(1, Ordering::Relaxed);
+        let buyer = ctx.buyer(user);
+        let mut rng = ctx.rng(user);
+        let intended = ctx.arrive(user).await;
+        let Some(code) = ctx.world.coupons.first().cloned() else {
+            return Ok(());
+        };
+        let path = format!("/v1/coupons/{code}/claims");
+        let clicks = if rng.gen_bool(ctx.knobs.double_claim_share.clamp(0.0, 1.0)) {
+            2
+        } else {
+            1
+        };
+        for click in 0..clicks {
+            let req = Request {
+                body: None,
+                ..Request::post(OpKind::Claim, &path, &buyer.token, serde_json::Value::Null)
+            };
+            let r = send(user, &ctx.recorder, req).await?;
+            let mut op = r.op(buyer.id);
+            op.coupon = Some(code.clone());
+            if click == 0 {
+                op.intended_ms = intended;
+            }
+            ctx.recorder.record(op);
+        }
+        counters.users_done.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    })
+}

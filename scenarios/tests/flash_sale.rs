@@ -1,0 +1,46 @@
+//! A small flash sale on the embedded stack, end to end: the report validates, the history
+//! is written, the safe default strategy sells every seat once and passes.
+
+mod common;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_flash_sale_sells_every_seat_once_and_writes_a_valid_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = scenarios::run(common::cli(
+        &["flash-sale", "-u", "150", "--seats", "40"],
+        dir.path(),
+    ))
+    .await
+    .expect("the run completes");
+    let report = common::assert_valid_report(dir.path());
+    assert_eq!(report, outcome.report);
+    assert_eq!(report.run.scenario, "flash-sale");
+    assert_eq!(report.run.strategy, "atomic");
+    let ops = scenarios::history::read(&dir.path().join("history.jsonl")).unwrap();
+    assert_eq!(
+        ops.len() as u64,
+        report.summary.requests,
+        "one history line per request"
+    );
+    let holds = report
+        .transactions
+        .iter()
+        .find(|t| t.name == "hold")
+        .unwrap();
+    assert!(
+        holds.ok > 0 && holds.failed > 0,
+        "some buyers got seats, some did not: {holds:?}"
+    );
+    assert_eq!(
+        common::check(&report, "no-double-sale").counts["oversold"],
+        0
+    );
+    let inventory = common::check(&report, "inventory-balance");
+    assert!(inventory.passed);
+    assert_eq!(
+        inventory.counts["sold"], 40,
+        "150 buyers wanting ~2 seats each sell out 40 seats"
+    );
+    assert!(report.verdict.passed, "{:#?}", report.verdict);
+    assert_eq!(outcome.exit_code(), reports::exit_code::PASS);
+}
