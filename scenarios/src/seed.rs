@@ -98,17 +98,42 @@ const TITLES: [&str; 8] = [
 ];
 const CATEGORIES: [&str; 4] = ["concert", "musical", "sports", "theatre"];
 
+/// Rows of [`SEATS_PER_ROW`] seats; large venues (the capacity ramp's 100,000 seats) use rows
+/// of [`LARGE_SEATS_PER_ROW`] and sections of at most [`ROWS_PER_SECTION`] rows, so the seat
+/// map stays within the service's limits (500 rows a section, 64 KiB a request body).
 fn venue_body(seed: u64, seats: usize) -> Value {
-    let rows = seats.div_ceil(SEATS_PER_ROW);
+    let per_row = if seats <= 10_000 {
+        SEATS_PER_ROW
+    } else {
+        LARGE_SEATS_PER_ROW
+    };
+    let rows = seats.div_ceil(per_row);
     let premium_rows = rows.div_ceil(3);
     let rows: Vec<Value> = (0..rows)
         .map(|r| {
-            let n = SEATS_PER_ROW.min(seats - r * SEATS_PER_ROW);
+            let n = per_row.min(seats - r * per_row);
             json!({"label": format!("R{}", r + 1), "seats": n, "tier": if r < premium_rows { "premium" } else { "standard" }})
         })
         .collect();
-    json!({"name": format!("Lab Hall {seed}"), "sections": [{"name": "Main", "rows": rows}]})
+    let sections: Vec<Value> = rows
+        .chunks(ROWS_PER_SECTION)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let name = if i == 0 {
+                "Main".to_owned()
+            } else {
+                format!("Main-{}", i + 1)
+            };
+            json!({"name": name, "rows": chunk})
+        })
+        .collect();
+    json!({"name": format!("Lab Hall {seed}"), "sections": sections})
 }
+
+/// Seats per row in venues of more than 10,000 seats.
+const LARGE_SEATS_PER_ROW: usize = 250;
+/// Rows per section.
+const ROWS_PER_SECTION: usize = 200;
 
 /// Seeds a world as `admin` on the box office at `api`.
 pub async fn seed(api: &Api, admin: &AdminCredentials, spec: &SeedSpec) -> Result<World> {
@@ -235,6 +260,26 @@ async fn register_users(api: &Api, seed: u64, n: usize) -> Result<Vec<SeededUser
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hundred_thousand_seat_venue_fits_the_service_limits() {
+        let v = venue_body(1, 100_000);
+        let sections = v["sections"].as_array().unwrap();
+        assert_eq!(sections.len(), 2);
+        let total: i64 = sections
+            .iter()
+            .flat_map(|s| s["rows"].as_array().unwrap())
+            .map(|r| r["seats"].as_i64().unwrap())
+            .sum();
+        assert_eq!(total, 100_000);
+        assert!(sections
+            .iter()
+            .all(|s| s["rows"].as_array().unwrap().len() <= 500));
+        assert!(
+            v.to_string().len() < 64 * 1024,
+            "fits the default body limit"
+        );
+    }
 
     #[test]
     fn the_venue_has_exactly_the_requested_seats_in_rows_of_twenty_five() {
