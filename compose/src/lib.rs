@@ -15,6 +15,10 @@
 //! # Layout
 //!
 //! - [`postgres`] holds [`LocalPostgres`], one PostgreSQL server (initdb, start, ready, stop).
+//! - [`redis`] holds [`LocalRedis`] (a `redis-server` child with `kill`/`restart`),
+//!   [`RedisFailover`] (primary + replica + Sentinel) and the test-shared [`shared_redis`].
+//! - [`kafka`] holds [`LocalKafka`], a `tansu` broker (memory or SQLite storage) with
+//!   `kill`/`restart`.
 //! - [`shared`] holds the server shared by a test binary, and [`fresh_postgres_database`].
 //! - [`net`] holds [`free_port`].
 //! - `process` spawns children that die with us, as `nobody` when we are root.
@@ -24,14 +28,19 @@
 //!
 //! - `BOXOFFICE_PG_BIN`: directory holding `initdb` and `postgres` (else PATH, else the newest
 //!   `/usr/lib/postgresql/*/bin`).
+//! - `BOXOFFICE_TANSU`: path of the `tansu` binary (else PATH, else `~/.cargo/bin`).
 //! - `BOXOFFICE_KEEP_STACK=1`: keep temp dirs (data, logs) when servers stop, and print where.
 
+pub mod kafka;
 pub mod net;
 pub mod postgres;
 mod process;
+pub mod redis;
 pub mod shared;
 mod sys;
 
+pub use kafka::{find_tansu, KafkaStorage, LocalKafka};
 pub use net::free_port;
 pub use postgres::{find_postgres_bin_dir, LocalPostgres};
+pub use redis::{fresh_redis_prefix, shared_redis, LocalRedis, RedisFailover};
 pub use shared::{fresh_postgres_database, shared_postgres};

@@ -1,7 +1,7 @@
 //! Wiring: [`AppState`] holds what handlers share; [`Application::build`] connects the
 //! database (running migrations), bootstraps the admin, starts the in-process payment
 //! provider when no URL is configured, binds the listener (port 0 picks a free port) and
-//! starts the reaper. [`Application::run_until_stopped`] serves until the shutdown future
+//! starts the reaper and the Kafka pipeline. [`Application::run_until_stopped`] serves until the shutdown future
 //! resolves, so tests and the lab run the real service on a free port.
 
 use std::net::SocketAddr;
@@ -12,9 +12,13 @@ use anyhow::Context;
 use axum::Router;
 
 use crate::auth::Auth;
+use crate::cache::{Cache, CatalogCache, LocalCache, RedisCache};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::kafka::KafkaSettings;
+use crate::locks::{LocalLocks, LockService, Locks, RedisLocks};
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::payments::{provider, PaymentsClient, ProviderConfig, ProviderState};
 use crate::store::{embedded_url, Db};
 
@@ -33,6 +37,14 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The configuration in force.
     pub config: Arc<Config>,
+    /// Catalog and availability cache-aside (Redis or in-process).
+    pub cache: CatalogCache,
+    /// Locks of the `redis-lock` and `fenced` strategies (Redis or in-process).
+    pub locks: Locks,
+    /// Notification fan-out to `GET /v1/me/notifications` streams (Redis pub/sub or in-process).
+    pub notifier: Notifier,
+    /// Where Kafka is (resolved, and the mock cluster started, on first use).
+    pub kafka: KafkaSettings,
 }
 
 impl AppState {
@@ -103,6 +115,46 @@ impl AppState {
                 .map_err(|e| anyhow::anyhow!("Failed to create the admin account: {e}"))?;
         }
         let metrics = Metrics::new(config.strategy.as_str());
+        let (cache, locks, notifier): (Arc<dyn Cache>, Arc<dyn LockService>, Notifier) =
+            match &config.redis_url {
+                Some(url) => {
+                    let client = redis::Client::open(url.as_str())
+                        .with_context(|| format!("Failed to parse REDIS_URL {}", redact(url)))?;
+                    let conn = connect_redis(client.clone()).await.with_context(|| {
+                        format!("Failed to connect to Redis at {}", redact(url))
+                    })?;
+                    let prefix = &config.redis_prefix;
+                    let notifier = Notifier::redis(client, conn.clone(), prefix);
+                    if !notifier.wait_listening(Duration::from_secs(5)).await {
+                        tracing::warn!("the notification listener is not subscribed yet");
+                    }
+                    (
+                        Arc::new(RedisCache::new(conn.clone(), prefix)),
+                        Arc::new(RedisLocks::new(conn, prefix)),
+                        notifier,
+                    )
+                }
+                None => (
+                    Arc::new(LocalCache::new(
+                        100_000,
+                        Duration::from_millis(config.cache_ttl_ms),
+                    )),
+                    Arc::new(LocalLocks::new()),
+                    Notifier::local(),
+                ),
+            };
+        let cache = CatalogCache::new(
+            cache,
+            Duration::from_millis(config.cache_ttl_ms),
+            metrics.clone(),
+        );
+        let locks = Locks::new(
+            locks,
+            Duration::from_millis(config.lock_ttl_ms),
+            Duration::from_millis(config.lock_wait_ms),
+            Duration::from_millis(config.fault_lock_pause_ms),
+            metrics.clone(),
+        );
         Ok((
             AppState {
                 db,
@@ -111,6 +163,10 @@ impl AppState {
                 payments,
                 metrics,
                 config: Arc::new(config),
+                cache,
+                locks,
+                notifier,
+                kafka: KafkaSettings::default(),
             },
             provider_addr,
         ))
@@ -123,6 +179,17 @@ impl AppState {
             None => embedded_url(&self.config.data_dir),
         }
     }
+}
+
+/// A connection manager: one multiplexed connection that reconnects (with backoff) after
+/// Redis restarts; commands sent while it is down fail fast instead of hanging.
+async fn connect_redis(client: redis::Client) -> anyhow::Result<redis::aio::ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_number_of_retries(3)
+        .set_max_delay(500)
+        .set_connection_timeout(Duration::from_secs(2))
+        .set_response_timeout(Duration::from_secs(2));
+    Ok(redis::aio::ConnectionManager::new_with_config(client, config).await?)
 }
 
 /// Hides the password of a URL.
@@ -195,12 +262,15 @@ impl Application {
         crate::api::router(self.state.clone())
     }
 
-    /// Serves (and runs the reaper) until `shutdown` resolves.
+    /// Serves (and runs the reaper and the Kafka pipeline) until `shutdown` resolves. The
+    /// pipeline starts in the background and retries every 5 s while the broker is
+    /// unreachable: the API serves meanwhile, and the outbox keeps what is not relayed yet.
     pub async fn run_until_stopped(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let kafka = tokio::spawn(run_kafka(self.state.clone(), stop_rx.clone()));
         let reaper = (self.state.config.reaper_interval_ms > 0).then(|| {
             crate::reaper::spawn(
                 self.state.clone(),
@@ -216,7 +286,28 @@ impl Application {
         if let Some(r) = reaper {
             let _ = r.await;
         }
+        let _ = kafka.await;
         self.state.db.pool.close().await;
         result
+    }
+}
+
+/// Starts the Kafka pipeline (retrying) and stops it when `stop` turns true.
+async fn run_kafka(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        match crate::kafka::Pipeline::start(&state).await {
+            Ok(pipeline) => {
+                let _ = stop.wait_for(|v| *v).await;
+                pipeline.stop().await;
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "Kafka pipeline not started; retrying in 5 s");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = stop.wait_for(|v| *v) => return,
+                }
+            }
+        }
     }
 }

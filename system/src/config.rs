@@ -116,6 +116,51 @@ pub struct Config {
     #[arg(long, env = "BOXOFFICE_ARGON2_ITERATIONS", default_value_t = 2)]
     pub argon2_iterations: u32,
 
+    /// Redis URL (redis://…) for the catalog cache, the `redis-lock` and `fenced` locks and
+    /// notification fan-out. Absent: in-process equivalents (a moka cache, an in-process lock
+    /// table with the same fencing semantics, a broadcast channel), fine for one instance.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key and channel, so that several stacks (or tests) share a server.
+    #[arg(long, env = "BOXOFFICE_REDIS_PREFIX", default_value = "boxoffice")]
+    pub redis_prefix: String,
+
+    /// How long a cached catalog or availability answer may be served, in milliseconds. Every
+    /// seat change invalidates the round's entry; the TTL bounds what a lost invalidation
+    /// (a reader that filled the cache with a value read just before a write) can leave stale.
+    #[arg(long, env = "BOXOFFICE_CACHE_TTL_MS", default_value_t = 2000)]
+    pub cache_ttl_ms: u64,
+
+    /// Lifetime of a `redis-lock` / `fenced` lock, in milliseconds: a holder that stalls
+    /// longer loses it without knowing.
+    #[arg(long, env = "BOXOFFICE_LOCK_TTL_MS", default_value_t = 5000)]
+    pub lock_ttl_ms: u64,
+
+    /// How long a request waits for a `redis-lock` / `fenced` lock before 409 `contention`.
+    #[arg(long, env = "BOXOFFICE_LOCK_WAIT_MS", default_value_t = 10000)]
+    pub lock_wait_ms: u64,
+
+    /// Fault injection: a lock holder sleeps this long between its checks and its writes (a GC
+    /// pause, a stalled VM), in milliseconds. 0 in production.
+    #[arg(long, env = "BOXOFFICE_FAULT_LOCK_PAUSE_MS", default_value_t = 0)]
+    pub fault_lock_pause_ms: u64,
+
+    /// Kafka bootstrap servers (`host:port,…`) for the outbox relay and the `ledger` and
+    /// `notifier` consumers. Absent: librdkafka's in-process mock cluster, so the same Kafka
+    /// code runs with no broker process (events then live as long as this process).
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+
+    /// Prefix of topic and consumer-group names (`<prefix>booking.events`, `<prefix>ledger`),
+    /// so that several stacks or tests share a broker.
+    #[arg(long, env = "BOXOFFICE_KAFKA_PREFIX", default_value = "")]
+    pub kafka_prefix: String,
+
+    /// Partitions of the topics created at start.
+    #[arg(long, env = "BOXOFFICE_KAFKA_PARTITIONS", default_value_t = 6)]
+    pub kafka_partitions: i32,
+
     /// Log format.
     #[arg(long, env = "BOXOFFICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
@@ -153,6 +198,7 @@ impl Config {
             argon2_memory_kib: 64,
             argon2_iterations: 1,
             reaper_interval_ms: 0,
+            lock_wait_ms: 30_000,
             jwt_secret: Some("test-secret-test-secret-test-secret".into()),
             ..Config::default()
         }

@@ -340,15 +340,23 @@ pub enum Strategy {
     Pessimistic,
     /// One conditional update plus a unique index as the last guard. The default.
     Atomic,
+    /// A lease lock (Redis `SET NX PX`, or in-process) around read-check-write, no row locks.
+    /// Unsafe: a holder paused past the lock's TTL writes over its successor.
+    RedisLock,
+    /// The same lock with a fencing token the database checks on every write: a paused
+    /// holder's late write is rejected.
+    Fenced,
 }
 
 impl Strategy {
     /// Every strategy this build supports, in a stable order.
-    pub const ALL: [Strategy; 4] = [
+    pub const ALL: [Strategy; 6] = [
         Strategy::Naive,
         Strategy::Optimistic,
         Strategy::Pessimistic,
         Strategy::Atomic,
+        Strategy::RedisLock,
+        Strategy::Fenced,
     ];
 
     /// The name used on the command line and in metrics.
@@ -358,12 +366,14 @@ impl Strategy {
             Strategy::Optimistic => "optimistic",
             Strategy::Pessimistic => "pessimistic",
             Strategy::Atomic => "atomic",
+            Strategy::RedisLock => "redis-lock",
+            Strategy::Fenced => "fenced",
         }
     }
 
     /// Whether the strategy promises never to sell a seat twice.
     pub fn is_safe(self) -> bool {
-        !matches!(self, Strategy::Naive)
+        !matches!(self, Strategy::Naive | Strategy::RedisLock)
     }
 }
 

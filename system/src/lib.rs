@@ -16,17 +16,25 @@
 //! - [`api`]: the HTTP API (axum) under `/v1`, its OpenAPI document and error mapping.
 //! - [`auth`]: password hashing and JWT access tokens.
 //! - [`payments`]: the simulated payment provider (its own binary) and the client that calls it.
+//! - [`cache`], [`locks`], [`notify`]: catalog cache-aside, lease locks with fencing tokens and
+//!   notification fan-out, each on Redis (`--redis-url`) or an in-process equivalent.
+//! - [`kafka`]: the outbox relay and the `ledger` and `notifier` consumers (rdkafka; a mock
+//!   cluster without `--kafka-brokers`).
 //! - [`reaper`]: expires holds and unpaid bookings.
 //! - [`app`]: [`Application::build`] wires everything and serves on a listener.
 
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod kafka;
+pub mod locks;
 pub mod metrics;
+pub mod notify;
 pub mod payments;
 pub mod reaper;
 pub mod store;

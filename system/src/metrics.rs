@@ -29,6 +29,17 @@ pub struct Metrics {
     pub oversold_seats: IntGauge,
     /// Build information (value 1).
     pub build_info: IntGaugeVec,
+    /// Cache lookups by cache (`availability`, `event`) and result (`hit`, `miss`, `error`).
+    pub cache_requests: IntCounterVec,
+    /// Lock operations of `redis-lock` / `fenced` by result (`acquired`, `timeout`, `released`,
+    /// `lost` = the lease expired under its holder, `error`).
+    pub locks: IntCounterVec,
+    /// Outbox rows the relay published (acknowledged by the broker).
+    pub outbox_published: prometheus::IntCounter,
+    /// Events consumed by consumer (`ledger`, `notifier`) and result (`applied`, `duplicate`).
+    pub events_consumed: IntCounterVec,
+    /// Seconds from an event's state change (its `at`) to its effect in a consumer.
+    pub event_lag: HistogramVec,
 }
 
 const BUCKETS: &[f64] = &[
@@ -106,6 +117,44 @@ impl Metrics {
             &["version", "strategy"],
         )
         .expect("metric");
+        let cache_requests = IntCounterVec::new(
+            Opts::new(
+                "boxoffice_cache_requests_total",
+                "Cache lookups by cache and result (hit, miss, error).",
+            ),
+            &["cache", "result"],
+        )
+        .expect("metric");
+        let locks = IntCounterVec::new(
+            Opts::new(
+                "boxoffice_locks_total",
+                "Lock operations of the lock-based strategies by result.",
+            ),
+            &["result"],
+        )
+        .expect("metric");
+        let outbox_published = prometheus::IntCounter::new(
+            "boxoffice_outbox_published_total",
+            "Outbox rows published to Kafka and acknowledged.",
+        )
+        .expect("metric");
+        let events_consumed = IntCounterVec::new(
+            Opts::new(
+                "boxoffice_events_consumed_total",
+                "Kafka events consumed by consumer and result (applied, duplicate).",
+            ),
+            &["consumer", "result"],
+        )
+        .expect("metric");
+        let event_lag = HistogramVec::new(
+            HistogramOpts::new(
+                "boxoffice_event_lag_seconds",
+                "Seconds from a state change to its effect in a Kafka consumer (outbox, relay, broker, consumer).",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["consumer"],
+        )
+        .expect("metric");
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), strategy])
             .set(1);
@@ -116,11 +165,20 @@ impl Metrics {
             &coupon_claims,
             &bookings,
             &holds_expired,
+            &cache_requests,
+            &locks,
+            &events_consumed,
         ] {
             registry.register(Box::new(c.clone())).expect("register");
         }
         registry
             .register(Box::new(http_duration.clone()))
+            .expect("register");
+        registry
+            .register(Box::new(event_lag.clone()))
+            .expect("register");
+        registry
+            .register(Box::new(outbox_published.clone()))
             .expect("register");
         registry
             .register(Box::new(oversold_seats.clone()))
@@ -139,6 +197,11 @@ impl Metrics {
             holds_expired,
             oversold_seats,
             build_info,
+            cache_requests,
+            locks,
+            outbox_published,
+            events_consumed,
+            event_lag,
         }
     }
 

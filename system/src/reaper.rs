@@ -1,5 +1,6 @@
 //! The reaper: expires active holds whose TTL has passed and unpaid bookings past their
-//! payment deadline, releasing their seats. [`run_once`] does one sweep (tests call it with a
+//! payment deadline, releasing their seats, invalidating the cached availability of their
+//! rounds (owners hear of expired bookings through the outbox and the `notifier` consumer). [`run_once`] does one sweep (tests call it with a
 //! manual clock); [`spawn`] sweeps every interval until the shutdown signal.
 
 use std::time::Duration;
@@ -9,8 +10,12 @@ use crate::error::Result;
 
 /// One sweep; returns (holds expired, bookings expired).
 pub async fn run_once(state: &AppState) -> Result<(u64, u64)> {
-    let (holds, bookings) =
-        crate::store::bookings::expire_due(&state.db, state.clock.now_ms()).await?;
+    let now = state.clock.now_ms();
+    let expired = crate::store::bookings::expire_due_detailed(&state.db, now).await?;
+    for round in expired.rounds() {
+        state.cache.seats_changed(round).await;
+    }
+    let (holds, bookings) = (expired.holds.len() as u64, expired.bookings.len() as u64);
     state
         .metrics
         .holds_expired

@@ -2,6 +2,8 @@
 //! the invariants checked against the database — for every strategy, on SQLite and on a
 //! real PostgreSQL. Safe strategies must hold exactly the available seats, each once; the
 //! `naive` strategy may oversell, and the audit must then count every seat it sold twice.
+//! `redis-lock` and `fenced` run on SQLite with the in-process lock table and on PostgreSQL
+//! with a real Redis (no holder stalls here: see `tests/redis.rs` for what a stall does).
 
 mod support;
 
@@ -119,7 +121,7 @@ async fn a_thousand_holds_on_a_hundred_seats(backend: Backend, strategy: Strateg
     } else {
         assert!(distinct.len() <= 100);
         eprintln!(
-            "naive oversold {} seat claims (the audit counted {})",
+            "{strategy} oversold {} seat claims (the audit counted {})",
             sold_twice_by_responses, audit.oversold
         );
     }
@@ -155,7 +157,7 @@ async fn five_hundred_attempts_on_one_seat(backend: Backend, strategy: Strategy)
         assert_eq!(wins, 1, "{strategy}: {:?}", status_counts(&res));
     } else {
         eprintln!(
-            "naive: {wins} requests won the same seat; audit oversold = {}",
+            "{strategy}: {wins} requests won the same seat; audit oversold = {}",
             audit.oversold
         );
     }
@@ -223,7 +225,7 @@ async fn a_thousand_coupon_claims_against_a_quota_of_a_hundred(
         assert!(audit.is_consistent());
     } else {
         eprintln!(
-            "naive: {} claims for a quota of 100 (counter says {})",
+            "{strategy}: {} claims for a quota of 100 (counter says {})",
             audit.claims, audit.counter
         );
     }
@@ -260,7 +262,7 @@ async fn one_user_claiming_two_hundred_times_at_once(backend: Backend, strategy:
     if strategy.is_safe() {
         assert_eq!(wins, 1, "{strategy}: {:?}", status_counts(&res));
     } else {
-        eprintln!("naive: one user claimed {wins} times");
+        eprintln!("{strategy}: one user claimed {wins} times");
     }
 }
 
@@ -301,4 +303,8 @@ suite! {
     optimistic_on_postgres: Backend::Postgres, Strategy::Optimistic;
     pessimistic_on_postgres: Backend::Postgres, Strategy::Pessimistic;
     atomic_on_postgres: Backend::Postgres, Strategy::Atomic;
+    redis_lock_on_sqlite_with_in_process_locks: Backend::Sqlite, Strategy::RedisLock;
+    fenced_on_sqlite_with_in_process_locks: Backend::Sqlite, Strategy::Fenced;
+    redis_lock_on_postgres_with_redis: Backend::PostgresRedis, Strategy::RedisLock;
+    fenced_on_postgres_with_redis: Backend::PostgresRedis, Strategy::Fenced;
 }

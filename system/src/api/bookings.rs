@@ -38,6 +38,7 @@ pub async fn create_booking(
         pay_by,
     )
     .await?;
+    state.cache.seats_changed(b.round_id).await;
     state.metrics.bookings.with_label_values(&["created"]).inc();
     tracing::info!(booking_id = b.id, amount = b.amount, "booking created");
     Ok((StatusCode::CREATED, Json(b.into())))
@@ -83,6 +84,7 @@ pub async fn pay(
         Err(_) => {}
     }
     let b = result?;
+    state.cache.seats_changed(b.round_id).await;
     tracing::info!(booking_id = b.id, amount = b.amount, "booking confirmed");
     Ok(Json(b.into()))
 }
@@ -108,6 +110,7 @@ pub async fn cancel(
         state.clock.now_ms(),
     )
     .await?;
+    state.cache.seats_changed(b.round_id).await;
     state
         .metrics
         .bookings

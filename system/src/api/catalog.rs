@@ -161,12 +161,20 @@ pub async fn get_event(
     State(state): State<AppState>,
     AppPath(id): AppPath<i64>,
 ) -> Result<Json<EventResponse>> {
-    let e = catalog::event(&state.db, id)
+    let db = &state.db;
+    let res = state
+        .cache
+        .get_or_load(crate::cache::EVENT, id, || async move {
+            let Some(e) = catalog::event(db, id).await? else {
+                return Ok::<_, ApiError>(None);
+            };
+            let rounds = catalog::rounds_of_event(db, id).await?;
+            let mut res = EventResponse::from(e);
+            res.rounds = Some(rounds.into_iter().map(Into::into).collect());
+            Ok(Some(res))
+        })
         .await?
         .ok_or_else(|| ApiError::not_found("event"))?;
-    let rounds = catalog::rounds_of_event(&state.db, id).await?;
-    let mut res = EventResponse::from(e);
-    res.rounds = Some(rounds.into_iter().map(Into::into).collect());
     Ok(Json(res))
 }
 
@@ -207,6 +215,7 @@ pub async fn create_round(
         state.clock.now_ms(),
     )
     .await?;
+    state.cache.event_changed(event_id).await;
     Ok((StatusCode::CREATED, Json(r.into())))
 }
 
@@ -217,17 +226,34 @@ pub async fn create_round(
 pub async fn availability(
     State(state): State<AppState>,
     AppPath(id): AppPath<i64>,
-) -> Result<Json<AvailabilityResponse>> {
-    let a = catalog::availability(&state.db, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("round"))?;
-    Ok(Json(AvailabilityResponse {
-        round_id: id,
-        capacity: a.capacity,
-        available: a.available,
-        held: a.held,
-        sold: a.sold,
-    }))
+) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let db = &state.db;
+    // The cached JSON is served as is: this is the hottest read of a sale.
+    let json =
+        state
+            .cache
+            .get_or_load_json(crate::cache::AVAILABILITY, id, || async move {
+                Ok::<_, ApiError>(catalog::availability(db, id).await?.map(|a| {
+                    AvailabilityResponse {
+                        round_id: id,
+                        capacity: a.capacity,
+                        available: a.available,
+                        held: a.held,
+                        sold: a.sold,
+                    }
+                }))
+            })
+            .await?
+            .ok_or_else(|| ApiError::not_found("round"))?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        json,
+    )
+        .into_response())
 }
 
 /// Every seat of a round with its status.

@@ -51,6 +51,7 @@ pub async fn claim(
     let code = CouponCode::parse(&code)?;
     let result = coupons::claim(
         &state.db,
+        &state.locks,
         strategy,
         state.config.optimistic_retries,
         code.as_str(),

@@ -57,7 +57,14 @@ pub async fn create_hold(
         max_attempts: state.config.optimistic_retries,
     };
     let result = holds::place(
-        &state.db, opts, round_id, user.id, &request, now, expires_at,
+        &state.db,
+        opts,
+        &state.locks,
+        round_id,
+        user.id,
+        &request,
+        now,
+        expires_at,
     )
     .await;
     let label = match &result {
@@ -73,6 +80,7 @@ pub async fn create_hold(
         .with_label_values(&[label, strategy.as_str()])
         .inc();
     let placed = result?;
+    state.cache.seats_changed(round_id).await;
     if placed.retries > 0 {
         state
             .metrics
@@ -101,7 +109,8 @@ pub async fn release_hold(
     AppPath(hold_id): AppPath<i64>,
 ) -> Result<StatusCode> {
     tracing::Span::current().record("hold_id", hold_id);
-    holds::release(&state.db, hold_id, user.id).await?;
+    let h = holds::release(&state.db, hold_id, user.id).await?;
+    state.cache.seats_changed(h.round_id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

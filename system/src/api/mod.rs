@@ -10,6 +10,7 @@ pub mod coupons;
 pub mod extract;
 pub mod holds;
 pub mod model;
+pub mod notifications;
 pub mod ops;
 pub mod users;
 
@@ -71,12 +72,14 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(bookings::cancel))
         .routes(routes!(bookings::get_booking))
         .routes(routes!(bookings::my_bookings))
+        .routes(routes!(notifications::notifications))
         .routes(routes!(coupons::create_coupon))
         .routes(routes!(coupons::claim))
         .routes(routes!(ops::live))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::round_audit))
+        .routes(routes!(ops::round_sales))
         .routes(routes!(ops::coupon_audit))
         .routes(routes!(ops::payments_audit))
         .routes(routes!(ops::round_bookings))

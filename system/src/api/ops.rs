@@ -25,7 +25,9 @@ pub async fn live() -> Json<HealthResponse> {
     })
 }
 
-/// Readiness: the database and the payment provider answer.
+/// Readiness: the database and the payment provider answer, and Redis when one is configured
+/// (required only by the `redis-lock` and `fenced` strategies; the cache degrades to the
+/// database without it).
 #[utoipa::path(get, path = "/health/ready", tag = "ops",
     responses((status = 200, body = HealthResponse), (status = 503, description = "a dependency is down", body = HealthResponse)))]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<HealthResponse>) {
@@ -45,7 +47,25 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<HealthRes
         "payments".to_owned(),
         if pay_ok { "ok" } else { "unreachable" }.to_owned(),
     );
-    let ok = db_ok && pay_ok;
+    let mut redis_ok = true;
+    if state.config.redis_url.is_some() {
+        let ping =
+            tokio::time::timeout(std::time::Duration::from_secs(2), state.cache.ping()).await;
+        redis_ok = matches!(ping, Ok(Ok(())));
+        checks.insert(
+            "redis".to_owned(),
+            match ping {
+                Ok(Ok(())) => "ok".to_owned(),
+                Ok(Err(e)) => format!("error: {e}"),
+                Err(_) => "timeout".to_owned(),
+            },
+        );
+    }
+    let needs_redis = matches!(
+        state.config.strategy,
+        crate::Strategy::RedisLock | crate::Strategy::Fenced
+    );
+    let ok = db_ok && pay_ok && (redis_ok || !needs_redis);
     (
         if ok {
             StatusCode::OK
@@ -84,6 +104,61 @@ pub async fn round_audit(
         return Err(ApiError::not_found("round"));
     }
     Ok(Json(audit::round(&state.db, id).await?))
+}
+
+/// Sales totals of a round.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+pub struct SalesTotals {
+    /// Confirmed bookings.
+    pub confirmed_bookings: i64,
+    /// Seats of confirmed bookings.
+    pub seats_sold: i64,
+    /// Sum of confirmed bookings' amounts, minor units.
+    pub revenue: i64,
+}
+
+/// A round's sales as the database has them and as the ledger (a Kafka consumer's
+/// projection of booking events) has them; equal once the ledger has caught up.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct SalesResponse {
+    /// The round.
+    pub round_id: i64,
+    /// Read from the bookings table.
+    pub database: SalesTotals,
+    /// Read from the ledger's projection.
+    pub ledger: SalesTotals,
+}
+
+/// A round's sales: the database's totals and the ledger's side by side (admin).
+#[utoipa::path(get, path = "/v1/admin/rounds/{id}/sales", tag = "admin", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "round id")),
+    responses((status = 200, body = SalesResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn round_sales(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    AppPath(id): AppPath<i64>,
+) -> Result<Json<SalesResponse>> {
+    if crate::store::catalog::round(&state.db, id).await?.is_none() {
+        return Err(ApiError::not_found("round"));
+    }
+    let a = audit::round(&state.db, id).await?;
+    let (confirmed_bookings, seats_sold, revenue) =
+        crate::store::outbox::ledger_sales(&state.db, id).await?;
+    Ok(Json(SalesResponse {
+        round_id: id,
+        database: SalesTotals {
+            confirmed_bookings: a.confirmed_bookings,
+            seats_sold: a.confirmed_seats,
+            revenue: a.confirmed_revenue,
+        },
+        ledger: SalesTotals {
+            confirmed_bookings,
+            seats_sold,
+            revenue,
+        },
+    }))
 }
 
 /// Claims of a coupon against its quota, read from the database (admin).

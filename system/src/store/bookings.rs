@@ -10,6 +10,7 @@
 
 use sqlx::{AnyConnection, Row};
 
+use super::outbox::{self, Event};
 use super::{holds, Db};
 use crate::error::{ApiError, Result};
 use crate::payments::{ChargeOutcome, PaymentError, PaymentsClient};
@@ -208,6 +209,14 @@ pub async fn create(
         .bind(hold_id)
         .execute(tx.conn())
         .await?;
+    let event = Event::booking(
+        "booking.created",
+        &booking,
+        hold.seat_ids.len() as i64,
+        None,
+        now,
+    );
+    outbox::record(tx.conn(), &event).await?;
     tx.commit().await?;
     booking.seat_ids = hold.seat_ids;
     Ok(booking)
@@ -338,6 +347,14 @@ pub async fn pay(
             .bind(b.hold_id)
             .execute(tx.conn())
             .await?;
+        let event = Event::booking(
+            "booking.confirmed",
+            &b,
+            b.seat_ids.len() as i64,
+            Some("pending_payment"),
+            now,
+        );
+        outbox::record(tx.conn(), &event).await?;
         tx.commit().await?;
         return get_owned(db, booking_id, user_id).await;
     }
@@ -452,15 +469,64 @@ pub async fn cancel(
         .execute(tx.conn())
         .await?;
     holds::release_seats(tx.conn(), b.hold_id).await?;
+    let event = Event::booking(
+        "booking.cancelled",
+        &b,
+        b.seat_ids.len() as i64,
+        Some(from),
+        now,
+    );
+    outbox::record(tx.conn(), &event).await?;
     tx.commit().await?;
     get_owned(db, booking_id, user_id).await
 }
 
 /// Expires holds and unpaid bookings whose time is up; returns (holds, bookings) expired.
 pub async fn expire_due(db: &Db, now: i64) -> Result<(u64, u64)> {
+    let e = expire_due_detailed(db, now).await?;
+    Ok((e.holds.len() as u64, e.bookings.len() as u64))
+}
+
+/// What one expiry sweep changed.
+#[derive(Debug, Clone, Default)]
+pub struct Expired {
+    /// (hold id, round id) of the holds expired.
+    pub holds: Vec<(i64, i64)>,
+    /// The bookings expired.
+    pub bookings: Vec<ExpiredBooking>,
+}
+
+/// A booking the reaper expired.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpiredBooking {
+    /// Id.
+    pub id: i64,
+    /// Owner.
+    pub user_id: i64,
+    /// Round.
+    pub round_id: i64,
+}
+
+impl Expired {
+    /// The rounds whose seats changed, each once.
+    pub fn rounds(&self) -> Vec<i64> {
+        let mut r: Vec<i64> = self
+            .holds
+            .iter()
+            .map(|h| h.1)
+            .chain(self.bookings.iter().map(|b| b.round_id))
+            .collect();
+        r.sort_unstable();
+        r.dedup();
+        r
+    }
+}
+
+/// [`expire_due`], saying what it expired.
+pub async fn expire_due_detailed(db: &Db, now: i64) -> Result<Expired> {
     let mut tx = db.begin_write().await?;
     let hold_rows = sqlx::query(
-        "UPDATE holds SET status = 'expired' WHERE status = 'active' AND expires_at <= $1 RETURNING id",
+        "UPDATE holds SET status = 'expired' WHERE status = 'active' AND expires_at <= $1 RETURNING id, round_id",
     )
     .bind(now)
     .fetch_all(tx.conn())
@@ -470,7 +536,8 @@ pub async fn expire_due(db: &Db, now: i64) -> Result<(u64, u64)> {
     }
     let booking_rows = sqlx::query(
         "UPDATE bookings SET status = 'expired', closed_at = $1
-         WHERE status = 'pending_payment' AND pay_by <= $1 RETURNING id, hold_id",
+         WHERE status = 'pending_payment' AND pay_by <= $1
+         RETURNING id, hold_id, user_id, round_id, amount, coupon_id, seat_count",
     )
     .bind(now)
     .fetch_all(tx.conn())
@@ -482,7 +549,32 @@ pub async fn expire_due(db: &Db, now: i64) -> Result<(u64, u64)> {
             .execute(tx.conn())
             .await?;
         holds::release_seats(tx.conn(), row.try_get("hold_id")?).await?;
+        let event = Event {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            kind: "booking.expired".into(),
+            user_id: row.try_get("user_id")?,
+            round_id: Some(row.try_get("round_id")?),
+            booking_id: Some(booking_id),
+            coupon_id: row.try_get("coupon_id")?,
+            seats: row.try_get("seat_count")?,
+            amount: row.try_get("amount")?,
+            previous_status: Some("pending_payment".into()),
+            at: now,
+        };
+        outbox::record(tx.conn(), &event).await?;
     }
     tx.commit().await?;
-    Ok((hold_rows.len() as u64, booking_rows.len() as u64))
+    let mut out = Expired::default();
+    for row in &hold_rows {
+        out.holds
+            .push((row.try_get("id")?, row.try_get("round_id")?));
+    }
+    for row in &booking_rows {
+        out.bookings.push(ExpiredBooking {
+            id: row.try_get("id")?,
+            user_id: row.try_get("user_id")?,
+            round_id: row.try_get("round_id")?,
+        });
+    }
+    Ok(out)
 }

@@ -4,13 +4,17 @@
 //! back (lost updates: more claims than quota, and a user may claim twice), `optimistic`
 //! compare-and-sets the coupon's version, `pessimistic` locks the coupon row, `atomic`
 //! increments with `claimed < quota` in the condition and relies on a unique index for
-//! "one per user".
+//! "one per user". `redis-lock` and `fenced` lock the coupon (see [`crate::locks`]), read and
+//! check, then increment; `fenced` records its token when it reads (`SET fence = $token WHERE
+//! fence < $token`) and increments only `WHERE fence = $token`, so a holder whose lock expired
+//! while it stalled, and whose coupon a newer holder has read since, cannot claim past the quota.
 
 use sqlx::Row;
 
 use super::Db;
 use crate::domain::Strategy;
 use crate::error::{is_retryable, is_unique_violation, ApiError, Result};
+use crate::locks::Locks;
 
 /// A stored coupon.
 #[derive(Debug, Clone)]
@@ -119,6 +123,7 @@ impl From<sqlx::Error> for Attempt {
 /// `already_claimed`, 409 `contention` when optimistic attempts run out.
 pub async fn claim(
     db: &Db,
+    locks: &Locks,
     strategy: Strategy,
     max_attempts: u32,
     code: &str,
@@ -135,6 +140,9 @@ pub async fn claim(
             Strategy::Optimistic => optimistic(db, &coupon, user_id, now).await,
             Strategy::Pessimistic => pessimistic(db, &coupon, user_id, now).await,
             Strategy::Atomic => atomic(db, &coupon, user_id, now).await,
+            Strategy::RedisLock | Strategy::Fenced => {
+                lock_based(db, locks, strategy, &coupon, user_id, now).await
+            }
         };
         match attempt {
             Ok(id) => {
@@ -175,7 +183,33 @@ async fn has_claim(
     )
 }
 
+/// Inserts the claim and its `coupon.claimed` outbox event (same connection, so the same
+/// transaction when there is one).
 async fn insert_claim(
+    conn: &mut sqlx::AnyConnection,
+    coupon_id: i64,
+    user_id: i64,
+    guard: bool,
+    now: i64,
+) -> Result<i64, sqlx::Error> {
+    let id = insert_claim_row(&mut *conn, coupon_id, user_id, guard, now).await?;
+    let event = super::outbox::Event {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        kind: "coupon.claimed".into(),
+        user_id,
+        round_id: None,
+        booking_id: None,
+        coupon_id: Some(coupon_id),
+        seats: 0,
+        amount: 0,
+        previous_status: None,
+        at: now,
+    };
+    super::outbox::record(conn, &event).await?;
+    Ok(id)
+}
+
+async fn insert_claim_row(
     conn: &mut sqlx::AnyConnection,
     coupon_id: i64,
     user_id: i64,
@@ -294,4 +328,78 @@ async fn atomic(db: &Db, coupon: &Coupon, user_id: i64, now: i64) -> Result<i64,
             Err(e.into())
         }
     }
+}
+
+async fn lock_based(
+    db: &Db,
+    locks: &Locks,
+    strategy: Strategy,
+    coupon: &Coupon,
+    user_id: i64,
+    now: i64,
+) -> Result<i64, Attempt> {
+    let lease = locks
+        .acquire(&format!("coupon:{}", coupon.id))
+        .await
+        .map_err(Attempt::Final)?;
+    let result = async {
+        {
+            let mut conn = db.pool.acquire().await?;
+            let c = if strategy == Strategy::Fenced {
+                // The fenced read records the token (see `holds`): an older holder's write
+                // below then fails.
+                let row = sqlx::query(
+                    "UPDATE coupons SET fence = $2 WHERE id = $1 AND fence < $2
+                     RETURNING id, code, quota, claimed, discount_percent, version",
+                )
+                .bind(coupon.id)
+                .bind(lease.fence)
+                .fetch_optional(&mut *conn)
+                .await?;
+                match row {
+                    Some(row) => from_row(&row)?,
+                    None => return Err(Attempt::Final(super::holds::lock_expired())),
+                }
+            } else {
+                read(&mut conn, coupon.id, "").await?
+            };
+            if has_claim(&mut conn, coupon.id, user_id).await? {
+                return Err(Attempt::Final(already_claimed()));
+            }
+            if c.claimed >= c.quota {
+                return Err(Attempt::Final(sold_out()));
+            }
+        }
+        locks.injected_pause().await;
+        let mut tx = db.begin_write().await?;
+        let n = if strategy == Strategy::Fenced {
+            sqlx::query(
+                "UPDATE coupons SET claimed = claimed + 1, version = version + 1
+                 WHERE id = $1 AND fence = $2",
+            )
+            .bind(coupon.id)
+            .bind(lease.fence)
+            .execute(tx.conn())
+            .await?
+            .rows_affected()
+        } else {
+            sqlx::query(
+                "UPDATE coupons SET claimed = claimed + 1, version = version + 1 WHERE id = $1",
+            )
+            .bind(coupon.id)
+            .execute(tx.conn())
+            .await?
+            .rows_affected()
+        };
+        if n != 1 {
+            tx.rollback().await?;
+            return Err(Attempt::Final(super::holds::lock_expired()));
+        }
+        let id = insert_claim(tx.conn(), coupon.id, user_id, false, now).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+    .await;
+    locks.release(&lease).await;
+    result
 }

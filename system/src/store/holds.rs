@@ -10,6 +10,17 @@
 //! | `optimistic` | read seats with their `version`, then one compare-and-set `UPDATE … WHERE version = $v` per seat inside a transaction; retry the whole attempt (bounded, with jittered backoff) when a CAS misses | never sells a seat twice | under heavy contention attempts run out: 409 `contention` even though seats may remain |
 //! | `pessimistic` | `SELECT … FOR UPDATE` (PostgreSQL; rows locked in id order so two multi-seat holds cannot deadlock) or `BEGIN IMMEDIATE` (SQLite, a database-wide write lock), check, write | never sells a seat twice | waiters queue on the lock: latency grows with contention; a long transaction blocks everyone behind it |
 //! | `atomic` | one conditional `UPDATE … WHERE status = 'available'` that must touch every requested seat, plus a unique index on live `hold_seats` as the last guard | never sells a seat twice, and the index would catch a bug in the update | none known; a best-available hold skips rows another transaction has locked (`SKIP LOCKED`) |
+//! | `redis-lock` | a lease lock on the round (`SET NX PX` in Redis, or the in-process table; see [`crate::locks`]), then read, check and the same writes as `pessimistic` but with no row locks; released by compare-and-delete | never sells a seat twice *while every holder finishes within the lock's TTL* | a holder that stalls past the TTL (GC pause, stopped VM) loses the lock without knowing; the next holder sees the seats free and takes them, then the stalled one writes over it: the seat is sold twice. Waiters poll: 409 `contention` after `--lock-wait-ms`; Redis down: 503 `lock_unavailable` |
+//! | `fenced` | the same lock, which also hands out a fencing token (a per-round counter, `INCR`). The read records the token on the seats it reads (`UPDATE seats SET fence = $token WHERE fence < $token … RETURNING status`), and the write goes through only `WHERE fence = $token` and must touch every seat | never sells a seat twice, even when a holder stalls past the TTL: the database rejects the write of a holder whose seats a newer token has read since | the stalled holder's hold fails with 409 `lock_expired` (nothing written); waiting and Redis outages as `redis-lock` |
+//!
+//! Why `fenced` stamps its reads and does not just write `WHERE fence < $token`: the newer
+//! holder may read *before* the stalled one writes and write *after* it. Both writes would
+//! carry a token above the row's, both pass, and the seat is sold twice. Recording the token at
+//! read time makes "a newer holder has looked at this row" visible to the older one's write.
+//!
+//! The lock-based strategies lock the whole round, not seats: a best-available hold does not
+//! know its seats before it holds the lock. All holds of a round queue on one lock, so they
+//! measure a distributed lock's cost, not seat-level parallelism.
 //!
 //! Only `atomic` writes `hold_seats.guard`; the others leave it NULL so that each strategy
 //! stands on its own logic and the tests measure that logic, not the index.
@@ -22,6 +33,7 @@ use sqlx::{AnyConnection, Row};
 use super::{placeholders, Backend, Db};
 use crate::domain::{Quantity, SeatIds, Strategy};
 use crate::error::{is_retryable, is_unique_violation, ApiError, Result};
+use crate::locks::{Lease, Locks};
 
 /// What a hold asks for.
 #[derive(Debug, Clone)]
@@ -77,10 +89,13 @@ fn seats_unavailable() -> ApiError {
     )
 }
 
-/// Places a hold for `user_id` on `round_id` using the configured strategy.
+/// Places a hold for `user_id` on `round_id` using the configured strategy (`locks` serves
+/// `redis-lock` and `fenced`).
+#[allow(clippy::too_many_arguments)]
 pub async fn place(
     db: &Db,
     opts: StrategyOptions,
+    locks: &Locks,
     round_id: i64,
     user_id: i64,
     request: &HoldRequest,
@@ -108,6 +123,16 @@ pub async fn place(
                 atomic_postgres(db, round_id, user_id, request, now, expires_at).await
             }
             Strategy::Atomic => atomic(db, round_id, user_id, request, now, expires_at).await,
+            Strategy::RedisLock | Strategy::Fenced => {
+                let target = LockTarget {
+                    round_id,
+                    user_id,
+                    now,
+                    expires_at,
+                    strategy: opts.strategy,
+                };
+                lock_based(db, locks, target, request).await
+            }
         };
         match attempt {
             Ok(hold) => return Ok(Placed { hold, retries }),
@@ -462,6 +487,170 @@ async fn optimistic(
     Ok(hold(id, round_id, user_id, amount, expires_at, ids))
 }
 
+/// What a lock-based hold is about.
+#[derive(Debug, Clone, Copy)]
+struct LockTarget {
+    round_id: i64,
+    user_id: i64,
+    now: i64,
+    expires_at: i64,
+    strategy: Strategy,
+}
+
+/// `redis-lock` and `fenced`: lock the round, read and check, write; release.
+async fn lock_based(
+    db: &Db,
+    locks: &Locks,
+    t: LockTarget,
+    request: &HoldRequest,
+) -> Result<Hold, Attempt> {
+    let lease = locks.acquire(&format!("round:{}", t.round_id)).await?;
+    let result = lock_based_locked(db, locks, &lease, t, request).await;
+    locks.release(&lease).await;
+    result
+}
+
+async fn lock_based_locked(
+    db: &Db,
+    locks: &Locks,
+    lease: &Lease,
+    t: LockTarget,
+    request: &HoldRequest,
+) -> Result<Hold, Attempt> {
+    let fence = (t.strategy == Strategy::Fenced).then_some(lease.fence);
+    let seats = {
+        let mut conn = db.pool.acquire().await?;
+        match request {
+            HoldRequest::Seats(ids) => {
+                let seats = match fence {
+                    Some(token) => {
+                        stamp_seats(&mut conn, t.round_id, Some(ids.as_slice()), 0, token).await?
+                    }
+                    None => read_seats(&mut conn, t.round_id, ids.as_slice(), "").await?,
+                };
+                if seats.len() != ids.as_slice().len() {
+                    // Fenced: a seat of the round that a newer holder has stamped, or not a
+                    // seat of this round at all; tell them apart.
+                    let known = read_seats(&mut conn, t.round_id, ids.as_slice(), "").await?;
+                    if known.len() != ids.as_slice().len() {
+                        return Err(Attempt::Final(ApiError::unprocessable(
+                            "unknown_seats",
+                            "some seat_ids are not seats of this round",
+                        )));
+                    }
+                    return Err(Attempt::Final(lock_expired()));
+                }
+                if seats.iter().any(|s| !s.status_available) {
+                    return Err(Attempt::Final(seats_unavailable()));
+                }
+                seats
+            }
+            HoldRequest::Quantity(q) => {
+                let n = i64::from(q.get());
+                let seats = match fence {
+                    Some(token) => stamp_seats(&mut conn, t.round_id, None, n, token).await?,
+                    None => read_available(&mut conn, t.round_id, n, "").await?,
+                };
+                if seats.len() < q.get() as usize {
+                    return Err(Attempt::Final(seats_unavailable()));
+                }
+                seats
+            }
+        }
+    };
+    // Where a stalled holder stalls: after deciding, before writing.
+    locks.injected_pause().await;
+    let ids: Vec<i64> = seats.iter().map(|s| s.id).collect();
+    let amount = seats.iter().map(|s| s.price).sum();
+    let mut tx = db.begin_write().await?;
+    let id = insert_hold(
+        tx.conn(),
+        NewHold {
+            round_id: t.round_id,
+            user_id: t.user_id,
+            strategy: t.strategy,
+            now: t.now,
+            expires_at: t.expires_at,
+        },
+        amount,
+        ids.len(),
+    )
+    .await?;
+    if let Some(token) = fence {
+        let sql = format!(
+            "UPDATE seats SET status = 'held', hold_id = $1, booking_id = NULL, version = version + 1
+             WHERE id IN ({}) AND fence = $2",
+            placeholders(3, ids.len())
+        );
+        let mut q = sqlx::query(&sql).bind(id).bind(token);
+        for seat in &ids {
+            q = q.bind(*seat);
+        }
+        let n = q.execute(tx.conn()).await?.rows_affected();
+        if n != ids.len() as u64 {
+            tx.rollback().await?;
+            return Err(Attempt::Final(lock_expired()));
+        }
+    } else {
+        mark_held(tx.conn(), id, &ids, false).await?;
+    }
+    insert_hold_seats(tx.conn(), id, t.round_id, &ids, false).await?;
+    tx.commit().await?;
+    Ok(hold(id, t.round_id, t.user_id, amount, t.expires_at, ids))
+}
+
+/// The fenced read: records `token` on the seats it reads (`fence < token` only: a seat a
+/// newer holder has stamped is not returned) and returns them with their status. Chosen seats
+/// when `ids` is given, else up to `n` available seats, lowest ids first. Autocommitted, so
+/// that a holder with an older token finds the stamp when it comes to write.
+async fn stamp_seats(
+    conn: &mut AnyConnection,
+    round_id: i64,
+    ids: Option<&[i64]>,
+    n: i64,
+    token: i64,
+) -> Result<Vec<SeatRow>, sqlx::Error> {
+    let rows = match ids {
+        Some(ids) => {
+            let sql = format!(
+                "UPDATE seats SET fence = $2 WHERE round_id = $1 AND fence < $2 AND id IN ({})
+                 RETURNING id, price, status, version",
+                placeholders(3, ids.len())
+            );
+            let mut q = sqlx::query(&sql).bind(round_id).bind(token);
+            for id in ids {
+                q = q.bind(*id);
+            }
+            q.fetch_all(conn).await?
+        }
+        None => {
+            sqlx::query(
+                "UPDATE seats SET fence = $2
+                 WHERE status = 'available' AND fence < $2 AND id IN (
+                     SELECT id FROM seats WHERE round_id = $1 AND status = 'available'
+                     ORDER BY id LIMIT $3)
+                 RETURNING id, price, status, version",
+            )
+            .bind(round_id)
+            .bind(token)
+            .bind(n)
+            .fetch_all(conn)
+            .await?
+        }
+    };
+    let mut seats = rows.iter().map(seat_row).collect::<Result<Vec<_>, _>>()?;
+    seats.sort_unstable_by_key(|s| s.id);
+    Ok(seats)
+}
+
+/// 409 for a fenced write whose token is older than one the database has seen.
+pub(crate) fn lock_expired() -> ApiError {
+    ApiError::conflict(
+        "lock_expired",
+        "the lock expired before the write and a newer lock holder wrote first; retry",
+    )
+}
+
 /// Row locks, then check, then write, in one transaction.
 async fn pessimistic(
     db: &Db,
@@ -750,8 +939,9 @@ pub async fn release_seats(conn: &mut AnyConnection, hold_id: i64) -> Result<u64
     Ok(n)
 }
 
-/// The owner gives a hold back. 404 if it is not theirs; 409 if it is no longer active.
-pub async fn release(db: &Db, hold_id: i64, user_id: i64) -> Result<()> {
+/// The owner gives a hold back (returned as it was). 404 if it is not theirs; 409 if it is no
+/// longer active.
+pub async fn release(db: &Db, hold_id: i64, user_id: i64) -> Result<Hold> {
     let h = get(db, hold_id)
         .await?
         .ok_or_else(|| ApiError::not_found("hold"))?;
@@ -777,5 +967,5 @@ pub async fn release(db: &Db, hold_id: i64, user_id: i64) -> Result<()> {
     }
     release_seats(tx.conn(), hold_id).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(h)
 }

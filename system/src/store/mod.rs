@@ -7,13 +7,15 @@
 //!
 //! One file per aggregate: [`users`], [`catalog`] (venues, events, rounds, seats), [`holds`]
 //! (the concurrency strategies), [`bookings`] (bookings and payments), [`coupons`], and
-//! [`audit`], which reads invariants straight from the tables.
+//! [`audit`], which reads invariants straight from the tables; [`outbox`] holds the events
+//! written with each state change and the ledger's projection.
 
 pub mod audit;
 pub mod bookings;
 pub mod catalog;
 pub mod coupons;
 pub mod holds;
+pub mod outbox;
 pub mod users;
 
 use std::path::Path;

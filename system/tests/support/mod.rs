@@ -20,8 +20,20 @@ pub const ADMIN_PASSWORD: &str = "admin-password";
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// SQLite, with the in-process cache, locks and fan-out.
     Sqlite,
+    /// PostgreSQL, with the in-process cache, locks and fan-out.
     Postgres,
+    /// PostgreSQL and a real Redis (a fresh key prefix on a server shared by the test binary).
+    PostgresRedis,
+}
+
+/// The Redis server shared by this test binary; fails (never skips) when it cannot start.
+pub async fn redis_url() -> String {
+    compose::shared_redis()
+        .await
+        .unwrap_or_else(|e| panic!("Redis for tests: {e:#}"))
+        .url()
 }
 
 pub struct TestApp {
@@ -97,7 +109,7 @@ impl TestApp {
                     Some(dir),
                 )
             }
-            Backend::Postgres => (
+            Backend::Postgres | Backend::PostgresRedis => (
                 compose::fresh_postgres_database()
                     .await
                     .expect("PostgreSQL for tests (apt-get install -y postgresql)"),
@@ -105,11 +117,30 @@ impl TestApp {
             ),
         };
         let mut config = Config::for_tests(url);
+        if backend == Backend::PostgresRedis {
+            config.redis_url = Some(redis_url().await);
+            config.redis_prefix = compose::fresh_redis_prefix();
+        }
         config.admin_email = Some(ADMIN_EMAIL.into());
         config.admin_password = Some(ADMIN_PASSWORD.into());
         config.db_max_connections = 16;
         tweak(&mut config);
-        let clock = ManualClock::starting_now();
+        Self::from_config(config, ManualClock::starting_now(), dir).await
+    }
+
+    /// Another instance of the same service: same database, Redis and key prefix, same clock,
+    /// its own in-process state; `tweak` may change per-instance settings.
+    pub async fn another_instance(&self, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = (*self.state.config).clone();
+        tweak(&mut config);
+        Self::from_config(config, self.clock.clone(), None).await
+    }
+
+    async fn from_config(
+        config: Config,
+        clock: ManualClock,
+        dir: Option<tempfile::TempDir>,
+    ) -> TestApp {
         let (state, _) = AppState::build(config, Arc::new(clock.clone()))
             .await
             .expect("app builds");
@@ -286,6 +317,13 @@ impl TestApp {
             .expect(201)
             .id();
         (hold, booking)
+    }
+
+    /// Starts this instance's outbox relay and `ledger` and `notifier` consumers.
+    pub async fn start_kafka(&self) -> boxoffice::kafka::Pipeline {
+        boxoffice::kafka::Pipeline::start(&self.state)
+            .await
+            .unwrap_or_else(|e| panic!("Kafka pipeline: {e:#}"))
     }
 
     pub async fn availability(&self, round: i64) -> Value {

@@ -1,0 +1,470 @@
+//! Kafka: the outbox relay and the `ledger` and `notifier` consumers.
+//!
+//! ```text
+//!  state change ─┐ same transaction
+//!  outbox row  ◄─┘
+//!      │ relay (idempotent producer, acks=all; sent_at set after the broker's ack)
+//!      ▼
+//!  <prefix>booking.events (key = round id) ──► group <prefix>ledger   ──► ledger_sales (+ processed_events, one transaction; offset committed after)
+//!  <prefix>coupon.events  (key = coupon id)└─► group <prefix>notifier ──► crate::notify (Redis pub/sub) ──► SSE streams
+//! ```
+//!
+//! Several instances may run the pipeline against one database and broker: on PostgreSQL
+//! their relays take disjoint outbox batches (`FOR UPDATE SKIP LOCKED`), and their consumers
+//! share the groups, so each event is applied by one of them. The notifier records event ids
+//! too, so a redelivered event is not pushed twice.
+//!
+//! Delivery is at least once end to end (a row published twice, a message redelivered after a
+//! consumer dies before committing); the ledger turns that into exactly once *in effect* by
+//! recording each event id in the same transaction as its effect. With `--kafka-brokers` the
+//! topics are created at start when missing (some brokers, tansu among them, do not create
+//! topics on demand); without, librdkafka's in-process `MockCluster` stands in for the broker.
+//!
+//! Each part is a [`Worker`] that tests can stop (as a crash would: no goodbye) and start
+//! again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::ClientConfig;
+use tokio::sync::{watch, OnceCell};
+
+use crate::app::AppState;
+use crate::notify::Notification;
+use crate::store::outbox::{self, Event, BOOKING_TOPIC, COUPON_TOPIC};
+
+/// Where the brokers are, resolved once per instance (starting the mock cluster if needed).
+#[derive(Debug, Clone, Default)]
+pub struct KafkaSettings {
+    bootstrap: Arc<OnceCell<String>>,
+    /// Keeps the mock cluster's thread alive while any clone lives.
+    mock: Arc<OnceCell<MockGuard>>,
+}
+
+/// Dropping the last clone lets the mock cluster's thread end.
+#[derive(Debug)]
+struct MockGuard {
+    _alive: std::sync::mpsc::Sender<()>,
+}
+
+impl KafkaSettings {
+    /// The bootstrap servers: `--kafka-brokers`, or a mock cluster started on first call.
+    /// Creates the topics when they are missing.
+    pub async fn bootstrap(&self, state: &AppState) -> anyhow::Result<String> {
+        self.bootstrap
+            .get_or_try_init(|| async {
+                let config = &state.config;
+                match &config.kafka_brokers {
+                    Some(brokers) => {
+                        create_topics(
+                            brokers,
+                            &topics(&config.kafka_prefix),
+                            config.kafka_partitions,
+                        )
+                        .await?;
+                        Ok(brokers.clone())
+                    }
+                    None => self.start_mock(&topics(&config.kafka_prefix), config.kafka_partitions),
+                }
+            })
+            .await
+            .cloned()
+    }
+
+    fn start_mock(&self, topics: &[String], partitions: i32) -> anyhow::Result<String> {
+        let (tx, rx) = std::sync::mpsc::channel::<anyhow::Result<String>>();
+        let (alive, until_dropped) = std::sync::mpsc::channel::<()>();
+        let topics = topics.to_vec();
+        // The mock cluster lives on its own thread (it need not be Send), until every
+        // KafkaSettings clone is gone.
+        std::thread::Builder::new()
+            .name("kafka-mock".into())
+            .spawn(move || {
+                let mock = match rdkafka::mocking::MockCluster::new(1) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        let _ = tx.send(Err(anyhow::anyhow!("mock cluster: {e}")));
+                        return;
+                    }
+                };
+                for t in &topics {
+                    if let Err(e) = mock.create_topic(t, partitions, 1) {
+                        let _ = tx.send(Err(anyhow::anyhow!("mock topic {t}: {e}")));
+                        return;
+                    }
+                }
+                let _ = tx.send(Ok(mock.bootstrap_servers()));
+                let _ = until_dropped.recv();
+            })
+            .context("Failed to start the mock Kafka cluster's thread")?;
+        let bootstrap = rx
+            .recv()
+            .context("the mock Kafka cluster's thread died")??;
+        let _ = self.mock.set(MockGuard { _alive: alive });
+        tracing::info!(
+            bootstrap,
+            "no KAFKA_BROKERS: using librdkafka's mock cluster"
+        );
+        Ok(bootstrap)
+    }
+}
+
+/// The real topic names: `[<prefix>booking.events, <prefix>coupon.events]`.
+pub fn topics(prefix: &str) -> Vec<String> {
+    vec![
+        format!("{prefix}{BOOKING_TOPIC}"),
+        format!("{prefix}{COUPON_TOPIC}"),
+    ]
+}
+
+/// Creates `names` with `partitions` partitions each; existing topics are left alone.
+pub async fn create_topics(brokers: &str, names: &[String], partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .context("Failed to create the Kafka admin client")?;
+    let new: Vec<NewTopic> = names
+        .iter()
+        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics(&new, &opts)
+        .await
+        .with_context(|| format!("Failed to create topics on {brokers}"))?;
+    for r in results {
+        match r {
+            Ok(name) => tracing::info!(topic = name, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => anyhow::bail!("Failed to create topic {name}: {code}"),
+        }
+    }
+    Ok(())
+}
+
+/// A running background task that can be stopped.
+#[derive(Debug)]
+pub struct Worker {
+    name: &'static str,
+    stop: watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Worker {
+    fn spawn<F, Fut>(name: &'static str, f: F) -> Worker
+    where
+        F: FnOnce(watch::Receiver<bool>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (stop, rx) = watch::channel(false);
+        Worker {
+            name,
+            stop,
+            handle: tokio::spawn(f(rx)),
+        }
+    }
+
+    /// Asks the task to finish what it is doing and stop, and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.handle.await {
+            tracing::warn!(worker = self.name, error = %e, "worker ended badly");
+        }
+    }
+
+    /// Kills the task wherever it is (a crash: an effect may be applied and its offset not
+    /// committed).
+    pub async fn kill(self) {
+        self.handle.abort();
+        let _ = self.handle.await;
+    }
+}
+
+/// The relay, the ledger and the notifier of one instance.
+#[derive(Debug)]
+pub struct Pipeline {
+    /// Outbox → Kafka.
+    pub relay: Worker,
+    /// `booking.events` → `ledger_sales`.
+    pub ledger: Worker,
+    /// `booking.events` → notifications.
+    pub notifier: Worker,
+}
+
+impl Pipeline {
+    /// Starts all three (creating topics or the mock cluster first).
+    pub async fn start(state: &AppState) -> anyhow::Result<Pipeline> {
+        Ok(Pipeline {
+            relay: start_relay(state).await?,
+            ledger: start_ledger(state).await?,
+            notifier: start_notifier(state).await?,
+        })
+    }
+
+    /// Stops all three.
+    pub async fn stop(self) {
+        self.relay.stop().await;
+        self.ledger.stop().await;
+        self.notifier.stop().await;
+    }
+}
+
+/// Starts the outbox relay.
+pub async fn start_relay(state: &AppState) -> anyhow::Result<Worker> {
+    let bootstrap = state.kafka.bootstrap(state).await?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "10000")
+        .create()
+        .context("Failed to create the Kafka producer")?;
+    let state = state.clone();
+    Ok(Worker::spawn("relay", move |stop| {
+        relay(state, producer, stop)
+    }))
+}
+
+async fn relay(state: AppState, producer: FutureProducer, mut stop: watch::Receiver<bool>) {
+    let prefix = state.config.kafka_prefix.clone();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        // PostgreSQL: the batch stays row-locked (SKIP LOCKED) until it is marked sent, so
+        // several instances' relays never publish the same rows at once. SQLite (one
+        // instance) must not hold its only write lock while publishing.
+        let mut tx = None;
+        let rows = match state.db.backend {
+            crate::store::Backend::Postgres => match state.db.begin_write().await {
+                Ok(mut t) => {
+                    let rows = outbox::unsent_on(t.conn(), 500, " FOR UPDATE SKIP LOCKED").await;
+                    tx = Some(t);
+                    rows
+                }
+                Err(e) => Err(e.into()),
+            },
+            crate::store::Backend::Sqlite => outbox::unsent(&state.db, 500).await,
+        };
+        let rows = rows.unwrap_or_else(|e| {
+            tracing::warn!(error = %e.message, "relay could not read the outbox");
+            Vec::new()
+        });
+        if rows.is_empty() {
+            if let Some(t) = tx.take() {
+                let _ = t.rollback().await;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                _ = stop.changed() => return,
+            }
+            continue;
+        }
+        // Enqueued in row order (join_all polls in order), so per-partition order holds.
+        let sends = rows.iter().map(|r| {
+            let topic = format!("{prefix}{}", r.topic);
+            let producer = &producer;
+            async move {
+                let record = FutureRecord::to(&topic).key(&r.key).payload(&r.payload);
+                producer
+                    .send(record, Timeout::After(Duration::from_secs(10)))
+                    .await
+                    .map(|_| r.id)
+                    .map_err(|(e, _)| e)
+            }
+        });
+        let results = futures::future::join_all(sends).await;
+        let mut sent = Vec::with_capacity(results.len());
+        let mut failed = 0;
+        for r in results {
+            match r {
+                Ok(id) => sent.push(id),
+                Err(e) => {
+                    failed += 1;
+                    tracing::warn!(error = %e, "relay: publish failed; will retry");
+                }
+            }
+        }
+        let now = state.clock.now_ms();
+        let marked = match tx.take() {
+            Some(mut t) => match outbox::mark_sent_on(t.conn(), &sent, now).await {
+                Ok(()) => t.commit().await.map_err(Into::into),
+                Err(e) => Err(e),
+            },
+            None => outbox::mark_sent(&state.db, &sent, now).await,
+        };
+        if let Err(e) = marked {
+            // Published but not marked: they will be published again, which consumers absorb.
+            tracing::warn!(error = %e.message, "relay could not mark rows sent");
+        }
+        state.metrics.outbox_published.inc_by(sent.len() as u64);
+        if failed > 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+fn consumer(bootstrap: &str, group: &str, topic: &str) -> anyhow::Result<StreamConsumer> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        // librdkafka lets a fetch wait up to 500 ms for data by default, and the broker
+        // (tansu) holds it that long: half a second of lag for nothing at low rates.
+        .set("fetch.wait.max.ms", "20")
+        .create()
+        .with_context(|| format!("Failed to create Kafka consumer {group}"))?;
+    consumer
+        .subscribe(&[topic])
+        .with_context(|| format!("Failed to subscribe {group} to {topic}"))?;
+    Ok(consumer)
+}
+
+/// Starts the `ledger` consumer.
+pub async fn start_ledger(state: &AppState) -> anyhow::Result<Worker> {
+    let bootstrap = state.kafka.bootstrap(state).await?;
+    let prefix = &state.config.kafka_prefix;
+    let c = consumer(
+        &bootstrap,
+        &format!("{prefix}ledger"),
+        &format!("{prefix}{BOOKING_TOPIC}"),
+    )?;
+    let state = state.clone();
+    Ok(Worker::spawn("ledger", move |stop| {
+        consume(state, c, stop, "ledger", |state, event| async move {
+            let now = state.clock.now_ms();
+            let applied = outbox::apply_to_ledger(&state.db, &event, now).await?;
+            let result = if applied { "applied" } else { "duplicate" };
+            state
+                .metrics
+                .events_consumed
+                .with_label_values(&["ledger", result])
+                .inc();
+            Ok(())
+        })
+    }))
+}
+
+/// Starts the `notifier` consumer.
+pub async fn start_notifier(state: &AppState) -> anyhow::Result<Worker> {
+    let bootstrap = state.kafka.bootstrap(state).await?;
+    let prefix = &state.config.kafka_prefix;
+    let c = consumer(
+        &bootstrap,
+        &format!("{prefix}notifier"),
+        &format!("{prefix}{BOOKING_TOPIC}"),
+    )?;
+    let state = state.clone();
+    Ok(Worker::spawn("notifier", move |stop| {
+        consume(state, c, stop, "notifier", |state, event| async move {
+            // A redelivered event (a consumer died before committing) is not pushed twice,
+            // unless the crash fell between the publish and this record.
+            if outbox::is_processed(&state.db, "notifier", &event.event_id).await? {
+                state
+                    .metrics
+                    .events_consumed
+                    .with_label_values(&["notifier", "duplicate"])
+                    .inc();
+                return Ok(());
+            }
+            if matches!(
+                event.kind.as_str(),
+                "booking.confirmed" | "booking.cancelled" | "booking.expired"
+            ) {
+                state
+                    .notifier
+                    .publish(Notification {
+                        kind: event.kind.clone(),
+                        user_id: event.user_id,
+                        booking_id: event.booking_id.unwrap_or_default(),
+                        round_id: event.round_id.unwrap_or_default(),
+                        at: event.at,
+                    })
+                    .await;
+            }
+            outbox::record_processed(&state.db, "notifier", &event.event_id, state.clock.now_ms())
+                .await?;
+            state
+                .metrics
+                .events_consumed
+                .with_label_values(&["notifier", "applied"])
+                .inc();
+            Ok(())
+        })
+    }))
+}
+
+/// Receives, applies (retrying until it works or the worker stops), then commits.
+async fn consume<F, Fut>(
+    state: AppState,
+    consumer: StreamConsumer,
+    mut stop: watch::Receiver<bool>,
+    name: &'static str,
+    apply: F,
+) where
+    F: Fn(AppState, Event) -> Fut,
+    Fut: std::future::Future<Output = crate::error::Result<()>>,
+{
+    loop {
+        let msg = tokio::select! {
+            m = consumer.recv() => m,
+            _ = stop.changed() => return,
+        };
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(consumer = name, error = %e, "receive failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let event: Option<Event> = msg.payload().and_then(|p| serde_json::from_slice(p).ok());
+        match event {
+            None => tracing::warn!(
+                consumer = name,
+                offset = msg.offset(),
+                "unreadable event skipped"
+            ),
+            Some(event) => loop {
+                match apply(state.clone(), event.clone()).await {
+                    Ok(()) => {
+                        let lag_ms = (state.clock.now_ms() - event.at).max(0);
+                        state
+                            .metrics
+                            .event_lag
+                            .with_label_values(&[name])
+                            .observe(lag_ms as f64 / 1000.0);
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(consumer = name, error = %e.message, "applying an event failed; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                            _ = stop.changed() => return,
+                        }
+                    }
+                }
+            },
+        }
+        // After the effect: a crash before this line redelivers the event, which the
+        // effect's idempotence absorbs.
+        if let Err(e) = consumer.commit_message(&msg, CommitMode::Async) {
+            tracing::warn!(consumer = name, error = %e, "offset commit failed");
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The transactional outbox and the ledger's projection.
+//!
+//! A state change calls [`record`] on its own transaction's connection, so the change and its
+//! event commit or roll back together. The relay ([`crate::kafka`]) reads [`unsent`] rows in
+//! id order, publishes them and calls [`mark_sent`] only after the broker acknowledged them:
+//! a crash in between publishes a row again, which consumers absorb because they are
+//! idempotent by `event_id` ([`apply_to_ledger`]).
+
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, Row};
+
+use super::Db;
+use crate::error::Result;
+
+/// Logical topic of booking events (keyed by round id).
+pub const BOOKING_TOPIC: &str = "booking.events";
+/// Logical topic of coupon events (keyed by coupon id).
+pub const COUPON_TOPIC: &str = "coupon.events";
+
+/// One event, as stored in the outbox and published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique id (UUID): what consumers deduplicate on.
+    pub event_id: String,
+    /// `booking.created`, `booking.confirmed`, `booking.cancelled`, `booking.expired`,
+    /// `coupon.claimed`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The booking's owner, or the claimant.
+    pub user_id: i64,
+    /// Round (booking events).
+    pub round_id: Option<i64>,
+    /// Booking (booking events).
+    pub booking_id: Option<i64>,
+    /// Coupon (coupon events, and bookings that used one).
+    pub coupon_id: Option<i64>,
+    /// Seats of the booking.
+    pub seats: i64,
+    /// Amount of the booking, minor units.
+    pub amount: i64,
+    /// The booking's status before this change (`cancelled` from `confirmed` takes a sale back).
+    pub previous_status: Option<String>,
+    /// When, epoch ms.
+    pub at: i64,
+}
+
+impl Event {
+    /// A booking event.
+    pub fn booking(
+        kind: &str,
+        b: &super::bookings::Booking,
+        seats: i64,
+        previous_status: Option<&str>,
+        at: i64,
+    ) -> Self {
+        Event {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            kind: kind.to_owned(),
+            user_id: b.user_id,
+            round_id: Some(b.round_id),
+            booking_id: Some(b.id),
+            coupon_id: b.coupon_id,
+            seats,
+            amount: b.amount,
+            previous_status: previous_status.map(str::to_owned),
+            at,
+        }
+    }
+}
+
+/// Writes `event` to the outbox on `conn` (inside the caller's transaction).
+pub async fn record(conn: &mut AnyConnection, event: &Event) -> Result<(), sqlx::Error> {
+    let (topic, key) = if event.kind.starts_with("coupon.") {
+        (
+            COUPON_TOPIC,
+            event.coupon_id.unwrap_or_default().to_string(),
+        )
+    } else {
+        (
+            BOOKING_TOPIC,
+            event.round_id.unwrap_or_default().to_string(),
+        )
+    };
+    sqlx::query(
+        "INSERT INTO outbox (event_id, topic, event_key, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&event.event_id)
+    .bind(topic)
+    .bind(key)
+    .bind(serde_json::to_string(event).unwrap_or_default())
+    .bind(event.at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An outbox row waiting to be published.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// Row id (publication order).
+    pub id: i64,
+    /// Logical topic.
+    pub topic: String,
+    /// Partition key.
+    pub key: String,
+    /// JSON [`Event`].
+    pub payload: String,
+}
+
+/// Up to `limit` unsent rows, oldest first.
+pub async fn unsent(db: &Db, limit: i64) -> Result<Vec<Pending>> {
+    let mut conn = db.pool.acquire().await?;
+    unsent_on(&mut conn, limit, "").await
+}
+
+/// Up to `limit` unsent rows, oldest first, read on `conn` with a row-lock suffix (the relay
+/// on PostgreSQL passes ` FOR UPDATE SKIP LOCKED` inside its transaction, so that relays of
+/// several instances take disjoint batches and never publish the same row concurrently).
+pub async fn unsent_on(conn: &mut AnyConnection, limit: i64, lock: &str) -> Result<Vec<Pending>> {
+    let rows = sqlx::query(&format!(
+        "SELECT id, topic, event_key, payload FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1{lock}"
+    ))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(Pending {
+            id: r.try_get("id")?,
+            topic: r.try_get("topic")?,
+            key: r.try_get("event_key")?,
+            payload: r.try_get("payload")?,
+        });
+    }
+    Ok(out)
+}
+
+/// Marks rows as published (in a transaction of its own).
+pub async fn mark_sent(db: &Db, ids: &[i64], now: i64) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut tx = db.begin_write().await?;
+    mark_sent_on(tx.conn(), ids, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Marks rows as published on `conn` (the caller's transaction).
+pub async fn mark_sent_on(conn: &mut AnyConnection, ids: &[i64], now: i64) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "UPDATE outbox SET sent_at = $1 WHERE id IN ({})",
+        super::placeholders(2, ids.len())
+    );
+    let mut q = sqlx::query(&sql).bind(now);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    q.execute(conn).await?;
+    Ok(())
+}
+
+/// Whether `consumer` has recorded `event_id` (see [`record_processed`]).
+pub async fn is_processed(db: &Db, consumer: &str, event_id: &str) -> Result<bool> {
+    Ok(
+        sqlx::query("SELECT 1 AS one FROM processed_events WHERE consumer = $1 AND event_id = $2")
+            .bind(consumer)
+            .bind(event_id)
+            .fetch_optional(&db.pool)
+            .await?
+            .is_some(),
+    )
+}
+
+/// Records that `consumer` has handled `event_id` (for effects outside the database, such as
+/// the notifier's publish: recorded after the effect, so a crash in between repeats it).
+pub async fn record_processed(db: &Db, consumer: &str, event_id: &str, now: i64) -> Result<()> {
+    let mut tx = db.begin_write().await?;
+    sqlx::query(
+        "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, $3)
+         ON CONFLICT (consumer, event_id) DO NOTHING",
+    )
+    .bind(consumer)
+    .bind(event_id)
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Rows not yet published.
+pub async fn backlog(db: &Db) -> Result<i64> {
+    Ok(
+        sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL")
+            .fetch_one(&db.pool)
+            .await?
+            .try_get("n")?,
+    )
+}
+
+/// Applies a booking event to the ledger once: the event id goes into `processed_events` in
+/// the same transaction as the effect. Returns `false` for an event applied before.
+pub async fn apply_to_ledger(db: &Db, event: &Event, now: i64) -> Result<bool> {
+    let delta = match (event.kind.as_str(), event.previous_status.as_deref()) {
+        ("booking.confirmed", _) => 1,
+        ("booking.cancelled", Some("confirmed")) => -1,
+        _ => 0,
+    };
+    let mut tx = db.begin_write().await?;
+    let fresh = sqlx::query(
+        "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ('ledger', $1, $2)
+         ON CONFLICT (consumer, event_id) DO NOTHING",
+    )
+    .bind(&event.event_id)
+    .bind(now)
+    .execute(tx.conn())
+    .await?
+    .rows_affected()
+        == 1;
+    if !fresh {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    if let (true, Some(round)) = (delta != 0, event.round_id) {
+        sqlx::query(
+            "INSERT INTO ledger_sales (round_id, confirmed_bookings, seats_sold, revenue) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (round_id) DO UPDATE SET
+                 confirmed_bookings = ledger_sales.confirmed_bookings + excluded.confirmed_bookings,
+                 seats_sold = ledger_sales.seats_sold + excluded.seats_sold,
+                 revenue = ledger_sales.revenue + excluded.revenue",
+        )
+        .bind(round)
+        .bind(delta)
+        .bind(delta * event.seats)
+        .bind(delta * event.amount)
+        .execute(tx.conn())
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// The ledger's totals of a round: (confirmed bookings, seats sold, revenue).
+pub async fn ledger_sales(db: &Db, round_id: i64) -> Result<(i64, i64, i64)> {
+    let row = sqlx::query(
+        "SELECT confirmed_bookings, seats_sold, revenue FROM ledger_sales WHERE round_id = $1",
+    )
+    .bind(round_id)
+    .fetch_optional(&db.pool)
+    .await?;
+    Ok(match row {
+        Some(r) => (
+            r.try_get("confirmed_bookings")?,
+            r.try_get("seats_sold")?,
+            r.try_get("revenue")?,
+        ),
+        None => (0, 0, 0),
+    })
+}
+
+/// How many events `consumer` has applied.
+pub async fn processed_count(db: &Db, consumer: &str) -> Result<i64> {
+    Ok(
+        sqlx::query("SELECT COUNT(*) AS n FROM processed_events WHERE consumer = $1")
+            .bind(consumer)
+            .fetch_one(&db.pool)
+            .await?
+            .try_get("n")?,
+    )
+}
