@@ -153,6 +153,12 @@ pub async fn seed(api: &Api, admin: &AdminCredentials, spec: &SeedSpec) -> Resul
     let venue_id = venue["id"]
         .as_i64()
         .ok_or_else(|| Error::api("creating the venue", "no id"))?;
+    // Price exactly the tiers the venue has: a small venue may be all premium.
+    let prices: serde_json::Map<String, Value> = [("premium", 15000), ("standard", 9000)]
+        .into_iter()
+        .filter(|(tier, _)| venue["tiers"].get(*tier).is_some())
+        .map(|(tier, amount)| (tier.to_owned(), json!(amount)))
+        .collect();
     let mut events = Vec::new();
     let mut rounds = Vec::new();
     let mut search_terms = Vec::new();
@@ -177,7 +183,7 @@ pub async fn seed(api: &Api, admin: &AdminCredentials, spec: &SeedSpec) -> Resul
                 .admin_post(
                     &admin_token,
                     &format!("/v1/events/{event_id}/rounds"),
-                    json!({"starts_at": format!("2031-03-{day:02}T19:00:00Z"), "prices": {"premium": 15000, "standard": 9000}}),
+                    json!({"starts_at": format!("2031-03-{day:02}T19:00:00Z"), "prices": prices}),
                 )
                 .await?;
             let round_id = round["id"]
