@@ -383,7 +383,18 @@ fn write_loop(
     let mut writes = Vec::new();
     let mut recorded = 0u64;
     let mut io_error = None;
-    while let Ok(Msg::Op(op)) = rx.recv() {
+    loop {
+        // Polled rather than blocking in `recv`: a sender only pays for a futex wake-up when
+        // the receiver sleeps in `recv`, and at tens of thousands of operations a second
+        // those wake-ups cost more than writing the history itself.
+        let op = match rx.try_recv() {
+            Ok(Msg::Op(op)) => op,
+            Ok(_) | Err(mpsc::TryRecvError::Disconnected) => break,
+            Err(mpsc::TryRecvError::Empty) => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                continue;
+            }
+        };
         recorded += 1;
         if let Some(f) = file.as_mut() {
             let res = serde_json::to_writer(&mut *f, &*op)
