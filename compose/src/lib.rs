@@ -19,6 +19,8 @@
 //!   [`RedisFailover`] (primary + replica + Sentinel) and the test-shared [`shared_redis`].
 //! - [`kafka`] holds [`LocalKafka`], a `tansu` broker (memory or SQLite storage) with
 //!   `kill`/`restart`.
+//! - [`docker`] holds [`docker::DockerStack`]: the same topology in containers (testcontainers),
+//!   and [`docker::docker_available`], which says clearly when there is no Docker daemon.
 //! - [`shared`] holds the server shared by a test binary, and [`fresh_postgres_database`].
 //! - [`net`] holds [`free_port`].
 //! - `process` spawns children that die with us, as `nobody` when we are root.
@@ -31,6 +33,7 @@
 //! - `BOXOFFICE_TANSU`: path of the `tansu` binary (else PATH, else `~/.cargo/bin`).
 //! - `BOXOFFICE_KEEP_STACK=1`: keep temp dirs (data, logs) when servers stop, and print where.
 
+pub mod docker;
 pub mod kafka;
 pub mod net;
 pub mod postgres;

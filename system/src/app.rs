@@ -262,7 +262,8 @@ impl Application {
         crate::api::router(self.state.clone())
     }
 
-    /// Serves (and runs the reaper and the Kafka pipeline) until `shutdown` resolves. The
+    /// Serves (and, unless the role is `api`, runs the reaper and the Kafka pipeline; with
+    /// role `worker` only health and metrics are served) until `shutdown` resolves. The
     /// pipeline starts in the background and retries every 5 s while the broker is
     /// unreachable: the API serves meanwhile, and the outbox keeps what is not relayed yet.
     pub async fn run_until_stopped(
@@ -270,15 +271,22 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let kafka = tokio::spawn(run_kafka(self.state.clone(), stop_rx.clone()));
-        let reaper = (self.state.config.reaper_interval_ms > 0).then(|| {
+        let role = self.state.config.role;
+        let kafka = role
+            .runs_workers()
+            .then(|| tokio::spawn(run_kafka(self.state.clone(), stop_rx.clone())));
+        let reaper = (role.runs_workers() && self.state.config.reaper_interval_ms > 0).then(|| {
             crate::reaper::spawn(
                 self.state.clone(),
                 Duration::from_millis(self.state.config.reaper_interval_ms),
                 stop_rx,
             )
         });
-        let router = crate::api::router(self.state.clone());
+        let router = if role.serves_api() {
+            crate::api::router(self.state.clone())
+        } else {
+            worker_router(self.state.clone())
+        };
         let result = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await;
@@ -286,10 +294,24 @@ impl Application {
         if let Some(r) = reaper {
             let _ = r.await;
         }
-        let _ = kafka.await;
+        if let Some(k) = kafka {
+            let _ = k.await;
+        }
         self.state.db.pool.close().await;
         result
     }
+}
+
+/// What a `worker` serves: liveness, readiness and metrics (the outbox backlog and consumer
+/// lag live in this process); everything else is 404.
+fn worker_router(state: AppState) -> Router {
+    use axum::routing::get;
+    Router::new()
+        .route("/health/live", get(crate::api::ops::live))
+        .route("/health/ready", get(crate::api::ops::ready))
+        .route("/metrics", get(crate::api::ops::metrics))
+        .fallback(|| async { crate::ApiError::not_found("route") })
+        .with_state(state)
 }
 
 /// Starts the Kafka pipeline (retrying) and stops it when `stop` turns true.

@@ -20,6 +20,30 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// Which parts of the box office a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The HTTP API and the background work (outbox relay, `ledger` and `notifier`
+    /// consumers, reaper): one process is the whole service.
+    All,
+    /// Only the HTTP API; a `worker` process elsewhere does the background work.
+    Api,
+    /// Only the background work, with `/health/*` and `/metrics` on the listen address.
+    Worker,
+}
+
+impl Role {
+    /// Whether this process serves the `/v1` API.
+    pub fn serves_api(self) -> bool {
+        matches!(self, Role::All | Role::Api)
+    }
+
+    /// Whether this process runs the relay, the consumers and the reaper.
+    pub fn runs_workers(self) -> bool {
+        matches!(self, Role::All | Role::Worker)
+    }
+}
+
 /// The box office's configuration.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -31,6 +55,11 @@ pub struct Config {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "BOXOFFICE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+
+    /// What this process runs: `all` (API and background work), `api` (HTTP only) or
+    /// `worker` (outbox relay, Kafka consumers and reaper; health and metrics only over HTTP).
+    #[arg(long, env = "BOXOFFICE_ROLE", value_enum, default_value_t = Role::All)]
+    pub role: Role,
 
     /// PostgreSQL URL (postgres://…) or SQLite URL (sqlite://…). Absent: an embedded SQLite
     /// database in --data-dir.

@@ -1,0 +1,1198 @@
+//! The deployed stack's files, checked without a Docker daemon: compose/docker-compose.yml is
+//! valid for `docker-compose config` and for the compose-spec JSON schema, and every file it
+//! names agrees with the others (Prometheus targets, nginx upstreams, Toxiproxy proxies,
+//! mounts, variables, ports, healthchecks, Grafana datasources, Kafka topics, the box office's
+//! configuration). Also: [`compose::docker::docker_available`] says clearly when there is no
+//! daemon, and the docker stack starts where there is one.
+//!
+//! Needs `docker-compose` (Debian: `apt-get install -y --no-install-recommends docker-compose`)
+//! and `promtool` (`apt-get install -y prometheus`); a test fails, saying so, when one is missing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// compose/ (this crate's directory).
+fn compose_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The repository root.
+fn repo_root() -> PathBuf {
+    compose_dir()
+        .parent()
+        .expect("compose/ has a parent")
+        .to_path_buf()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// A YAML file as JSON, with `<<` merge keys applied (as Compose does).
+fn yaml_file(path: &Path) -> Value {
+    let mut doc: yaml_serde::Value = yaml_serde::from_str(&read(path))
+        .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()));
+    doc.apply_merge()
+        .unwrap_or_else(|e| panic!("{}: merge keys: {e}", path.display()));
+    serde_json::to_value(&doc)
+        .unwrap_or_else(|e| panic!("{}: not JSON-compatible: {e}", path.display()))
+}
+
+fn compose_file() -> PathBuf {
+    compose_dir().join("docker-compose.yml")
+}
+
+fn compose() -> Value {
+    yaml_file(&compose_file())
+}
+
+fn services(doc: &Value) -> &serde_json::Map<String, Value> {
+    doc["services"].as_object().expect("services is a mapping")
+}
+
+/// `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:?err}` uses in `text` (not `$${…}`,
+/// which Compose leaves to the container's shell): name → default.
+fn variables(text: &str) -> Vec<(String, Option<String>)> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(pos) = text[i..].find("${") {
+        let start = i + pos;
+        i = start + 2;
+        if start > 0 && bytes[start - 1] == b'$' {
+            continue;
+        }
+        let end = text[start..]
+            .find('}')
+            .map(|e| start + e)
+            .expect("closed ${");
+        let inner = &text[start + 2..end];
+        let name_len = inner
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(inner.len());
+        let (name, rest) = inner.split_at(name_len);
+        let default = rest
+            .strip_prefix(":-")
+            .or_else(|| rest.strip_prefix('-'))
+            .map(str::to_owned);
+        out.push((name.to_owned(), default));
+    }
+    out
+}
+
+/// Replaces every `${VAR…}` by its default (empty when none).
+fn interpolate_defaults(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(pos) = rest.find("${") {
+        out.push_str(&rest[..pos]);
+        let end = rest[pos..].find('}').expect("closed ${") + pos;
+        if pos > 0 && rest.as_bytes()[pos - 1] == b'$' {
+            out.push_str(&rest[pos..=end]);
+        } else {
+            let vars = variables(&rest[pos..=end]);
+            out.push_str(vars[0].1.as_deref().unwrap_or(""));
+        }
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `compose/.env.example` as name → value.
+fn env_example() -> BTreeMap<String, String> {
+    read(&compose_dir().join(".env.example"))
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l
+                .split_once('=')
+                .unwrap_or_else(|| panic!(".env.example: `{l}` is not NAME=value"));
+            (k.trim().to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+/// The host part of `host:port` (or of a URL).
+fn host_of(target: &str) -> String {
+    let t = target.split("://").last().unwrap_or(target);
+    let t = t.rsplit_once('@').map_or(t, |(_, h)| h);
+    let t = t.split('/').next().unwrap_or(t);
+    t.rsplit_once(':').map_or(t, |(h, _)| h).to_owned()
+}
+
+fn port_of(target: &str) -> u16 {
+    let t = target.split("://").last().unwrap_or(target);
+    let t = t.rsplit_once('@').map_or(t, |(_, h)| h);
+    let t = t.split('/').next().unwrap_or(t);
+    t.rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {target}"))
+}
+
+fn str_list(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| match x {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A service's environment as a map (mapping or list syntax).
+fn environment(service: &Value) -> BTreeMap<String, String> {
+    match &service["environment"] {
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                (k.clone(), v)
+            })
+            .collect(),
+        Value::Array(_) => str_list(&service["environment"])
+            .into_iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_owned(), v.to_owned()),
+                None => (kv, String::new()),
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// Bind mounts of a service: (host source as written, container target).
+fn bind_mounts(service: &Value) -> Vec<(String, String)> {
+    str_list(&service["volumes"])
+        .into_iter()
+        .filter_map(|v| {
+            let mut parts = v.splitn(3, ':');
+            let source = parts.next()?.to_owned();
+            let target = parts.next()?.to_owned();
+            (source.starts_with('.') || source.starts_with('/')).then_some((source, target))
+        })
+        .collect()
+}
+
+fn is_one_shot(service: &Value) -> bool {
+    service["restart"].as_str() == Some("no")
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+// ───────────────────────────── validity ─────────────────────────────
+
+#[test]
+fn docker_compose_config_accepts_the_file() {
+    let Some(dc) = which("docker-compose") else {
+        panic!(
+            "docker-compose is not installed, so the compose file cannot be validated: \
+             apt-get install -y --no-install-recommends docker-compose"
+        );
+    };
+    // With the example settings, and with none at all (every variable has a default).
+    for env_file in [Some(compose_dir().join(".env.example")), None] {
+        let mut cmd = Command::new(&dc);
+        cmd.arg("-f").arg(compose_file());
+        if let Some(f) = &env_file {
+            cmd.arg("--env-file").arg(f);
+        }
+        // An empty project dir .env must not leak in: run from a temp dir.
+        let tmp = tempfile::tempdir().unwrap();
+        cmd.arg("--project-directory").arg(compose_dir());
+        cmd.current_dir(tmp.path());
+        let out = cmd
+            .args(["config", "-q"])
+            .env_remove("COMPOSE_PROFILES")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "docker-compose config ({env_file:?}) failed:\n{stderr}"
+        );
+        assert!(
+            !stderr.contains("variable is not set"),
+            "docker-compose config ({env_file:?}) warns about unset variables:\n{stderr}"
+        );
+    }
+    // Every profile resolves.
+    for profile in ["core", "observability", "logging", "tracing", "chaos"] {
+        let out = Command::new(&dc)
+            .arg("-f")
+            .arg(compose_file())
+            .args(["--profile", profile, "config", "--services"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker-compose --profile {profile} config: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn compose_schema() -> jsonschema::Validator {
+    let path = compose_dir().join("schema").join("compose_spec.json");
+    let schema: Value = serde_json::from_str(&read(&path)).unwrap();
+    jsonschema::validator_for(&schema).expect("the compose-spec schema compiles")
+}
+
+#[test]
+fn the_compose_file_matches_the_compose_spec_schema() {
+    let validator = compose_schema();
+    let doc = compose();
+    let errors: Vec<String> = validator
+        .iter_errors(&doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "schema errors:\n{}", errors.join("\n"));
+
+    // The check can fail: an unknown service key and a wrong depends_on condition are caught.
+    let mut broken = doc.clone();
+    broken["services"]["app-1"]["helthcheck"] = serde_json::json!({"test": ["CMD", "true"]});
+    assert!(
+        !validator.is_valid(&broken),
+        "a misspelt key must be rejected"
+    );
+    let mut broken = doc;
+    broken["services"]["nginx"]["depends_on"]["app-1"]["condition"] = "service_ready".into();
+    assert!(
+        !validator.is_valid(&broken),
+        "a wrong condition must be rejected"
+    );
+}
+
+#[test]
+fn the_vendored_schema_is_the_one_docker_compose_ships_when_installed() {
+    let installed = Path::new("/usr/lib/python3/dist-packages/compose/config/compose_spec.json");
+    if !installed.exists() {
+        println!(
+            "NOTE: {} is absent (docker-compose not installed from Debian): the vendored \
+             compose/schema/compose_spec.json is used as is",
+            installed.display()
+        );
+        return;
+    }
+    let a: Value = serde_json::from_str(&read(installed)).unwrap();
+    let b: Value =
+        serde_json::from_str(&read(&compose_dir().join("schema/compose_spec.json"))).unwrap();
+    assert_eq!(
+        a,
+        b,
+        "compose/schema/compose_spec.json differs from {}",
+        installed.display()
+    );
+}
+
+// ───────────────────────────── services ─────────────────────────────
+
+#[test]
+fn the_stack_has_the_planned_services_and_profiles() {
+    let doc = compose();
+    let svc = services(&doc);
+    for name in [
+        "app-1",
+        "app-2",
+        "worker",
+        "payments",
+        "nginx",
+        "toxiproxy",
+        "postgres",
+        "postgres-standby",
+        "redis",
+        "redis-replica",
+        "redis-sentinel",
+        "kafka-1",
+        "kafka-2",
+        "kafka-3",
+        "kafka-init",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+        "elasticsearch",
+        "filebeat",
+        "kibana",
+        "kibana-init",
+        "otel-collector",
+        "jaeger",
+        "chaos",
+    ] {
+        assert!(svc.contains_key(name), "no service {name}");
+    }
+    let known: BTreeSet<&str> = ["core", "observability", "logging", "tracing", "chaos"].into();
+    let mut used = BTreeSet::new();
+    for (name, s) in svc {
+        let profiles = str_list(&s["profiles"]);
+        assert!(!profiles.is_empty(), "{name} has no profile");
+        for p in profiles {
+            assert!(known.contains(p.as_str()), "{name}: unknown profile {p}");
+            used.insert(p);
+        }
+    }
+    assert_eq!(used.len(), known.len(), "profiles used: {used:?}");
+}
+
+#[test]
+fn every_service_has_a_healthcheck_and_dependencies_wait_for_the_right_condition() {
+    let doc = compose();
+    let svc = services(&doc);
+    let healthy = |name: &str| {
+        let s = &svc[name];
+        s["healthcheck"].is_object() && s["healthcheck"]["disable"] != Value::Bool(true)
+    };
+    for (name, s) in svc {
+        if is_one_shot(s) {
+            assert!(
+                s["healthcheck"].is_null(),
+                "{name} is a one-shot job: depend on it with service_completed_successfully"
+            );
+        } else if let Some(reason) = s["x-healthcheck-exempt"].as_str() {
+            assert!(
+                reason.trim().len() > 20,
+                "{name}: x-healthcheck-exempt needs a real reason"
+            );
+            assert!(
+                s["healthcheck"].is_null(),
+                "{name}: exempt but has a healthcheck"
+            );
+        } else {
+            assert!(healthy(name), "{name} has no healthcheck");
+            let test = str_list(&s["healthcheck"]["test"]);
+            assert!(
+                matches!(test.first().map(String::as_str), Some("CMD" | "CMD-SHELL")),
+                "{name}: healthcheck test {test:?}"
+            );
+        }
+        let profiles: BTreeSet<String> = str_list(&s["profiles"]).into_iter().collect();
+        let Some(deps) = s["depends_on"].as_object() else {
+            assert!(
+                s["depends_on"].is_null(),
+                "{name}: use the long depends_on syntax with conditions"
+            );
+            continue;
+        };
+        for (dep, spec) in deps {
+            assert!(svc.contains_key(dep), "{name} depends on unknown {dep}");
+            let condition = spec["condition"].as_str().unwrap_or("(none)");
+            match condition {
+                "service_healthy" => {
+                    assert!(
+                        healthy(dep),
+                        "{name} waits for {dep} to be healthy: no healthcheck"
+                    )
+                }
+                "service_completed_successfully" => {
+                    assert!(
+                        is_one_shot(&svc[dep.as_str()]),
+                        "{name} waits for {dep} to complete: it is not a one-shot job"
+                    )
+                }
+                "service_started" => assert!(
+                    !healthy(dep),
+                    "{name}: {dep} has a healthcheck, wait for service_healthy"
+                ),
+                other => panic!("{name} -> {dep}: condition {other}"),
+            }
+            // `--profile X up` must bring the dependency up too.
+            let dep_profiles: BTreeSet<String> = str_list(&svc[dep.as_str()]["profiles"])
+                .into_iter()
+                .collect();
+            assert!(
+                dep_profiles.is_subset(&profiles)
+                    || dep_profiles.iter().any(|p| profiles.contains(p)),
+                "{name} ({profiles:?}) depends on {dep} in other profiles {dep_profiles:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_mounted_host_path_and_build_context_exists() {
+    let doc = compose();
+    let dir = compose_dir();
+    // Paths on the Docker host, not in this repository.
+    let daemon_paths: BTreeSet<&str> =
+        ["/var/run/docker.sock", "/var/lib/docker/containers"].into();
+    let mut missing = Vec::new();
+    for (name, s) in services(&doc) {
+        for (source, target) in bind_mounts(s) {
+            if source.starts_with('/') {
+                assert!(
+                    daemon_paths.contains(source.as_str()),
+                    "{name}: absolute host path {source} (only the Docker host's own paths are allowed)"
+                );
+                continue;
+            }
+            let path = dir.join(&source);
+            if !path.exists() {
+                missing.push(format!("{name}: {source} -> {target}"));
+            }
+            // A file mounted onto a file path: Docker would create a directory otherwise.
+            let target_is_file = Path::new(&target).extension().is_some();
+            if target_is_file && path.exists() {
+                assert!(
+                    path.is_file(),
+                    "{name}: {source} must be a file (target {target})"
+                );
+            }
+        }
+        if let Some(build) = s["build"].as_object() {
+            let context = dir.join(build["context"].as_str().unwrap());
+            assert!(
+                context.is_dir(),
+                "{name}: build context {}",
+                context.display()
+            );
+            let dockerfile = context.join(build["dockerfile"].as_str().unwrap());
+            assert!(dockerfile.is_file(), "{name}: {}", dockerfile.display());
+        }
+    }
+    // alerts/ and dashboards/ are written by their own issue: until a directory holds any
+    // file, its mounts are reported as pending (loudly); once it holds files, every mount into
+    // it must exist.
+    let (pending, missing): (Vec<String>, Vec<String>) = missing.into_iter().partition(|m| {
+        ["alerts", "dashboards"]
+            .iter()
+            .any(|top| m.contains(&format!(" ../{top}/")) && !has_any_file(&repo_root().join(top)))
+    });
+    for m in &pending {
+        println!("NOTE: pending, its directory has no files yet: {m}");
+    }
+    assert!(
+        missing.is_empty(),
+        "mounted host paths that do not exist (Docker would create empty directories):\n{}",
+        missing.join("\n")
+    );
+}
+
+/// Whether `dir` holds a file anywhere below it.
+fn has_any_file(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|rd| {
+        rd.filter_map(Result::ok).any(|e| {
+            let p = e.path();
+            p.is_file() || (p.is_dir() && has_any_file(&p))
+        })
+    })
+}
+
+#[test]
+fn every_variable_has_a_default_and_an_env_example_line() {
+    let text = read(&compose_file());
+    let example = env_example();
+    let vars = variables(&text);
+    assert!(vars.len() > 20, "variables found: {vars:?}");
+    let mut used = BTreeSet::new();
+    for (name, default) in &vars {
+        used.insert(name.clone());
+        assert!(
+            example.contains_key(name),
+            "${{{name}}} is not in compose/.env.example"
+        );
+        let default = default
+            .as_ref()
+            .unwrap_or_else(|| panic!("${{{name}}} has no default"));
+        assert_eq!(
+            &example[name], default,
+            "{name}: .env.example and the compose default disagree"
+        );
+    }
+    for name in example.keys() {
+        assert!(
+            used.contains(name) || name.starts_with("COMPOSE_"),
+            ".env.example sets {name}, which the compose file does not use"
+        );
+    }
+}
+
+#[test]
+fn published_host_ports_do_not_collide_and_bind_to_loopback() {
+    let text = interpolate_defaults(&read(&compose_file()));
+    let mut doc: yaml_serde::Value = yaml_serde::from_str(&text).unwrap();
+    doc.apply_merge().unwrap();
+    let doc = serde_json::to_value(&doc).unwrap();
+    let mut seen: BTreeMap<u16, String> = BTreeMap::new();
+    for (name, s) in services(&doc) {
+        for spec in str_list(&s["ports"]) {
+            let parts: Vec<&str> = spec.split(':').collect();
+            assert_eq!(
+                parts.len(),
+                3,
+                "{name}: publish as 127.0.0.1:HOST:CONTAINER, not {spec}"
+            );
+            assert_eq!(
+                parts[0], "127.0.0.1",
+                "{name}: {spec} is open beyond this host"
+            );
+            let port: u16 = parts[1]
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}: {spec}"));
+            if let Some(other) = seen.insert(port, name.clone()) {
+                panic!("host port {port} published by {other} and {name}");
+            }
+        }
+    }
+    for (port, who) in [(8080, "nginx"), (3000, "grafana"), (9090, "prometheus")] {
+        assert_eq!(seen.get(&port).map(String::as_str), Some(who), "{seen:?}");
+    }
+}
+
+// ───────────────────────────── the box office ─────────────────────────────
+
+/// Every `env = "…"` of system/src/config.rs.
+fn boxoffice_env_names() -> BTreeSet<String> {
+    let text = read(&repo_root().join("system/src/config.rs"));
+    text.match_indices("env = \"")
+        .map(|(i, m)| {
+            let rest = &text[i + m.len()..];
+            rest[..rest.find('"').unwrap()].to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn the_instances_are_configured_with_variables_the_box_office_reads() {
+    let doc = compose();
+    let svc = services(&doc);
+    let known = boxoffice_env_names();
+    assert!(
+        known.contains("DATABASE_URL") && known.contains("BOXOFFICE_LISTEN"),
+        "{known:?}"
+    );
+    let toxiproxy: Value =
+        serde_json::from_str(&read(&compose_dir().join("toxiproxy.json"))).unwrap();
+    let proxy_ports: BTreeMap<u16, String> = toxiproxy
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                port_of(p["listen"].as_str().unwrap()),
+                p["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut secrets = BTreeSet::new();
+    for name in ["app-1", "app-2", "worker"] {
+        let s = &svc[name];
+        assert_eq!(
+            str_list(&s["command"]).first().map(String::as_str),
+            Some(if name == "worker" {
+                "worker"
+            } else {
+                "boxoffice"
+            })
+        );
+        let env = environment(s);
+        for key in env.keys() {
+            let standard = key.starts_with("OTEL_") || key == "RUST_LOG";
+            assert!(
+                standard || known.contains(key),
+                "{name}: {key} is not read by the box office (system/src/config.rs)"
+            );
+        }
+        for key in [
+            "DATABASE_URL",
+            "REDIS_URL",
+            "KAFKA_BROKERS",
+            "BOXOFFICE_PAYMENTS_URL",
+            "BOXOFFICE_JWT_SECRET",
+            "BOXOFFICE_ADMIN_EMAIL",
+            "BOXOFFICE_ADMIN_PASSWORD",
+            "BOXOFFICE_ROLE",
+        ] {
+            assert!(env.contains_key(key), "{name}: no {key}");
+        }
+        assert_eq!(env["BOXOFFICE_LISTEN"], "0.0.0.0:8080", "{name}");
+        assert_eq!(env["BOXOFFICE_LOG_FORMAT"], "json", "{name}");
+        secrets.insert(env["BOXOFFICE_JWT_SECRET"].clone());
+        // Every dependency is reached through Toxiproxy, on one of its proxies.
+        let mut addresses = vec![
+            env["DATABASE_URL"].clone(),
+            env["REDIS_URL"].clone(),
+            env["BOXOFFICE_PAYMENTS_URL"].clone(),
+        ];
+        addresses.extend(env["KAFKA_BROKERS"].split(',').map(str::to_owned));
+        for a in addresses {
+            assert_eq!(host_of(&a), "toxiproxy", "{name}: {a} bypasses Toxiproxy");
+            assert!(
+                proxy_ports.contains_key(&port_of(&a)),
+                "{name}: {a}: no proxy listens there"
+            );
+        }
+    }
+    assert_eq!(
+        secrets.len(),
+        1,
+        "the instances must share one JWT secret: {secrets:?}"
+    );
+    assert_eq!(environment(&svc["app-1"])["BOXOFFICE_ROLE"], "api");
+    assert_eq!(environment(&svc["worker"])["BOXOFFICE_ROLE"], "worker");
+}
+
+#[test]
+fn nginx_balances_over_the_instances_with_passive_health() {
+    let doc = compose();
+    let svc = services(&doc);
+    let conf = read(&compose_dir().join("nginx/nginx.conf"));
+    let start = conf.find("upstream boxoffice").expect("upstream boxoffice");
+    let block = &conf[start..start + conf[start..].find('}').unwrap()];
+    let servers: Vec<&str> = block
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("server "))
+        .collect();
+    let hosts: BTreeSet<String> = servers
+        .iter()
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_owned())
+        .collect();
+    assert!(hosts.len() >= 2, "{servers:?}");
+    for line in &servers {
+        let target = line.split_whitespace().nth(1).unwrap();
+        let host = host_of(target);
+        assert!(
+            svc.contains_key(&host),
+            "nginx upstream {host} is not a service"
+        );
+        let listen = environment(&svc[&host])["BOXOFFICE_LISTEN"].clone();
+        assert_eq!(
+            port_of(target),
+            port_of(&listen),
+            "{line} vs {host} listening on {listen}"
+        );
+        assert!(
+            line.contains("max_fails="),
+            "{line}: no passive health check"
+        );
+    }
+    for name in svc.keys().filter(|n| n.starts_with("app-")) {
+        assert!(
+            hosts.iter().any(|h| host_of(h) == *name),
+            "{name} is not behind nginx"
+        );
+    }
+    assert!(conf.contains("proxy_pass http://boxoffice"));
+    let nginx = &svc["nginx"];
+    assert!(bind_mounts(nginx)
+        .iter()
+        .any(|(s, t)| s == "./nginx/nginx.conf" && t == "/etc/nginx/nginx.conf"));
+}
+
+#[test]
+fn toxiproxy_fronts_every_dependency_and_its_upstreams_are_services() {
+    let doc = compose();
+    let svc = services(&doc);
+    let proxies: Value =
+        serde_json::from_str(&read(&compose_dir().join("toxiproxy.json"))).unwrap();
+    let proxies = proxies.as_array().expect("an array of proxies");
+    let mut names = BTreeSet::new();
+    let mut ports = BTreeSet::new();
+    for p in proxies {
+        let name = p["name"].as_str().unwrap();
+        let upstream = p["upstream"].as_str().unwrap();
+        assert!(names.insert(name.to_owned()), "proxy {name} twice");
+        assert!(
+            ports.insert(port_of(p["listen"].as_str().unwrap())),
+            "{name}: listen port reused"
+        );
+        assert!(
+            svc.contains_key(&host_of(upstream)),
+            "proxy {name}: upstream {upstream} is not a service"
+        );
+    }
+    for name in [
+        "postgres", "redis", "payments", "kafka-1", "kafka-2", "kafka-3",
+    ] {
+        assert!(names.contains(name), "no proxy {name}");
+    }
+    // Each broker advertises its PROXIED listener as the Toxiproxy port whose proxy leads back
+    // to that broker, so clients stay behind the proxy after the metadata round trip.
+    for broker in ["kafka-1", "kafka-2", "kafka-3"] {
+        let env = environment(&svc[broker]);
+        let advertised = &env["KAFKA_ADVERTISED_LISTENERS"];
+        let proxied = advertised
+            .split(',')
+            .find_map(|l| l.strip_prefix("PROXIED://"))
+            .unwrap_or_else(|| panic!("{broker}: no PROXIED listener in {advertised}"));
+        assert_eq!(host_of(proxied), "toxiproxy");
+        let proxy = proxies
+            .iter()
+            .find(|p| port_of(p["listen"].as_str().unwrap()) == port_of(proxied))
+            .unwrap_or_else(|| panic!("{broker}: no proxy listens on {proxied}"));
+        let upstream = proxy["upstream"].as_str().unwrap();
+        assert_eq!(host_of(upstream), broker, "{proxied} leads to {upstream}");
+        let listeners = &env["KAFKA_LISTENERS"];
+        assert!(
+            listeners.contains(&format!("PROXIED://:{}", port_of(upstream))),
+            "{broker}: {listeners}"
+        );
+    }
+}
+
+#[test]
+fn the_topic_job_creates_the_topics_the_box_office_uses() {
+    let outbox = read(&repo_root().join("system/src/store/outbox.rs"));
+    let topic = |constant: &str| {
+        let at = outbox
+            .find(&format!("pub const {constant}: &str = \""))
+            .unwrap_or_else(|| panic!("{constant} not in outbox.rs"));
+        let rest = &outbox[at..];
+        let q = rest.find('"').unwrap() + 1;
+        rest[q..q + rest[q..].find('"').unwrap()].to_owned()
+    };
+    let script = read(&compose_dir().join("kafka/create-topics.sh"));
+    for constant in ["BOOKING_TOPIC", "COUPON_TOPIC"] {
+        let name = topic(constant);
+        assert!(
+            script.contains(&name),
+            "kafka/create-topics.sh does not create {name}"
+        );
+    }
+    let doc = compose();
+    let init = &services(&doc)["kafka-init"];
+    assert!(is_one_shot(init));
+    for app in ["app-1", "app-2", "worker"] {
+        assert_eq!(
+            services(&doc)[app]["depends_on"]["kafka-init"]["condition"],
+            "service_completed_successfully"
+        );
+    }
+}
+
+// ───────────────────────────── observability ─────────────────────────────
+
+#[test]
+fn prometheus_scrapes_services_with_the_project_job_names() {
+    let doc = compose();
+    let svc = services(&doc);
+    let prom = yaml_file(&compose_dir().join("prometheus/prometheus.yml"));
+    let extra_hosts: BTreeSet<String> = str_list(&svc["prometheus"]["extra_hosts"])
+        .iter()
+        .map(|h| h.split(':').next().unwrap().to_owned())
+        .collect();
+    let mut jobs = BTreeMap::new();
+    for job in prom["scrape_configs"].as_array().unwrap() {
+        let name = job["job_name"].as_str().unwrap().to_owned();
+        let mut targets = Vec::new();
+        for sc in job["static_configs"].as_array().unwrap() {
+            for t in str_list(&sc["targets"]) {
+                let host = host_of(&t);
+                assert!(
+                    svc.contains_key(&host) || extra_hosts.contains(&host),
+                    "job {name}: target {t} is neither a service nor an extra host of prometheus"
+                );
+                targets.push(host);
+            }
+        }
+        assert!(
+            jobs.insert(name.clone(), targets).is_none(),
+            "job {name} twice"
+        );
+    }
+    for job in ["boxoffice", "scenario", "chaos", "prometheus"] {
+        assert!(
+            jobs.contains_key(job),
+            "no scrape job {job}: {:?}",
+            jobs.keys()
+        );
+    }
+    for app in ["app-1", "app-2", "worker"] {
+        assert!(
+            jobs["boxoffice"].iter().any(|t| t == app),
+            "boxoffice job misses {app}"
+        );
+    }
+    assert_eq!(jobs["scenario"], vec!["host.docker.internal".to_owned()]);
+    assert_eq!(jobs["chaos"], vec!["toxiproxy".to_owned()]);
+    let am = &prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"][0];
+    assert_eq!(am, "alertmanager:9093");
+}
+
+/// Container path → host path, through the service's bind mounts.
+fn host_path(service: &Value, container_path: &str) -> Option<PathBuf> {
+    bind_mounts(service)
+        .into_iter()
+        .find_map(|(source, target)| {
+            let rest = container_path.strip_prefix(&target)?;
+            Some(
+                compose_dir()
+                    .join(source)
+                    .join(rest.trim_start_matches('/')),
+            )
+        })
+}
+
+fn files_matching(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && p.to_string_lossy().ends_with(suffix))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+#[test]
+fn prometheus_rule_globs_match_the_mounted_alert_rules() {
+    let doc = compose();
+    let prometheus = &services(&doc)["prometheus"];
+    let prom = yaml_file(&compose_dir().join("prometheus/prometheus.yml"));
+    let globs = str_list(&prom["rule_files"]);
+    assert_eq!(globs, vec!["/etc/prometheus/rules/*.yml".to_owned()]);
+    for glob in globs {
+        let (dir, pattern) = glob.rsplit_once('/').unwrap();
+        let suffix = pattern.strip_prefix('*').expect("a *.ext glob");
+        let host_dir = host_path(prometheus, dir).unwrap_or_else(|| panic!("{dir} is not mounted"));
+        assert!(host_dir.ends_with("alerts/rules"), "{}", host_dir.display());
+        let all = files_matching(&host_dir, "");
+        let matched = files_matching(&host_dir, suffix);
+        if all.is_empty() {
+            println!(
+                "NOTE: {} has no files yet: the glob {glob} loads nothing (checked again when rules exist)",
+                host_dir.display()
+            );
+        } else {
+            assert!(
+                !matched.is_empty(),
+                "{glob} matches none of {:?} (rule files must end in {suffix})",
+                all
+            );
+        }
+    }
+}
+
+#[test]
+fn promtool_accepts_the_prometheus_config_with_the_mounted_rules() {
+    let Some(promtool) = which("promtool") else {
+        panic!("promtool is not installed: apt-get install -y prometheus");
+    };
+    // The config as Prometheus sees it in the container, with container paths mapped to the
+    // repository: the rule files are loaded and checked too.
+    let doc = compose();
+    let prometheus = &services(&doc)["prometheus"];
+    let text = read(&compose_dir().join("prometheus/prometheus.yml"));
+    let rules = host_path(prometheus, "/etc/prometheus/rules").unwrap();
+    let text = text.replace("/etc/prometheus/rules", &rules.to_string_lossy());
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("prometheus.yml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(promtool)
+        .args(["check", "config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check config:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every `"datasource": {"uid": …}` in a Grafana dashboard (panels, targets, variables).
+fn datasource_uids(v: &Value, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Object(ds)) = m.get("datasource") {
+                if let Some(uid) = ds.get("uid").and_then(Value::as_str) {
+                    // Grafana's built-ins and template references are not provisioned.
+                    let builtin = matches!(
+                        uid,
+                        "grafana" | "-- Grafana --" | "-- Mixed --" | "-- Dashboard --"
+                    );
+                    if !builtin && !uid.starts_with('$') {
+                        out.insert(uid.to_owned());
+                    }
+                }
+            }
+            for x in m.values() {
+                datasource_uids(x, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| datasource_uids(x, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn grafana_dashboards_use_provisioned_datasources_that_point_at_services() {
+    let doc = compose();
+    let svc = services(&doc);
+    let grafana = &svc["grafana"];
+    let provisioning =
+        host_path(grafana, "/etc/grafana/provisioning").expect("provisioning mounted");
+    let dashboards = host_path(grafana, "/var/lib/grafana/dashboards").expect("dashboards mounted");
+    assert!(provisioning.ends_with("dashboards/provisioning"));
+    assert!(dashboards.ends_with("dashboards/grafana"));
+
+    let mut provisioned = BTreeMap::new();
+    for file in files_matching(&provisioning.join("datasources"), ".yml")
+        .into_iter()
+        .chain(files_matching(&provisioning.join("datasources"), ".yaml"))
+    {
+        let y = yaml_file(&file);
+        for ds in y["datasources"].as_array().into_iter().flatten() {
+            let uid = ds["uid"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{}: a datasource without uid", file.display()));
+            let url = ds["url"].as_str().unwrap_or_default().to_owned();
+            if !url.is_empty() {
+                let host = host_of(&url);
+                assert!(
+                    svc.contains_key(&host),
+                    "{}: datasource {uid} url {url}: {host} is not a service",
+                    file.display()
+                );
+            }
+            provisioned.insert(uid.to_owned(), url);
+        }
+    }
+    let dashboard_files = files_matching(&dashboards, ".json");
+    if provisioned.is_empty() && dashboard_files.is_empty() {
+        println!(
+            "NOTE: no Grafana datasources in {} and no dashboards in {} yet: nothing to cross-check",
+            provisioning.display(),
+            dashboards.display()
+        );
+        return;
+    }
+    for uid in ["prometheus", "elasticsearch", "jaeger"] {
+        assert!(
+            provisioned.contains_key(uid),
+            "datasource uid {uid} is not provisioned: {provisioned:?}"
+        );
+    }
+    for file in &dashboard_files {
+        let json: Value =
+            serde_json::from_str(&read(file)).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let mut uids = BTreeSet::new();
+        datasource_uids(&json, &mut uids);
+        for uid in uids {
+            assert!(
+                provisioned.contains_key(&uid),
+                "{} uses datasource uid {uid}, which is not provisioned ({:?})",
+                file.display(),
+                provisioned.keys()
+            );
+        }
+    }
+    // Dashboard providers read the directory the dashboards are mounted on.
+    for file in files_matching(&provisioning.join("dashboards"), ".yml") {
+        let y = yaml_file(&file);
+        for p in y["providers"].as_array().into_iter().flatten() {
+            let path = p["options"]["path"].as_str().unwrap_or_default();
+            assert!(
+                path.starts_with("/var/lib/grafana/dashboards"),
+                "{}: provider path {path} is not where the dashboards are mounted",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn logging_and_tracing_configs_point_at_services() {
+    let doc = compose();
+    let svc = services(&doc);
+    let filebeat = yaml_file(&compose_dir().join("filebeat/filebeat.yml"));
+    for host in str_list(&filebeat["output.elasticsearch"]["hosts"]) {
+        assert!(svc.contains_key(&host_of(&host)), "filebeat output {host}");
+    }
+    let fb = read(&compose_dir().join("filebeat/filebeat.yml"));
+    assert!(
+        fb.contains("decode_json_fields"),
+        "filebeat must decode the JSON log lines"
+    );
+    // The label filebeat selects on is set on the box office's containers.
+    for app in ["app-1", "app-2", "worker", "payments"] {
+        assert_eq!(svc[app]["labels"]["boxoffice_logs"], "json", "{app}");
+    }
+    let otel = yaml_file(&compose_dir().join("otel/collector.yml"));
+    let exporters = otel["exporters"].as_object().unwrap();
+    for (name, e) in exporters {
+        if let Some(endpoint) = e["endpoint"].as_str() {
+            assert!(
+                svc.contains_key(&host_of(endpoint)),
+                "otel exporter {name}: {endpoint}"
+            );
+        }
+    }
+    let pipelines = otel["service"]["pipelines"].as_object().unwrap();
+    for (name, p) in pipelines {
+        for section in ["receivers", "processors", "exporters"] {
+            for c in str_list(&p[section]) {
+                assert!(
+                    otel[section][&c].is_object(),
+                    "otel pipeline {name}: {section} {c} is not defined"
+                );
+            }
+        }
+    }
+    let endpoint = &environment(&svc["app-1"])["OTEL_EXPORTER_OTLP_ENDPOINT"];
+    assert_eq!(host_of(endpoint), "otel-collector");
+    let receivers = &otel["receivers"]["otlp"]["protocols"];
+    let listening: Vec<u16> = ["grpc", "http"]
+        .iter()
+        .filter_map(|p| receivers[p]["endpoint"].as_str())
+        .map(port_of)
+        .collect();
+    assert!(
+        listening.contains(&port_of(endpoint)),
+        "{endpoint} vs collector {listening:?}"
+    );
+    // Kibana's saved objects are imported from the mounted dashboards/kibana.
+    let init = &svc["kibana-init"];
+    let saved = host_path(init, "/saved-objects").expect("saved objects mounted");
+    assert!(saved.ends_with("dashboards/kibana"));
+    let script = read(&compose_dir().join("kibana/import-saved-objects.sh"));
+    assert!(script.contains("/api/saved_objects/_import"));
+}
+
+#[test]
+fn the_dockerfile_builds_every_binary_the_compose_file_runs() {
+    let doc = compose();
+    let dockerfile = read(&compose_dir().join("Dockerfile"));
+    let mut programs = BTreeSet::new();
+    for (_, s) in services(&doc) {
+        if s["build"].is_object() {
+            let first = str_list(&s["entrypoint"])
+                .into_iter()
+                .next()
+                .or_else(|| str_list(&s["command"]).into_iter().next());
+            programs.insert(first.expect("a command"));
+        }
+    }
+    assert_eq!(
+        programs,
+        ["boxoffice", "chaos", "payment-provider", "worker"]
+            .map(String::from)
+            .into(),
+    );
+    for p in &programs {
+        assert!(
+            dockerfile.contains(&format!("target/release/{p}")),
+            "the Dockerfile does not ship {p}"
+        );
+    }
+    assert!(
+        dockerfile.contains("cargo chef cook"),
+        "dependencies are not cached in a layer"
+    );
+    for bin in ["boxoffice.rs", "payment-provider.rs", "worker.rs"] {
+        assert!(
+            repo_root().join("system/src/bin").join(bin).is_file(),
+            "no system/src/bin/{bin}"
+        );
+    }
+    let ignore = read(&repo_root().join(".dockerignore"));
+    assert!(
+        ignore.lines().any(|l| l.trim() == "target"),
+        ".dockerignore must exclude target/"
+    );
+}
+
+// ───────────────────────────── the docker stack ─────────────────────────────
+
+#[tokio::test]
+async fn docker_availability_is_reported_clearly() {
+    match compose::docker::docker_available().await {
+        Err(e) => {
+            let message = e.to_string();
+            println!("docker_available(): {message}");
+            assert!(
+                message.starts_with("Docker is not available here: "),
+                "{message}"
+            );
+            assert!(message.ends_with("; use --stack local"), "{message}");
+            assert!(
+                message.contains(&compose::docker::docker_host()),
+                "{message}"
+            );
+            // What a caller gets from starting the stack is the same sentence.
+            let err = compose::docker::DockerStack::start(Default::default())
+                .await
+                .expect_err("the docker stack cannot start without Docker");
+            assert!(
+                format!("{err:#}").contains("Docker is not available here"),
+                "{err:#}"
+            );
+        }
+        Ok(()) => println!(
+            "docker_available(): a Docker daemon answers at {}",
+            compose::docker::docker_host()
+        ),
+    }
+}
+
+#[tokio::test]
+async fn the_docker_stack_starts_where_docker_is() {
+    if let Err(e) = compose::docker::docker_available().await {
+        eprintln!("NOT RUN: the docker stack was not started: {e}");
+        return;
+    }
+    let stack = compose::docker::DockerStack::start(compose::docker::DockerOptions {
+        instances: 2,
+        ..Default::default()
+    })
+    .await
+    .expect("the docker stack starts (build the image first: docker build -f compose/Dockerfile -t boxoffice-lab:latest .)");
+    let names: Vec<String> = stack.components().into_iter().map(|c| c.name).collect();
+    for n in [
+        "postgres",
+        "redis",
+        "kafka",
+        "payments",
+        "app-1",
+        "app-2",
+        "toxiproxy",
+        "nginx",
+    ] {
+        assert!(names.iter().any(|x| x == n), "{names:?}");
+    }
+    let targets = stack.targets();
+    for n in ["postgres", "redis", "kafka", "payments", "app-1", "app-2"] {
+        assert!(targets.contains_key(n), "no chaos target {n}");
+    }
+    // The instances answer directly and through nginx.
+    for (name, url) in stack.instance_urls() {
+        let out = Command::new("curl")
+            .args(["-fsS", &format!("{url}/health/ready")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = Command::new("curl")
+        .args(["-fsS", &format!("{}/health/live", stack.url())])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "through nginx: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stack.stop().await;
+}
