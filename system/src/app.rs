@@ -115,6 +115,8 @@ impl AppState {
                 .map_err(|e| anyhow::anyhow!("Failed to create the admin account: {e}"))?;
         }
         let metrics = Metrics::new(config.strategy.as_str());
+        db.observe_acquire(metrics.db_acquire.clone());
+        let payments = payments.with_metrics(metrics.clone());
         let (cache, locks, notifier): (Arc<dyn Cache>, Arc<dyn LockService>, Notifier) =
             match &config.redis_url {
                 Some(url) => {

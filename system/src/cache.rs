@@ -166,6 +166,7 @@ impl CatalogCache {
     }
 
     /// The value of `cache`/`id` from the cache, else from `load` (stored when `Some`).
+    #[tracing::instrument(name = "cache.get_or_load", skip_all, fields(otel.kind = "client", cache = cache))]
     pub async fn get_or_load<T, E, F, Fut>(
         &self,
         cache: &'static str,
@@ -208,6 +209,7 @@ impl CatalogCache {
 
     /// Like [`CatalogCache::get_or_load`], but returns the JSON text itself: a hit is served
     /// without parsing and re-serialising it (the hot path of availability reads).
+    #[tracing::instrument(name = "cache.get_or_load", skip_all, fields(otel.kind = "client", cache = cache))]
     pub async fn get_or_load_json<T, E, F, Fut>(
         &self,
         cache: &'static str,
@@ -255,6 +257,7 @@ impl CatalogCache {
     }
 
     /// Seats of `round_id` changed: forget its availability.
+    #[tracing::instrument(name = "cache.invalidate", skip_all, fields(otel.kind = "client"))]
     pub async fn seats_changed(&self, round_id: i64) {
         self.invalidate(AVAILABILITY, round_id).await;
     }

@@ -28,16 +28,18 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::message::Message;
+use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 use tokio::sync::{watch, OnceCell};
+use tracing::Instrument as _;
 
 use crate::app::AppState;
+use crate::metrics::Metrics;
 use crate::notify::Notification;
 use crate::store::outbox::{self, Event, BOOKING_TOPIC, COUPON_TOPIC};
 
@@ -273,18 +275,46 @@ async fn relay(state: AppState, producer: FutureProducer, mut stop: watch::Recei
         let sends = rows.iter().map(|r| {
             let topic = format!("{prefix}{}", r.topic);
             let producer = &producer;
+            let metrics = &state.metrics;
+            let clock = &state.clock;
+            // One span per row, child of the request that wrote it (its trace context rides
+            // in the payload), whose own context rides in the message headers.
+            let span = tracing::info_span!(
+                "outbox.publish",
+                otel.kind = "producer",
+                messaging.system = "kafka",
+                messaging.destination.name = %topic,
+            );
+            let headers = if crate::telemetry::tracing_enabled() {
+                crate::telemetry::adopt_stored_parent(&span, &outbox::stored_trace(&r.payload));
+                crate::telemetry::inject_kafka_span(&span, OwnedHeaders::new())
+            } else {
+                OwnedHeaders::new()
+            };
             async move {
-                let record = FutureRecord::to(&topic).key(&r.key).payload(&r.payload);
-                producer
+                let began = std::time::Instant::now();
+                let record = FutureRecord::to(&topic)
+                    .key(&r.key)
+                    .payload(&r.payload)
+                    .headers(headers);
+                let sent = producer
                     .send(record, Timeout::After(Duration::from_secs(10)))
-                    .await
-                    .map(|_| r.id)
-                    .map_err(|(e, _)| e)
+                    .await;
+                metrics
+                    .kafka_produce
+                    .with_label_values(&[r.topic.as_str()])
+                    .observe(began.elapsed().as_secs_f64());
+                if sent.is_ok() {
+                    let lag_ms = (clock.now_ms() - r.created_at).max(0);
+                    metrics.outbox_relay_lag.observe(lag_ms as f64 / 1000.0);
+                }
+                sent.map(|_| r.id).map_err(|(e, _)| e)
             }
+            .instrument(span)
         });
         let results = futures::future::join_all(sends).await;
         let mut sent = Vec::with_capacity(results.len());
-        let mut failed = 0;
+        let mut failed = 0u64;
         for r in results {
             match r {
                 Ok(id) => sent.push(id),
@@ -307,6 +337,7 @@ async fn relay(state: AppState, producer: FutureProducer, mut stop: watch::Recei
             tracing::warn!(error = %e.message, "relay could not mark rows sent");
         }
         state.metrics.outbox_published.inc_by(sent.len() as u64);
+        state.metrics.outbox_publish_failures.inc_by(failed);
         if failed > 0 {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -316,8 +347,43 @@ async fn relay(state: AppState, producer: FutureProducer, mut stop: watch::Recei
     }
 }
 
-fn consumer(bootstrap: &str, group: &str, topic: &str) -> anyhow::Result<StreamConsumer> {
-    let consumer: StreamConsumer = ClientConfig::new()
+/// A consumer's librdkafka context: turns the statistics it emits every second into the
+/// consumer-lag gauge (high watermark − position, summed over assigned partitions) and the
+/// Kafka up gauge (some broker connection is `UP`).
+struct LagContext {
+    metrics: Metrics,
+    consumer: &'static str,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, stats: rdkafka::Statistics) {
+        let lag: i64 = stats
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+            .map(|p| p.consumer_lag)
+            .sum();
+        self.metrics
+            .consumer_lag
+            .with_label_values(&[self.consumer])
+            .set(lag);
+        let up = stats.brokers.values().any(|b| b.state == "UP");
+        self.metrics.dependency("kafka", up);
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
+type LagConsumer = StreamConsumer<LagContext>;
+
+fn consumer(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    context: LagContext,
+) -> anyhow::Result<LagConsumer> {
+    let consumer: LagConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
@@ -327,7 +393,8 @@ fn consumer(bootstrap: &str, group: &str, topic: &str) -> anyhow::Result<StreamC
         // librdkafka lets a fetch wait up to 500 ms for data by default, and the broker
         // (tansu) holds it that long: half a second of lag for nothing at low rates.
         .set("fetch.wait.max.ms", "20")
-        .create()
+        .set("statistics.interval.ms", "1000")
+        .create_with_context(context)
         .with_context(|| format!("Failed to create Kafka consumer {group}"))?;
     consumer
         .subscribe(&[topic])
@@ -343,6 +410,10 @@ pub async fn start_ledger(state: &AppState) -> anyhow::Result<Worker> {
         &bootstrap,
         &format!("{prefix}ledger"),
         &format!("{prefix}{BOOKING_TOPIC}"),
+        LagContext {
+            metrics: state.metrics.clone(),
+            consumer: "ledger",
+        },
     )?;
     let state = state.clone();
     Ok(Worker::spawn("ledger", move |stop| {
@@ -368,6 +439,10 @@ pub async fn start_notifier(state: &AppState) -> anyhow::Result<Worker> {
         &bootstrap,
         &format!("{prefix}notifier"),
         &format!("{prefix}{BOOKING_TOPIC}"),
+        LagContext {
+            metrics: state.metrics.clone(),
+            consumer: "notifier",
+        },
     )?;
     let state = state.clone();
     Ok(Worker::spawn("notifier", move |stop| {
@@ -412,7 +487,7 @@ pub async fn start_notifier(state: &AppState) -> anyhow::Result<Worker> {
 /// Receives, applies (retrying until it works or the worker stops), then commits.
 async fn consume<F, Fut>(
     state: AppState,
-    consumer: StreamConsumer,
+    consumer: LagConsumer,
     mut stop: watch::Receiver<bool>,
     name: &'static str,
     apply: F,
@@ -441,7 +516,16 @@ async fn consume<F, Fut>(
                 "unreadable event skipped"
             ),
             Some(event) => loop {
-                match apply(state.clone(), event.clone()).await {
+                let span = tracing::info_span!(
+                    "kafka.consume",
+                    otel.name = %format!("{name} {}", event.kind),
+                    otel.kind = "consumer",
+                    messaging.system = "kafka",
+                    messaging.consumer.group.name = name,
+                    event.action = %event.kind,
+                );
+                crate::telemetry::adopt_kafka_parent(&span, msg.headers());
+                match apply(state.clone(), event.clone()).instrument(span).await {
                     Ok(()) => {
                         let lag_ms = (state.clock.now_ms() - event.at).max(0);
                         state

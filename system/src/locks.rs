@@ -34,6 +34,8 @@ pub struct Lease {
     /// start from the clock in µs, so this holds across restarts of Redis or of the process
     /// as long as the clock does not go back).
     pub fence: i64,
+    /// When it was granted (in this process), for the hold-time histogram.
+    pub acquired_at: Instant,
 }
 
 /// Where locks live.
@@ -112,6 +114,7 @@ impl LockService for RedisLocks {
             resource: resource.to_owned(),
             owner,
             fence,
+            acquired_at: Instant::now(),
         }))
     }
 
@@ -171,6 +174,7 @@ impl LockService for LocalLocks {
             resource: resource.to_owned(),
             owner,
             fence: *fence,
+            acquired_at: now,
         }))
     }
 
@@ -228,18 +232,28 @@ impl Locks {
 
     /// Takes `resource`, polling with jittered backoff up to [`Locks::wait`]. 409 `contention`
     /// when it stays taken; 503 `lock_unavailable` when the lock service fails.
+    #[tracing::instrument(name = "lock.acquire", skip_all, fields(otel.kind = "client", resource = resource))]
     pub async fn acquire(&self, resource: &str) -> Result<Lease, ApiError> {
-        let deadline = Instant::now() + self.wait;
+        let began = Instant::now();
+        let deadline = began + self.wait;
+        let waited = |result: &str| {
+            self.metrics
+                .lock_wait
+                .with_label_values(&[result])
+                .observe(began.elapsed().as_secs_f64());
+        };
         let mut attempt = 0u32;
         loop {
             match self.service.try_acquire(resource, self.ttl).await {
                 Ok(Some(lease)) => {
                     self.count("acquired");
+                    waited("acquired");
                     return Ok(lease);
                 }
                 Ok(None) => {}
                 Err(e) => {
                     self.count("error");
+                    waited("error");
                     return Err(ApiError::unavailable(
                         "lock_unavailable",
                         format!("the lock service failed: {e}"),
@@ -248,6 +262,7 @@ impl Locks {
             }
             if Instant::now() >= deadline {
                 self.count("timeout");
+                waited("timeout");
                 return Err(ApiError::conflict(
                     "contention",
                     format!("{resource} stayed locked for {:?}; retry", self.wait),
@@ -262,6 +277,9 @@ impl Locks {
 
     /// Gives `lease` back; counts (and logs) a lease that had expired under its holder.
     pub async fn release(&self, lease: &Lease) {
+        self.metrics
+            .lock_hold
+            .observe(lease.acquired_at.elapsed().as_secs_f64());
         match self.service.release(lease).await {
             Ok(true) => self.count("released"),
             Ok(false) => {

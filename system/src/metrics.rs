@@ -1,13 +1,22 @@
-//! Prometheus metrics of the box office, registered once in a [`Metrics`] registry that
-//! `GET /metrics` renders. Labels are bounded: routes are matched patterns (`/v1/holds/{id}`),
-//! never raw paths, user ids or seat ids.
+//! Prometheus metrics of the box office, written down once in `system/METRICS.md` and
+//! registered here in one [`Metrics`] registry that `GET /metrics` renders (a test holds the
+//! two equal). Labels are bounded: routes are matched patterns (`/v1/holds/{id}`), results and
+//! strategies are small enums; never raw paths, user, round or seat ids.
+//!
+//! Counters and histograms with known label values are created at zero when the registry is
+//! built, so that `rate()` and dashboards see a series before the first event. Gauges that
+//! describe shared state (seats by state, the outbox backlog, the pool, dependencies) are
+//! refreshed when `/metrics` is scraped ([`refresh`]), at most once per second.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-/// Every metric the service emits.
+/// Every metric the service emits (see `system/METRICS.md` for the table).
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -15,15 +24,21 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// HTTP request duration by route and method, seconds.
     pub http_duration: HistogramVec,
-    /// Hold attempts by result (`placed`, `unavailable`, `contention`, `rejected`) and strategy.
+    /// Hold attempts by result (`placed`, `unavailable`, `contention`, `rejected`, `error`) and strategy.
     pub holds: IntCounterVec,
+    /// Seats taken by placed holds, by strategy.
+    pub seats_held: IntCounterVec,
+    /// Seats of bookings confirmed (paid), by strategy.
+    pub seats_sold: IntCounterVec,
+    /// Seats of all rounds by state (`available`, `held`, `sold`), read from the database.
+    pub seats: IntGaugeVec,
     /// Attempts a strategy threw away and retried.
     pub strategy_retries: IntCounterVec,
-    /// Coupon claims by result (`claimed`, `sold_out`, `already_claimed`, `contention`, `rejected`) and strategy.
+    /// Coupon claims by result (`claimed`, `sold_out`, `already_claimed`, `contention`, `rejected`, `error`) and strategy.
     pub coupon_claims: IntCounterVec,
     /// Booking transitions by result (`created`, `confirmed`, `cancelled`, `expired`, `declined`).
     pub bookings: IntCounterVec,
-    /// Holds expired by the reaper.
+    /// Holds and bookings expired by the reaper, by kind.
     pub holds_expired: IntCounterVec,
     /// Seats claimed twice according to the database (must stay 0 with a safe strategy).
     pub oversold_seats: IntGauge,
@@ -34,175 +49,395 @@ pub struct Metrics {
     /// Lock operations of `redis-lock` / `fenced` by result (`acquired`, `timeout`, `released`,
     /// `lost` = the lease expired under its holder, `error`).
     pub locks: IntCounterVec,
+    /// Time spent waiting for a lock, by result (`acquired`, `timeout`, `error`), seconds.
+    pub lock_wait: HistogramVec,
+    /// Time a lock was held, from acquisition to release, seconds.
+    pub lock_hold: Histogram,
+    /// Pool connections by state (`in_use`, `idle`, `max`).
+    pub db_pool_connections: IntGaugeVec,
+    /// Time to get a pooled connection for a write transaction, seconds.
+    pub db_acquire: Histogram,
     /// Outbox rows the relay published (acknowledged by the broker).
-    pub outbox_published: prometheus::IntCounter,
+    pub outbox_published: IntCounter,
+    /// Outbox rows whose publication failed (retried later).
+    pub outbox_publish_failures: IntCounter,
+    /// Outbox rows not yet published.
+    pub outbox_backlog: IntGauge,
+    /// Age of the oldest unpublished outbox row, seconds (0 when none).
+    pub outbox_oldest_age: Gauge,
+    /// Seconds from an outbox row's creation to the broker's acknowledgement.
+    pub outbox_relay_lag: Histogram,
+    /// Duration of one produce (send until acknowledged), by logical topic, seconds.
+    pub kafka_produce: HistogramVec,
+    /// Messages behind the partitions' high watermarks, by consumer.
+    pub consumer_lag: IntGaugeVec,
     /// Events consumed by consumer (`ledger`, `notifier`) and result (`applied`, `duplicate`).
     pub events_consumed: IntCounterVec,
     /// Seconds from an event's state change (its `at`) to its effect in a consumer.
     pub event_lag: HistogramVec,
+    /// Open `GET /v1/me/notifications` streams.
+    pub sse_connections: IntGauge,
+    /// Calls to the payment provider by operation (`charge`, `refund`) and outcome.
+    pub payments: IntCounterVec,
+    /// Duration of calls to the payment provider by operation, seconds.
+    pub payment_duration: HistogramVec,
+    /// 1 when a dependency answered its last check, 0 when not.
+    pub dependency_up: IntGaugeVec,
+    /// When the scrape-time gauges were last refreshed.
+    refreshed: Arc<Mutex<Option<Instant>>>,
 }
 
+/// Latency buckets, seconds (0.5 ms to 10 s; 0.25 s is the latency SLO's threshold).
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Hold results, as counted by `boxoffice_holds_total`.
+pub const HOLD_RESULTS: &[&str] = &["placed", "unavailable", "contention", "rejected", "error"];
+/// Coupon claim results.
+pub const COUPON_RESULTS: &[&str] = &[
+    "claimed",
+    "sold_out",
+    "already_claimed",
+    "contention",
+    "rejected",
+    "error",
+];
+/// Booking transitions.
+pub const BOOKING_RESULTS: &[&str] = &["created", "confirmed", "cancelled", "expired", "declined"];
+/// Lock operation results.
+pub const LOCK_RESULTS: &[&str] = &["acquired", "timeout", "released", "lost", "error"];
+/// Payment outcomes by operation.
+pub const PAYMENT_OUTCOMES: &[(&str, &[&str])] = &[
+    (
+        "charge",
+        &["captured", "declined", "unavailable", "rejected"],
+    ),
+    ("refund", &["refunded", "unavailable", "rejected"]),
+];
+/// Kafka consumers.
+pub const CONSUMERS: &[&str] = &["ledger", "notifier"];
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let m = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(m.clone())).expect("unique");
+    m
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let m = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(m.clone())).expect("unique");
+    m
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let m = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("valid metric");
+    registry.register(Box::new(m.clone())).expect("unique");
+    m
+}
+
+fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, m: M) -> M {
+    registry.register(Box::new(m.clone())).expect("unique");
+    m
+}
+
 impl Metrics {
-    /// Creates and registers every metric.
+    /// Creates and registers every metric, with `strategy` as the strategy label of the
+    /// series created at zero.
     pub fn new(strategy: &str) -> Self {
-        let registry = Registry::new();
-        let http_requests = IntCounterVec::new(
-            Opts::new(
+        let r = Registry::new();
+        let m = Metrics {
+            http_requests: counter(
+                &r,
                 "boxoffice_http_requests_total",
                 "HTTP requests by route, method and status class.",
+                &["route", "method", "status_class"],
             ),
-            &["route", "method", "status_class"],
-        )
-        .expect("metric");
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new(
+            http_duration: histogram(
+                &r,
                 "boxoffice_http_request_duration_seconds",
                 "HTTP request duration in seconds.",
-            )
-            .buckets(BUCKETS.to_vec()),
-            &["route", "method"],
-        )
-        .expect("metric");
-        let holds = IntCounterVec::new(
-            Opts::new(
+                &["route", "method"],
+            ),
+            holds: counter(
+                &r,
                 "boxoffice_holds_total",
                 "Hold attempts by result and strategy.",
+                &["result", "strategy"],
             ),
-            &["result", "strategy"],
-        )
-        .expect("metric");
-        let strategy_retries = IntCounterVec::new(
-            Opts::new(
+            seats_held: counter(
+                &r,
+                "boxoffice_seats_held_total",
+                "Seats taken by placed holds, by strategy.",
+                &["strategy"],
+            ),
+            seats_sold: counter(
+                &r,
+                "boxoffice_seats_sold_total",
+                "Seats of bookings confirmed by a captured payment, by strategy.",
+                &["strategy"],
+            ),
+            seats: gauge(
+                &r,
+                "boxoffice_seats",
+                "Seats of all rounds by state (available, held, sold), read from the database at scrape.",
+                &["state"],
+            ),
+            strategy_retries: counter(
+                &r,
                 "boxoffice_strategy_retries_total",
                 "Attempts thrown away and retried, by operation and strategy.",
+                &["operation", "strategy"],
             ),
-            &["operation", "strategy"],
-        )
-        .expect("metric");
-        let coupon_claims = IntCounterVec::new(
-            Opts::new(
+            coupon_claims: counter(
+                &r,
                 "boxoffice_coupon_claims_total",
                 "Coupon claims by result and strategy.",
+                &["result", "strategy"],
             ),
-            &["result", "strategy"],
-        )
-        .expect("metric");
-        let bookings = IntCounterVec::new(
-            Opts::new("boxoffice_bookings_total", "Booking transitions by result."),
-            &["result"],
-        )
-        .expect("metric");
-        let holds_expired = IntCounterVec::new(
-            Opts::new(
+            bookings: counter(
+                &r,
+                "boxoffice_bookings_total",
+                "Booking transitions by result.",
+                &["result"],
+            ),
+            holds_expired: counter(
+                &r,
                 "boxoffice_reaper_expired_total",
                 "Holds and bookings expired by the reaper, by kind.",
+                &["kind"],
             ),
-            &["kind"],
-        )
-        .expect("metric");
-        let oversold_seats = IntGauge::new(
-            "boxoffice_oversold_seats",
-            "Seats claimed by more than one live hold or booking, according to the database. Must be 0.",
-        )
-        .expect("metric");
-        let build_info = IntGaugeVec::new(
-            Opts::new(
+            oversold_seats: register(
+                &r,
+                IntGauge::new(
+                    "boxoffice_oversold_seats",
+                    "Seats claimed by more than one live hold or booking, according to the database. Must be 0.",
+                )
+                .expect("valid metric"),
+            ),
+            build_info: gauge(
+                &r,
                 "boxoffice_build_info",
                 "Build information; the value is always 1.",
+                &["version", "strategy"],
             ),
-            &["version", "strategy"],
-        )
-        .expect("metric");
-        let cache_requests = IntCounterVec::new(
-            Opts::new(
+            cache_requests: counter(
+                &r,
                 "boxoffice_cache_requests_total",
                 "Cache lookups by cache and result (hit, miss, error).",
+                &["cache", "result"],
             ),
-            &["cache", "result"],
-        )
-        .expect("metric");
-        let locks = IntCounterVec::new(
-            Opts::new(
+            locks: counter(
+                &r,
                 "boxoffice_locks_total",
                 "Lock operations of the lock-based strategies by result.",
+                &["result"],
             ),
-            &["result"],
-        )
-        .expect("metric");
-        let outbox_published = prometheus::IntCounter::new(
-            "boxoffice_outbox_published_total",
-            "Outbox rows published to Kafka and acknowledged.",
-        )
-        .expect("metric");
-        let events_consumed = IntCounterVec::new(
-            Opts::new(
+            lock_wait: histogram(
+                &r,
+                "boxoffice_lock_wait_seconds",
+                "Time spent waiting for a lock, by result (acquired, timeout, error).",
+                &["result"],
+            ),
+            lock_hold: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "boxoffice_lock_hold_seconds",
+                        "Time a lock was held, from acquisition to release.",
+                    )
+                    .buckets(BUCKETS.to_vec()),
+                )
+                .expect("valid metric"),
+            ),
+            db_pool_connections: gauge(
+                &r,
+                "boxoffice_db_pool_connections",
+                "Database pool connections by state (in_use, idle, max), read at scrape.",
+                &["state"],
+            ),
+            db_acquire: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "boxoffice_db_acquire_seconds",
+                        "Time to get a pooled connection for a write transaction.",
+                    )
+                    .buckets(BUCKETS.to_vec()),
+                )
+                .expect("valid metric"),
+            ),
+            outbox_published: register(
+                &r,
+                IntCounter::new(
+                    "boxoffice_outbox_published_total",
+                    "Outbox rows published to Kafka and acknowledged.",
+                )
+                .expect("valid metric"),
+            ),
+            outbox_publish_failures: register(
+                &r,
+                IntCounter::new(
+                    "boxoffice_outbox_publish_failures_total",
+                    "Outbox rows whose publication failed; they are retried.",
+                )
+                .expect("valid metric"),
+            ),
+            outbox_backlog: register(
+                &r,
+                IntGauge::new(
+                    "boxoffice_outbox_backlog",
+                    "Outbox rows not yet published, read at scrape.",
+                )
+                .expect("valid metric"),
+            ),
+            outbox_oldest_age: register(
+                &r,
+                Gauge::new(
+                    "boxoffice_outbox_oldest_unsent_age_seconds",
+                    "Age of the oldest unpublished outbox row (0 when none), read at scrape.",
+                )
+                .expect("valid metric"),
+            ),
+            outbox_relay_lag: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "boxoffice_outbox_relay_lag_seconds",
+                        "Seconds from an outbox row's creation to the broker's acknowledgement.",
+                    )
+                    .buckets(BUCKETS.to_vec()),
+                )
+                .expect("valid metric"),
+            ),
+            kafka_produce: histogram(
+                &r,
+                "boxoffice_kafka_produce_duration_seconds",
+                "Duration of one produce, from send to the broker's acknowledgement, by logical topic.",
+                &["topic"],
+            ),
+            consumer_lag: gauge(
+                &r,
+                "boxoffice_kafka_consumer_lag_messages",
+                "Messages between a consumer's position and the high watermark, summed over its partitions.",
+                &["consumer"],
+            ),
+            events_consumed: counter(
+                &r,
                 "boxoffice_events_consumed_total",
                 "Kafka events consumed by consumer and result (applied, duplicate).",
+                &["consumer", "result"],
             ),
-            &["consumer", "result"],
-        )
-        .expect("metric");
-        let event_lag = HistogramVec::new(
-            HistogramOpts::new(
+            event_lag: histogram(
+                &r,
                 "boxoffice_event_lag_seconds",
                 "Seconds from a state change to its effect in a Kafka consumer (outbox, relay, broker, consumer).",
-            )
-            .buckets(BUCKETS.to_vec()),
-            &["consumer"],
-        )
-        .expect("metric");
-        build_info
+                &["consumer"],
+            ),
+            sse_connections: register(
+                &r,
+                IntGauge::new(
+                    "boxoffice_sse_connections",
+                    "Open notification streams (Server-Sent Events).",
+                )
+                .expect("valid metric"),
+            ),
+            payments: counter(
+                &r,
+                "boxoffice_payments_total",
+                "Calls to the payment provider by operation (charge, refund) and outcome.",
+                &["operation", "outcome"],
+            ),
+            payment_duration: histogram(
+                &r,
+                "boxoffice_payment_duration_seconds",
+                "Duration of calls to the payment provider by operation.",
+                &["operation"],
+            ),
+            dependency_up: gauge(
+                &r,
+                "boxoffice_dependency_up",
+                "1 when a dependency (database, payments, redis, kafka) answered its last check, else 0.",
+                &["dependency"],
+            ),
+            refreshed: Arc::new(Mutex::new(None)),
+            registry: r,
+        };
+        m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), strategy])
             .set(1);
-        for c in [
-            &http_requests,
-            &holds,
-            &strategy_retries,
-            &coupon_claims,
-            &bookings,
-            &holds_expired,
-            &cache_requests,
-            &locks,
-            &events_consumed,
+        m.preinitialise(strategy);
+        m
+    }
+
+    /// Creates the series whose label values are known in advance, at zero.
+    fn preinitialise(&self, strategy: &str) {
+        for r in HOLD_RESULTS {
+            self.holds.with_label_values(&[r, strategy]);
+        }
+        for r in COUPON_RESULTS {
+            self.coupon_claims.with_label_values(&[r, strategy]);
+        }
+        for op in ["hold", "coupon_claim"] {
+            self.strategy_retries.with_label_values(&[op, strategy]);
+        }
+        self.seats_held.with_label_values(&[strategy]);
+        self.seats_sold.with_label_values(&[strategy]);
+        for r in BOOKING_RESULTS {
+            self.bookings.with_label_values(&[r]);
+        }
+        for k in ["hold", "booking"] {
+            self.holds_expired.with_label_values(&[k]);
+        }
+        for c in [crate::cache::AVAILABILITY, crate::cache::EVENT] {
+            for r in ["hit", "miss", "error"] {
+                self.cache_requests.with_label_values(&[c, r]);
+            }
+        }
+        for r in LOCK_RESULTS {
+            self.locks.with_label_values(&[r]);
+        }
+        for r in ["acquired", "timeout", "error"] {
+            self.lock_wait.with_label_values(&[r]);
+        }
+        for t in [
+            crate::store::outbox::BOOKING_TOPIC,
+            crate::store::outbox::COUPON_TOPIC,
         ] {
-            registry.register(Box::new(c.clone())).expect("register");
+            self.kafka_produce.with_label_values(&[t]);
         }
-        registry
-            .register(Box::new(http_duration.clone()))
-            .expect("register");
-        registry
-            .register(Box::new(event_lag.clone()))
-            .expect("register");
-        registry
-            .register(Box::new(outbox_published.clone()))
-            .expect("register");
-        registry
-            .register(Box::new(oversold_seats.clone()))
-            .expect("register");
-        registry
-            .register(Box::new(build_info.clone()))
-            .expect("register");
-        Self {
-            registry,
-            http_requests,
-            http_duration,
-            holds,
-            strategy_retries,
-            coupon_claims,
-            bookings,
-            holds_expired,
-            oversold_seats,
-            build_info,
-            cache_requests,
-            locks,
-            outbox_published,
-            events_consumed,
-            event_lag,
+        for c in CONSUMERS {
+            self.consumer_lag.with_label_values(&[c]);
+            self.event_lag.with_label_values(&[c]);
+            for r in ["applied", "duplicate"] {
+                self.events_consumed.with_label_values(&[c, r]);
+            }
         }
+        for (op, outcomes) in PAYMENT_OUTCOMES {
+            self.payment_duration.with_label_values(&[op]);
+            for o in *outcomes {
+                self.payments.with_label_values(&[op, o]);
+            }
+        }
+    }
+
+    /// Counts one call to the payment provider.
+    pub fn payment(&self, operation: &str, outcome: &str, elapsed: Duration) {
+        self.payments.with_label_values(&[operation, outcome]).inc();
+        self.payment_duration
+            .with_label_values(&[operation])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Sets a dependency's up gauge.
+    pub fn dependency(&self, name: &str, up: bool) {
+        self.dependency_up
+            .with_label_values(&[name])
+            .set(i64::from(up));
     }
 
     /// The Prometheus text exposition of every metric.
@@ -212,5 +447,277 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buf)
             .expect("text encoding");
         String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// The registry's metric families (for tests and other exporters).
+    pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.registry.gather()
+    }
+
+    /// True (and the clock reset) when the scrape-time gauges are due: at most once a second,
+    /// so that several scrapers do not multiply the database reads.
+    fn refresh_due(&self) -> bool {
+        let mut last = self.refreshed.lock().unwrap_or_else(|p| p.into_inner());
+        match *last {
+            Some(t) if t.elapsed() < Duration::from_secs(1) => false,
+            _ => {
+                *last = Some(Instant::now());
+                true
+            }
+        }
+    }
+}
+
+/// An open notification stream: counted while it lives.
+#[derive(Debug)]
+pub struct SseGuard(IntGauge);
+
+impl SseGuard {
+    /// Counts a new stream until the guard drops.
+    pub fn new(metrics: &Metrics) -> Self {
+        metrics.sse_connections.inc();
+        SseGuard(metrics.sse_connections.clone())
+    }
+}
+
+impl Drop for SseGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Refreshes the gauges read at scrape time: the pool (free), and, at most once a second,
+/// seats by state, the outbox backlog and its oldest row, and the dependencies' up gauges.
+/// Each database read is bounded by a short timeout; a failed read leaves the last value and
+/// marks the database down.
+pub async fn refresh(state: &crate::AppState) {
+    let m = &state.metrics;
+    let pool = &state.db.pool;
+    let size = i64::from(pool.size());
+    let idle = pool.num_idle() as i64;
+    m.db_pool_connections
+        .with_label_values(&["in_use"])
+        .set((size - idle).max(0));
+    m.db_pool_connections.with_label_values(&["idle"]).set(idle);
+    m.db_pool_connections
+        .with_label_values(&["max"])
+        .set(i64::from(state.config.db_max_connections));
+    if !m.refresh_due() {
+        return;
+    }
+    let timeout = Duration::from_millis(800);
+    let db = async {
+        let seats = tokio::time::timeout(timeout, crate::store::audit::seats_by_state(&state.db));
+        let outbox =
+            tokio::time::timeout(timeout, crate::store::outbox::backlog_and_oldest(&state.db));
+        let (seats, outbox) = tokio::join!(seats, outbox);
+        let mut ok = true;
+        match seats {
+            Ok(Ok(by_state)) => {
+                for s in ["available", "held", "sold"] {
+                    let n = by_state.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
+                    m.seats.with_label_values(&[s]).set(n);
+                }
+            }
+            _ => ok = false,
+        }
+        match outbox {
+            Ok(Ok((backlog, oldest))) => {
+                m.outbox_backlog.set(backlog);
+                let age =
+                    oldest.map_or(0.0, |at| (state.clock.now_ms() - at).max(0) as f64 / 1000.0);
+                m.outbox_oldest_age.set(age);
+            }
+            _ => ok = false,
+        }
+        ok
+    };
+    let payments = tokio::time::timeout(timeout, state.payments.healthy());
+    let redis = async {
+        match state.config.redis_url {
+            Some(_) => Some(matches!(
+                tokio::time::timeout(timeout, state.cache.ping()).await,
+                Ok(Ok(()))
+            )),
+            None => None,
+        }
+    };
+    let (db_ok, pay_ok, redis_ok) = tokio::join!(db, payments, redis);
+    m.dependency("database", db_ok);
+    m.dependency("payments", matches!(pay_ok, Ok(true)));
+    if let Some(up) = redis_ok {
+        m.dependency("redis", up);
+    }
+}
+
+/// The metric table of `system/METRICS.md` and the same view of a live registry, so that
+/// tests can hold the specification and the code equal.
+pub mod spec {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// One metric family: its type (`counter`, `gauge`, `histogram`) and label names.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Family {
+        /// `counter`, `gauge`, `histogram`, `summary` or `untyped`.
+        pub kind: String,
+        /// Label names, sorted, without `le`.
+        pub labels: BTreeSet<String>,
+    }
+
+    /// The families of the Markdown table whose header row starts with `| name | type |
+    /// labels |`: rows `| \`name\` | type | label, label | unit | meaning |`.
+    pub fn from_markdown(text: &str) -> BTreeMap<String, Family> {
+        let mut out = BTreeMap::new();
+        let mut in_table = false;
+        for line in text.lines() {
+            let cells: Vec<&str> = line
+                .trim()
+                .trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect();
+            if !line.trim_start().starts_with('|') {
+                in_table = false;
+                continue;
+            }
+            if cells.len() >= 3 && cells[0] == "name" && cells[1] == "type" {
+                in_table = true;
+                continue;
+            }
+            if !in_table || cells[0].starts_with("---") || cells.len() < 3 {
+                continue;
+            }
+            let name = cells[0].trim_matches('`').to_owned();
+            let labels = cells[2]
+                .split(',')
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+            out.insert(
+                name,
+                Family {
+                    kind: cells[1].to_owned(),
+                    labels,
+                },
+            );
+        }
+        out
+    }
+
+    /// The families in a Prometheus text exposition (`# TYPE` lines and sample labels).
+    pub fn from_exposition(text: &str) -> BTreeMap<String, Family> {
+        let mut out: BTreeMap<String, Family> = BTreeMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let mut parts = rest.split_whitespace();
+                if let (Some(name), Some(kind)) = (parts.next(), parts.next()) {
+                    out.insert(
+                        name.to_owned(),
+                        Family {
+                            kind: kind.to_owned(),
+                            labels: BTreeSet::new(),
+                        },
+                    );
+                }
+                continue;
+            }
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+            let sample = &line[..name_end];
+            let family = out
+                .keys()
+                .filter(|f| {
+                    sample == f.as_str()
+                        || ["_bucket", "_sum", "_count"]
+                            .iter()
+                            .any(|s| sample.strip_suffix(s) == Some(f.as_str()))
+                })
+                .max_by_key(|f| f.len())
+                .cloned();
+            let (Some(family), Some(open)) = (family, line.find('{')) else {
+                continue;
+            };
+            let close = line.rfind('}').unwrap_or(line.len());
+            let labels = parse_label_names(&line[open + 1..close]);
+            if let Some(f) = out.get_mut(&family) {
+                f.labels.extend(labels.into_iter().filter(|l| l != "le"));
+            }
+        }
+        out
+    }
+
+    fn parse_label_names(s: &str) -> Vec<String> {
+        // name="value",name="value" with escaped quotes inside values.
+        let mut names = Vec::new();
+        let mut rest = s;
+        while let Some(eq) = rest.find('=') {
+            names.push(rest[..eq].trim().trim_start_matches(',').to_owned());
+            let after = &rest[eq + 1..];
+            let mut chars = after.char_indices().skip(1);
+            let mut end = after.len();
+            let mut escaped = false;
+            for (i, c) in chars.by_ref() {
+                match (escaped, c) {
+                    (true, _) => escaped = false,
+                    (false, '\\') => escaped = true,
+                    (false, '"') => {
+                        end = i + 1;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            rest = &after[end.min(after.len())..];
+        }
+        names
+    }
+
+    /// A readable difference between the specification and what is emitted; empty when equal.
+    pub fn diff(spec: &BTreeMap<String, Family>, emitted: &BTreeMap<String, Family>) -> String {
+        let mut out = String::new();
+        for (name, f) in spec {
+            match emitted.get(name) {
+                None => out.push_str(&format!("in METRICS.md, not emitted: {name}\n")),
+                Some(e) if e != f => out.push_str(&format!(
+                    "{name}: METRICS.md says {} {:?}, emitted {} {:?}\n",
+                    f.kind, f.labels, e.kind, e.labels
+                )),
+                _ => {}
+            }
+        }
+        for name in emitted.keys().filter(|n| !spec.contains_key(*n)) {
+            out.push_str(&format!("emitted, not in METRICS.md: {name}\n"));
+        }
+        out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_exposition_parser_reads_families_and_label_names() {
+            let text = "# HELP a_total x\n# TYPE a_total counter\na_total{x=\"1\",y=\"a,b=\\\"c\\\"\"} 3\n\
+                        # TYPE h_seconds histogram\nh_seconds_bucket{r=\"1\",le=\"0.5\"} 1\nh_seconds_sum{r=\"1\"} 1\n\
+                        # TYPE g gauge\ng 0\n";
+            let f = from_exposition(text);
+            assert_eq!(f["a_total"].labels, ["x", "y"].map(String::from).into());
+            assert_eq!(f["h_seconds"].labels, ["r"].map(String::from).into());
+            assert_eq!(f["h_seconds"].kind, "histogram");
+            assert!(f["g"].labels.is_empty());
+        }
+
+        #[test]
+        fn the_markdown_parser_reads_the_table_rows() {
+            let md = "intro\n\n| name | type | labels | unit | meaning |\n|---|---|---|---|---|\n\
+                      | `a_total` | counter | x, y | 1 | m |\n| `g` | gauge | | 1 | m |\n\nafter | no\n";
+            let f = from_markdown(md);
+            assert_eq!(f.len(), 2);
+            assert_eq!(f["a_total"].labels, ["x", "y"].map(String::from).into());
+            assert!(f["g"].labels.is_empty());
+        }
     }
 }

@@ -40,7 +40,13 @@ pub async fn create_booking(
     .await?;
     state.cache.seats_changed(b.round_id).await;
     state.metrics.bookings.with_label_values(&["created"]).inc();
-    tracing::info!(booking_id = b.id, amount = b.amount, "booking created");
+    tracing::info!(
+        event.dataset = "boxoffice.booking",
+        event.action = "booking-created",
+        booking_id = b.id,
+        amount = b.amount,
+        "booking created"
+    );
     Ok((StatusCode::CREATED, Json(b.into())))
 }
 
@@ -83,9 +89,31 @@ pub async fn pay(
             .inc(),
         Err(_) => {}
     }
-    let b = result?;
+    let b = result.inspect_err(|e| {
+        tracing::info!(
+            event.dataset = "boxoffice.payment",
+            event.action = "payment-failed",
+            event.outcome = "failure",
+            booking_id = id,
+            error.code = e.code,
+            error.message = %e.message,
+            "payment failed"
+        );
+    })?;
     state.cache.seats_changed(b.round_id).await;
-    tracing::info!(booking_id = b.id, amount = b.amount, "booking confirmed");
+    state
+        .metrics
+        .seats_sold
+        .with_label_values(&[state.config.strategy.as_str()])
+        .inc_by(b.seat_ids.len() as u64);
+    tracing::info!(
+        event.dataset = "boxoffice.payment",
+        event.action = "payment-captured",
+        event.outcome = "success",
+        booking_id = b.id,
+        amount = b.amount,
+        "booking confirmed"
+    );
     Ok(Json(b.into()))
 }
 
@@ -116,7 +144,12 @@ pub async fn cancel(
         .bookings
         .with_label_values(&["cancelled"])
         .inc();
-    tracing::info!(booking_id = b.id, "booking cancelled");
+    tracing::info!(
+        event.dataset = "boxoffice.booking",
+        event.action = "booking-cancelled",
+        booking_id = b.id,
+        "booking cancelled"
+    );
     Ok(Json(b.into()))
 }
 

@@ -78,7 +78,13 @@ pub async fn claim(
             .with_label_values(&["coupon_claim", strategy.as_str()])
             .inc_by(u64::from(c.retries));
     }
-    tracing::info!(claim_id = c.id, code = %c.coupon.code, "coupon claimed");
+    tracing::info!(
+        event.dataset = "boxoffice.coupon",
+        event.action = "coupon-claimed",
+        claim_id = c.id,
+        code = %c.coupon.code,
+        "coupon claimed"
+    );
     Ok((
         StatusCode::CREATED,
         Json(ClaimResponse {

@@ -81,6 +81,11 @@ pub async fn create_hold(
         .inc();
     let placed = result?;
     state.cache.seats_changed(round_id).await;
+    state
+        .metrics
+        .seats_held
+        .with_label_values(&[strategy.as_str()])
+        .inc_by(placed.hold.seat_ids.len() as u64);
     if placed.retries > 0 {
         state
             .metrics
@@ -89,6 +94,8 @@ pub async fn create_hold(
             .inc_by(u64::from(placed.retries));
     }
     tracing::info!(
+        event.dataset = "boxoffice.booking",
+        event.action = "hold-placed",
         hold_id = placed.hold.id,
         seats = placed.hold.seat_ids.len(),
         retries = placed.retries,

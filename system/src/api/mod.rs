@@ -21,6 +21,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
+use tracing::Instrument as _;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -126,17 +127,33 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Counts and times every request by matched route, and logs server faults once.
+/// Counts and times every request by matched route, runs it inside an `http.request` span
+/// (ECS fields, the caller's W3C trace context as parent when tracing is on), and logs server
+/// faults once. Every request is logged at DEBUG under `boxoffice::access`
+/// (`RUST_LOG=info,boxoffice::access=debug` to see them).
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = req.method().clone();
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = tracing::field::Empty,
+        otel.kind = "server",
+        http.request.method = method.as_str(),
+        http.route = route.as_str(),
+        url.path = req.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    if crate::telemetry::tracing_enabled() {
+        span.record("otel.name", format!("{method} {route}"));
+        crate::telemetry::adopt_http_parent(&span, req.headers());
+    }
     let start = Instant::now();
-    let res = next.run(req).await;
-    let elapsed = start.elapsed().as_secs_f64();
+    let res = next.run(req).instrument(span.clone()).await;
+    let elapsed = start.elapsed();
     let status = res.status();
     let class = match status.as_u16() {
         100..=199 => "1xx",
@@ -148,20 +165,36 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     state
         .metrics
         .http_requests
-        .with_label_values(&[&route, &method, class])
+        .with_label_values(&[&route, method.as_str(), class])
         .inc();
     state
         .metrics
         .http_duration
-        .with_label_values(&[&route, &method])
-        .observe(elapsed);
+        .with_label_values(&[&route, method.as_str()])
+        .observe(elapsed.as_secs_f64());
+    span.record("http.response.status_code", status.as_u16());
+    let _entered = span.enter();
     if status.is_server_error() {
         let detail = res
             .extensions()
             .get::<ApiError>()
             .map(|e| e.message.clone())
             .unwrap_or_default();
-        tracing::error!(http.route = %route, http.method = %method, http.status = status.as_u16(), error = %detail, "request failed");
+        tracing::error!(
+            event.category = "web",
+            event.outcome = "failure",
+            error.message = %detail,
+            "request failed"
+        );
+    } else {
+        tracing::event!(
+            target: "boxoffice::access",
+            tracing::Level::DEBUG,
+            event.dataset = "boxoffice.access",
+            event.category = "web",
+            event.duration = elapsed.as_nanos() as u64,
+            "request served"
+        );
     }
     res
 }

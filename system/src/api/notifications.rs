@@ -27,7 +27,9 @@ pub async fn notifications(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = state.notifier.subscribe();
     let me = user.id;
-    let stream = futures::stream::unfold(rx, move |mut rx| async move {
+    // Lives as long as the stream: the gauge drops when the client goes away.
+    let open = crate::metrics::SseGuard::new(&state.metrics);
+    let stream = futures::stream::unfold((rx, open), move |(mut rx, open)| async move {
         loop {
             match rx.recv().await {
                 Ok(n) if n.user_id == me => {
@@ -35,7 +37,7 @@ pub async fn notifications(
                         .event(n.kind.clone())
                         .json_data(&n)
                         .unwrap_or_default();
-                    return Some((Ok(event), rx));
+                    return Some((Ok(event), (rx, open)));
                 }
                 Ok(_) => {}
                 Err(RecvError::Lagged(missed)) => {

@@ -82,6 +82,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<HealthRes
 /// Prometheus metrics (text exposition format).
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    crate::metrics::refresh(&state).await;
     (
         [(
             header::CONTENT_TYPE,

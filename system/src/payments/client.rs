@@ -30,6 +30,8 @@ pub enum PaymentError {
 pub struct PaymentsClient {
     base: String,
     http: reqwest::Client,
+    /// Where calls are counted and timed (`boxoffice_payments_total`, `…_duration_seconds`).
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,6 +49,19 @@ impl PaymentsClient {
                 .pool_max_idle_per_host(64)
                 .build()
                 .expect("reqwest client builds"),
+            metrics: None,
+        }
+    }
+
+    /// Counts and times every charge and refund in `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn observe(&self, operation: &str, outcome: &str, began: std::time::Instant) {
+        if let Some(m) = &self.metrics {
+            m.payment(operation, outcome, began.elapsed());
         }
     }
 
@@ -56,7 +71,26 @@ impl PaymentsClient {
     }
 
     /// Captures `amount` (minor units). Retrying with the same `key` never charges twice.
+    #[tracing::instrument(name = "payments.charge", skip_all, fields(otel.kind = "client", amount = amount))]
     pub async fn charge(
+        &self,
+        key: &str,
+        amount: i64,
+        reference: &str,
+    ) -> Result<ChargeOutcome, PaymentError> {
+        let began = std::time::Instant::now();
+        let result = self.charge_once(key, amount, reference).await;
+        let outcome = match &result {
+            Ok(ChargeOutcome::Captured(_)) => "captured",
+            Ok(ChargeOutcome::Declined) => "declined",
+            Err(PaymentError::Unavailable(_)) => "unavailable",
+            Err(PaymentError::Rejected(_)) => "rejected",
+        };
+        self.observe("charge", outcome, began);
+        result
+    }
+
+    async fn charge_once(
         &self,
         key: &str,
         amount: i64,
@@ -65,6 +99,7 @@ impl PaymentsClient {
         let res = self
             .http
             .post(format!("{}/v1/charges", self.base))
+            .headers(crate::telemetry::trace_headers())
             .header("Idempotency-Key", key)
             .json(&json!({"amount": amount, "reference": reference}))
             .send()
@@ -89,7 +124,25 @@ impl PaymentsClient {
     }
 
     /// Refunds `amount` of charge `charge_id`. Retrying with the same `key` refunds once.
+    #[tracing::instrument(name = "payments.refund", skip_all, fields(otel.kind = "client", amount = amount))]
     pub async fn refund(
+        &self,
+        charge_id: &str,
+        key: &str,
+        amount: i64,
+    ) -> Result<String, PaymentError> {
+        let began = std::time::Instant::now();
+        let result = self.refund_once(charge_id, key, amount).await;
+        let outcome = match &result {
+            Ok(_) => "refunded",
+            Err(PaymentError::Unavailable(_)) => "unavailable",
+            Err(PaymentError::Rejected(_)) => "rejected",
+        };
+        self.observe("refund", outcome, began);
+        result
+    }
+
+    async fn refund_once(
         &self,
         charge_id: &str,
         key: &str,
@@ -98,6 +151,7 @@ impl PaymentsClient {
         let res = self
             .http
             .post(format!("{}/v1/charges/{charge_id}/refunds", self.base))
+            .headers(crate::telemetry::trace_headers())
             .header("Idempotency-Key", key)
             .json(&json!({"amount": amount}))
             .send()

@@ -121,6 +121,18 @@ pub async fn oversold_total(db: &Db) -> Result<i64> {
     Ok(row.try_get("oversold")?)
 }
 
+/// Seats of every round by state (`available`, `held`, `sold`): the `boxoffice_seats` gauge.
+pub async fn seats_by_state(db: &Db) -> Result<Vec<(String, i64)>> {
+    let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM seats GROUP BY status")
+        .fetch_all(&db.pool)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push((row.try_get("status")?, row.try_get("n")?));
+    }
+    Ok(out)
+}
+
 /// The state of one coupon.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct CouponAudit {

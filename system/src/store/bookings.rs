@@ -115,6 +115,7 @@ pub async fn of_user(db: &Db, user_id: i64, limit: i64) -> Result<Vec<Booking>> 
 }
 
 /// Turns the user's active hold into a booking, applying a claimed coupon.
+#[tracing::instrument(name = "db.bookings.create", skip_all, fields(otel.kind = "client", db.system = db.backend.as_str()))]
 pub async fn create(
     db: &Db,
     user_id: i64,
@@ -263,6 +264,7 @@ fn provider_unavailable(e: PaymentError) -> ApiError {
 /// Pays a booking: checks the amount server-side, captures it at the provider, confirms the
 /// booking and sells its seats. `client_key` (the request's `Idempotency-Key`) makes a retry
 /// safe: a retry of a successful payment answers with the confirmed booking again.
+#[tracing::instrument(name = "db.bookings.pay", skip_all, fields(otel.kind = "client", db.system = db.backend.as_str()))]
 pub async fn pay(
     db: &Db,
     payments: &PaymentsClient,
@@ -398,6 +400,7 @@ pub async fn pay(
 
 /// Cancels a booking: an unpaid one is closed; a paid one is refunded in full first. Seats go
 /// back on sale, a coupon claim spent on it is given back.
+#[tracing::instrument(name = "db.bookings.cancel", skip_all, fields(otel.kind = "client", db.system = db.backend.as_str()))]
 pub async fn cancel(
     db: &Db,
     payments: &PaymentsClient,

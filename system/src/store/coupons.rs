@@ -121,6 +121,7 @@ impl From<sqlx::Error> for Attempt {
 
 /// Claims coupon `code` for `user_id` with `strategy`; 404 unknown code, 409 `sold_out` or
 /// `already_claimed`, 409 `contention` when optimistic attempts run out.
+#[tracing::instrument(name = "db.coupons.claim", skip_all, fields(otel.kind = "client", db.system = db.backend.as_str()))]
 pub async fn claim(
     db: &Db,
     locks: &Locks,

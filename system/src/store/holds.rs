@@ -92,6 +92,7 @@ fn seats_unavailable() -> ApiError {
 /// Places a hold for `user_id` on `round_id` using the configured strategy (`locks` serves
 /// `redis-lock` and `fenced`).
 #[allow(clippy::too_many_arguments)]
+#[tracing::instrument(name = "db.holds.place", skip_all, fields(otel.kind = "client", db.system = db.backend.as_str(), strategy = opts.strategy.as_str()))]
 pub async fn place(
     db: &Db,
     opts: StrategyOptions,

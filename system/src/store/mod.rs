@@ -60,6 +60,9 @@ pub struct Db {
     /// SQLite allows one writer at a time; queueing writers here instead of in SQLite's busy
     /// handler (which sleeps in growing steps) keeps latency flat under contention.
     sqlite_writer: Arc<tokio::sync::Mutex<()>>,
+    /// Where [`Db::begin_write`] records how long it waited for a pooled connection (set
+    /// once by the application; shared by clones).
+    acquire_seconds: Arc<std::sync::OnceLock<prometheus::Histogram>>,
 }
 
 /// The SQLite URL of the embedded database inside `data_dir`.
@@ -113,9 +116,16 @@ impl Db {
             pool,
             backend,
             sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
+            acquire_seconds: Arc::default(),
         };
         db.migrate().await?;
         Ok(db)
+    }
+
+    /// Records the connection waits of write transactions in `histogram` from now on (the
+    /// first call wins).
+    pub fn observe_acquire(&self, histogram: prometheus::Histogram) {
+        let _ = self.acquire_seconds.set(histogram);
     }
 
     async fn migrate(&self) -> anyhow::Result<()> {
@@ -137,7 +147,11 @@ impl Db {
             Backend::Sqlite => Some(self.sqlite_writer.clone().lock_owned().await),
             Backend::Postgres => None,
         };
+        let waiting = std::time::Instant::now();
         let mut conn = self.pool.acquire().await?;
+        if let Some(h) = self.acquire_seconds.get() {
+            h.observe(waiting.elapsed().as_secs_f64());
+        }
         let begin = match self.backend {
             Backend::Sqlite => "BEGIN IMMEDIATE",
             Backend::Postgres => "BEGIN",

@@ -87,11 +87,38 @@ pub async fn record(conn: &mut AnyConnection, event: &Event) -> Result<(), sqlx:
     .bind(&event.event_id)
     .bind(topic)
     .bind(key)
-    .bind(serde_json::to_string(event).unwrap_or_default())
+    .bind(payload(event))
     .bind(event.at)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The row's JSON: the event, plus the writer's W3C trace context under `"trace"` when
+/// tracing is on, so that the relay (another task, maybe another instance) can continue the
+/// request's trace. Consumers ignore the extra field.
+fn payload(event: &Event) -> String {
+    let trace = crate::telemetry::current_context_fields();
+    if trace.is_empty() {
+        return serde_json::to_string(event).unwrap_or_default();
+    }
+    let mut value = serde_json::to_value(event).unwrap_or_default();
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("trace".into(), serde_json::json!(trace));
+    }
+    value.to_string()
+}
+
+/// The trace context stored in a row's payload by [`record`] (empty when none).
+pub fn stored_trace(payload: &str) -> std::collections::HashMap<String, String> {
+    #[derive(Deserialize)]
+    struct Stored {
+        #[serde(default)]
+        trace: std::collections::HashMap<String, String>,
+    }
+    serde_json::from_str::<Stored>(payload)
+        .map(|s| s.trace)
+        .unwrap_or_default()
 }
 
 /// An outbox row waiting to be published.
@@ -105,6 +132,8 @@ pub struct Pending {
     pub key: String,
     /// JSON [`Event`].
     pub payload: String,
+    /// When the row was written, epoch ms (the relay's lag is measured from it).
+    pub created_at: i64,
 }
 
 /// Up to `limit` unsent rows, oldest first.
@@ -118,7 +147,7 @@ pub async fn unsent(db: &Db, limit: i64) -> Result<Vec<Pending>> {
 /// several instances take disjoint batches and never publish the same row concurrently).
 pub async fn unsent_on(conn: &mut AnyConnection, limit: i64, lock: &str) -> Result<Vec<Pending>> {
     let rows = sqlx::query(&format!(
-        "SELECT id, topic, event_key, payload FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1{lock}"
+        "SELECT id, topic, event_key, payload, created_at FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1{lock}"
     ))
     .bind(limit)
     .fetch_all(conn)
@@ -130,6 +159,7 @@ pub async fn unsent_on(conn: &mut AnyConnection, limit: i64, lock: &str) -> Resu
             topic: r.try_get("topic")?,
             key: r.try_get("event_key")?,
             payload: r.try_get("payload")?,
+            created_at: r.try_get("created_at")?,
         });
     }
     Ok(out)
@@ -200,6 +230,17 @@ pub async fn backlog(db: &Db) -> Result<i64> {
             .await?
             .try_get("n")?,
     )
+}
+
+/// Rows not yet published and the creation time (epoch ms) of the oldest of them, in one
+/// read (the partial index `outbox_unsent` keeps it cheap).
+pub async fn backlog_and_oldest(db: &Db) -> Result<(i64, Option<i64>)> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox WHERE sent_at IS NULL",
+    )
+    .fetch_one(&db.pool)
+    .await?;
+    Ok((row.try_get("n")?, row.try_get("oldest")?))
 }
 
 /// Applies a booking event to the ledger once: the event id goes into `processed_events` in
