@@ -478,9 +478,9 @@ impl FaultTarget for ProxyTarget {
 pub struct FaultRecord {
     /// The fault as scheduled.
     pub fault: ScheduledFault,
-    /// When it was actually applied.
+    /// When applying it began (none if applying failed).
     pub applied_at: Option<Duration>,
-    /// When it was actually reverted.
+    /// When reverting it finished (the component is back).
     pub reverted_at: Option<Duration>,
     /// Why applying or reverting failed, if it did.
     pub error: Option<String>,
@@ -514,11 +514,14 @@ pub async fn run(
                 };
                 tokio::time::sleep_until(start + fault.at).await;
                 tracing::info!(target = %fault.target, action = %fault.action, "fault applied");
+                // The fault starts when applying it starts: a failover or a stop takes a
+                // while, and clients feel it from its first step.
+                let began = start.elapsed();
                 if let Err(e) = target.apply(&fault.action).await {
                     record.error = Some(e.to_string());
                     return record;
                 }
-                record.applied_at = Some(start.elapsed());
+                record.applied_at = Some(began);
                 if let Some(d) = fault.duration {
                     tokio::time::sleep_until(start + fault.at + d).await;
                     tracing::info!(target = %fault.target, action = %fault.action, "fault reverted");

@@ -73,11 +73,24 @@ pub struct LocalKafka {
     bin: PathBuf,
     port: u16,
     storage: KafkaStorage,
+    /// The address clients are told to connect to (`host:port`), when it is not the broker's
+    /// own: a fault proxy in front of it.
+    advertised: Option<String>,
 }
 
 impl LocalKafka {
     /// Starts a broker with `storage` on a free port and waits until it accepts connections.
     pub async fn start(storage: KafkaStorage) -> anyhow::Result<LocalKafka> {
+        Self::start_advertising(storage, None).await
+    }
+
+    /// Like [`LocalKafka::start`], but the broker tells clients to reach it at `advertised`
+    /// (`host:port`) — the address of a fault proxy in front of it — so that every connection a
+    /// client makes after the bootstrap also goes through the proxy.
+    pub async fn start_advertising(
+        storage: KafkaStorage,
+        advertised: Option<String>,
+    ) -> anyhow::Result<LocalKafka> {
         let bin = find_tansu()?;
         let dir = tempfile::Builder::new()
             .prefix("boxoffice-kafka-")
@@ -87,7 +100,7 @@ impl LocalKafka {
         let mut last = None;
         for _ in 0..5 {
             let port = free_port()?;
-            match spawn(&bin, &root, port, storage).await {
+            match spawn(&bin, &root, port, storage, advertised.as_deref()).await {
                 Ok(child) => {
                     tracing::info!(port, dir = %root.display(), "tansu started");
                     return Ok(LocalKafka {
@@ -97,6 +110,7 @@ impl LocalKafka {
                         bin,
                         port,
                         storage,
+                        advertised,
                     });
                 }
                 Err(e) => last = Some(e),
@@ -138,6 +152,11 @@ impl LocalKafka {
         Ok(())
     }
 
+    /// The broker process's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.lock().expect("lock").as_ref().map(Child::id)
+    }
+
     /// Kills the broker with SIGKILL.
     pub async fn kill(&self) -> anyhow::Result<()> {
         let child = self.child.lock().expect("lock").take();
@@ -152,7 +171,8 @@ impl LocalKafka {
         self.kill().await?;
         let mut last = None;
         for _ in 0..20 {
-            match spawn(&self.bin, &self.root, self.port, self.storage).await {
+            let advertised = self.advertised.as_deref();
+            match spawn(&self.bin, &self.root, self.port, self.storage, advertised).await {
                 Ok(child) => {
                     *self.child.lock().expect("lock") = Some(child);
                     return Ok(());
@@ -178,13 +198,20 @@ impl Drop for LocalKafka {
     }
 }
 
-async fn spawn(bin: &Path, root: &Path, port: u16, storage: KafkaStorage) -> anyhow::Result<Child> {
+async fn spawn(
+    bin: &Path,
+    root: &Path,
+    port: u16,
+    storage: KafkaStorage,
+    advertised: Option<&str>,
+) -> anyhow::Result<Child> {
     let log_path = root.join("tansu.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log_path)?;
     let url = format!("tcp://127.0.0.1:{port}");
+    let advertised_url = advertised.map_or_else(|| url.clone(), |a| format!("tcp://{a}"));
     // tansu takes an SQLite path relative to its working directory.
     let engine = match storage {
         KafkaStorage::Memory => "memory://tansu/".to_owned(),
@@ -193,7 +220,8 @@ async fn spawn(bin: &Path, root: &Path, port: u16, storage: KafkaStorage) -> any
     let mut cmd = Command::new(bin);
     cmd.current_dir(root)
         .arg("broker")
-        .args(["--listener-url", &url, "--advertised-listener-url", &url])
+        .args(["--listener-url", &url])
+        .args(["--advertised-listener-url", &advertised_url])
         .args(["--storage-engine", &engine])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

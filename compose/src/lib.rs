@@ -19,6 +19,10 @@
 //!   [`RedisFailover`] (primary + replica + Sentinel) and the test-shared [`shared_redis`].
 //! - [`kafka`] holds [`LocalKafka`], a `tansu` broker (memory or SQLite storage) with
 //!   `kill`/`restart`.
+//! - [`balancer`] holds [`Balancer`], a round-robin TCP balancer with health checks.
+//! - [`lab`] holds [`LocalLab`]: the whole `local` stack (PostgreSQL + standby, Redis +
+//!   Sentinel, tansu, each behind a fault proxy; N box-office instances behind a balancer)
+//!   and its chaos targets.
 //! - [`docker`] holds [`docker::DockerStack`]: the same topology in containers (testcontainers),
 //!   and [`docker::docker_available`], which says clearly when there is no Docker daemon.
 //! - [`shared`] holds the server shared by a test binary, and [`fresh_postgres_database`].
@@ -33,8 +37,10 @@
 //! - `BOXOFFICE_TANSU`: path of the `tansu` binary (else PATH, else `~/.cargo/bin`).
 //! - `BOXOFFICE_KEEP_STACK=1`: keep temp dirs (data, logs) when servers stop, and print where.
 
+pub mod balancer;
 pub mod docker;
 pub mod kafka;
+pub mod lab;
 pub mod net;
 pub mod postgres;
 mod process;
@@ -42,7 +48,9 @@ pub mod redis;
 pub mod shared;
 mod sys;
 
+pub use balancer::Balancer;
 pub use kafka::{find_tansu, KafkaStorage, LocalKafka};
+pub use lab::{AppCommand, ComponentInfo, LabOptions, LocalLab};
 pub use net::free_port;
 pub use postgres::{find_postgres_bin_dir, LocalPostgres};
 pub use redis::{fresh_redis_prefix, shared_redis, LocalRedis, RedisFailover};

@@ -21,6 +21,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -80,7 +81,12 @@ pub struct LocalPostgres {
     data_dir: PathBuf,
     bin_dir: PathBuf,
     port: u16,
-    pid: u32,
+    /// The current postmaster's pid; changes when the server is restarted.
+    pid: AtomicU32,
+    /// The `-c` settings, reused on restart.
+    settings: Vec<(String, String)>,
+    /// The uid the server runs as (root cannot run PostgreSQL).
+    identity: Option<Identity>,
 }
 
 impl LocalPostgres {
@@ -110,7 +116,7 @@ impl LocalPostgres {
             run_initdb(&bin_dir, &root, &data_dir, identity).await?;
             let initialized = began.elapsed();
             let (child, port) =
-                start_server(&bin_dir, &root, &data_dir, &settings, identity).await?;
+                start_server(&bin_dir, &root, &data_dir, &settings, identity, None).await?;
             anyhow::Ok((initialized, child, port))
         };
         let (initialized, child, port) = match started.await {
@@ -138,7 +144,9 @@ impl LocalPostgres {
             data_dir,
             bin_dir,
             port,
-            pid,
+            pid: AtomicU32::new(pid),
+            settings,
+            identity,
         })
     }
 
@@ -193,7 +201,7 @@ impl LocalPostgres {
 
     /// The postmaster's pid (backends are its children).
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.pid.load(Ordering::Relaxed)
     }
 
     /// Stops the server with a fast shutdown (SIGINT: sessions rolled back, checkpoint), waits
@@ -209,7 +217,7 @@ impl LocalPostgres {
             Some(mut child) => Some(
                 process::terminate_async(&mut child, Signal::Interrupt, STOP_TIMEOUT)
                     .await
-                    .with_context(|| format!("Failed to stop PostgreSQL (pid {})", self.pid))?,
+                    .with_context(|| format!("Failed to stop PostgreSQL (pid {})", self.pid()))?,
             ),
             None => None,
         };
@@ -224,16 +232,229 @@ impl LocalPostgres {
         match ending {
             Some(Ending::Killed) => bail!(
                 "PostgreSQL (pid {}) ignored a fast shutdown for {} s and was killed",
-                self.pid,
+                self.pid(),
                 STOP_TIMEOUT.as_secs()
             ),
             Some(Ending::AlreadyExited(status)) => {
-                tracing::warn!(pid = self.pid, %status, "PostgreSQL had already exited before stop");
+                tracing::warn!(pid = self.pid(), %status, "PostgreSQL had already exited before stop");
             }
             Some(Ending::Exited(_)) | None => {
-                tracing::info!(pid = self.pid, port = self.port, "PostgreSQL stopped");
+                tracing::info!(pid = self.pid(), port = self.port, "PostgreSQL stopped");
             }
         }
+        Ok(())
+    }
+
+    /// Whether the postmaster is running (it may be paused).
+    pub fn is_running(&self) -> bool {
+        let mut slot = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        match slot.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Kills the postmaster with SIGKILL (a crash: no checkpoint, clients see their
+    /// connections die). The data dir stays; [`LocalPostgres::start_again`] runs crash recovery.
+    pub async fn kill(&self) -> anyhow::Result<()> {
+        let child = self
+            .child
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(mut child) = child {
+            process::terminate_async(&mut child, Signal::Kill, Duration::ZERO).await?;
+        }
+        Ok(())
+    }
+
+    /// Fast shutdown (SIGINT: sessions rolled back, checkpoint), keeping the data dir so that
+    /// [`LocalPostgres::start_again`] brings the same cluster back on the same port.
+    pub async fn shutdown(&self) -> anyhow::Result<()> {
+        let child = self
+            .child
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(mut child) = child {
+            // A paused server cannot shut down until it runs again.
+            let _ = crate::sys::send_signal(child.id(), Signal::Continue);
+            process::terminate_async(&mut child, Signal::Interrupt, STOP_TIMEOUT).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the server again on its port after [`LocalPostgres::kill`] or
+    /// [`LocalPostgres::shutdown`], and waits until it answers. A killed server's backends may
+    /// hold its shared memory for a moment, so the start is retried for up to 10 s.
+    pub async fn start_again(&self) -> anyhow::Result<()> {
+        if self.is_running() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match start_server(
+                &self.bin_dir,
+                &self.root,
+                &self.data_dir,
+                &self.settings,
+                self.identity,
+                Some(self.port),
+            )
+            .await
+            {
+                Ok((child, _)) => {
+                    self.pid.store(child.id(), Ordering::Relaxed);
+                    *self.child.lock().unwrap_or_else(PoisonError::into_inner) = Some(child);
+                    tracing::info!(
+                        port = self.port,
+                        pid = self.pid(),
+                        "PostgreSQL started again"
+                    );
+                    return Ok(());
+                }
+                Err(error) if Instant::now() < deadline => {
+                    tracing::debug!(%error, "PostgreSQL not back yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Freezes the postmaster and every backend (SIGSTOP): connections stay open, nothing
+    /// answers. [`LocalPostgres::resume`] thaws them.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.signal_all(Signal::Stop)
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal_all(Signal::Continue)
+    }
+
+    /// Signals the postmaster and its children (the backends, found through /proc).
+    fn signal_all(&self, signal: Signal) -> anyhow::Result<()> {
+        let pid = self.pid();
+        let mut pids = vec![pid];
+        pids.extend(children_of(pid));
+        for p in pids {
+            match crate::sys::send_signal(p, signal) {
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                other => other.with_context(|| format!("Failed to signal PostgreSQL pid {p}"))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Clones this server with `pg_basebackup -R` into a new temp dir and starts the clone as a
+    /// streaming-replication hot standby on its own port. Call
+    /// [`LocalPostgres::require_synchronous_standby`] afterwards for zero data loss on
+    /// failover.
+    pub async fn start_standby(&self) -> anyhow::Result<LocalPostgres> {
+        let dir = make_temp_dir(self.identity)?;
+        let root = dir.path().to_path_buf();
+        let data_dir = root.join("data");
+        let log_path = root.join("basebackup.log");
+        let log = open_log(&log_path).context("Failed to create basebackup.log")?;
+        let mut command = pg_command(self.bin_dir.join("pg_basebackup"), &root, self.identity);
+        command
+            .args(["-h", HOST, "-p", &self.port.to_string(), "-U", "postgres"])
+            .arg("-D")
+            .arg(&data_dir)
+            .args(["-R", "-X", "stream", "--checkpoint=fast", "--no-sync"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let mut child = process::spawn_tied(command)
+            .await
+            .context("Failed to spawn pg_basebackup")?;
+        let status = process::wait_async(&mut child, INITDB_TIMEOUT)
+            .await?
+            .context("pg_basebackup did not finish in time")?;
+        if !status.success() {
+            let tail = log_tail(&log_path);
+            release_dir(dir);
+            bail!("pg_basebackup failed ({status})\n{tail}");
+        }
+        let (child, port) = match start_server(
+            &self.bin_dir,
+            &root,
+            &data_dir,
+            &self.settings,
+            self.identity,
+            None,
+        )
+        .await
+        {
+            Ok(started) => started,
+            Err(error) => {
+                release_dir(dir);
+                return Err(error);
+            }
+        };
+        let pid = child.id();
+        tracing::info!(port, pid, primary = self.port, "PostgreSQL standby started");
+        Ok(LocalPostgres {
+            child: Mutex::new(Some(child)),
+            dir: Mutex::new(Some(dir)),
+            root,
+            data_dir,
+            bin_dir: self.bin_dir.clone(),
+            port,
+            pid: AtomicU32::new(pid),
+            settings: self.settings.clone(),
+            identity: self.identity,
+        })
+    }
+
+    /// Makes every commit on this primary wait until a standby has it
+    /// (`synchronous_standby_names = '*'`), so a promoted standby loses nothing acknowledged.
+    pub async fn require_synchronous_standby(&self) -> anyhow::Result<()> {
+        let pool = self.one_connection().await?;
+        // Two statements: ALTER SYSTEM refuses the implicit transaction of a multi-statement query.
+        for sql in [
+            "ALTER SYSTEM SET synchronous_standby_names = '*'",
+            "SELECT pg_reload_conf()",
+        ] {
+            sqlx::raw_sql(sql)
+                .execute(&pool)
+                .await
+                .context("Failed to require a synchronous standby")?;
+        }
+        pool.close().await;
+        Ok(())
+    }
+
+    /// Whether this server is a standby (in recovery).
+    pub async fn in_recovery(&self) -> anyhow::Result<bool> {
+        let pool = self.one_connection().await?;
+        let recovering: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+            .fetch_one(&pool)
+            .await?;
+        pool.close().await;
+        Ok(recovering)
+    }
+
+    /// A pool of one connection to `postgres` (a pool, not a connection, keeps the futures
+    /// that use it `Send` for any lifetime, which boxed fault futures need).
+    async fn one_connection(&self) -> anyhow::Result<sqlx::PgPool> {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.url("postgres"))
+            .await
+            .with_context(|| format!("Failed to connect to PostgreSQL on port {}", self.port))
+    }
+
+    /// Promotes a standby to primary and waits (up to 30 s) until it accepts writes.
+    pub async fn promote(&self) -> anyhow::Result<()> {
+        let pool = self.one_connection().await?;
+        let promoted: bool = sqlx::query_scalar("SELECT pg_promote(true, 30)")
+            .fetch_one(&pool)
+            .await
+            .context("Failed to promote the standby")?;
+        pool.close().await;
+        ensure!(promoted, "the standby was not promoted within 30 s");
         Ok(())
     }
 
@@ -248,7 +469,7 @@ impl LocalPostgres {
                 {
                     eprintln!(
                         "compose: failed to stop PostgreSQL (pid {}): {error}",
-                        self.pid
+                        self.pid()
                     );
                 }
             }
@@ -464,12 +685,16 @@ async fn start_server(
     data_dir: &Path,
     settings: &[(String, String)],
     identity: Option<Identity>,
+    fixed_port: Option<u16>,
 ) -> anyhow::Result<(Child, u16)> {
     let log_path = root.join("postgres.log");
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let port = free_port().context("Failed to find a free port for PostgreSQL")?;
+        let port = match fixed_port {
+            Some(port) => port,
+            None => free_port().context("Failed to find a free port for PostgreSQL")?,
+        };
         let log_offset = fs::metadata(&log_path).map_or(0, |meta| meta.len());
         let log = open_log(&log_path).context("Failed to open the PostgreSQL log file")?;
         let mut command = postgres_command(bin_dir, root, data_dir, port, settings, identity);
@@ -486,6 +711,10 @@ async fn start_server(
                 if attempt < BIND_ATTEMPTS && port_was_taken(&log_path, log_offset) =>
             {
                 tracing::warn!(port, %status, "PostgreSQL lost its port to another process; retrying");
+                if fixed_port.is_some() {
+                    // Our own port, freed a moment ago, may linger briefly.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
             }
             Err(reason) => {
                 let _ = process::terminate_async(&mut child, Signal::Quit, DROP_TIMEOUT).await;
@@ -586,4 +815,14 @@ fn release_dir(dir: TempDir) {
     } else if let Err(error) = dir.close() {
         eprintln!("compose: failed to remove a PostgreSQL temp dir: {error}");
     }
+}
+
+/// Child pids of `pid`, read from /proc (empty when /proc is unreadable).
+fn children_of(pid: u32) -> Vec<u32> {
+    let path = format!("/proc/{pid}/task/{pid}/children");
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }

@@ -114,6 +114,11 @@ impl LocalRedis {
         tail(&self.log_path(), n)
     }
 
+    /// The server process's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.lock().expect("lock").as_ref().map(Child::id)
+    }
+
     /// Kills the server with SIGKILL (a crash: clients see their connections reset).
     pub async fn kill(&self) -> anyhow::Result<()> {
         let child = self.child.lock().expect("lock").take();

@@ -18,6 +18,10 @@ pub(crate) enum Signal {
     Quit,
     /// SIGKILL: the last resort; works on a stopped (SIGSTOP-ed) process too.
     Kill,
+    /// SIGSTOP: freeze (a long GC pause, as the rest of the system sees it).
+    Stop,
+    /// SIGCONT: thaw a frozen process.
+    Continue,
 }
 
 impl Signal {
@@ -26,6 +30,8 @@ impl Signal {
             Signal::Interrupt => libc::SIGINT,
             Signal::Quit => libc::SIGQUIT,
             Signal::Kill => libc::SIGKILL,
+            Signal::Stop => libc::SIGSTOP,
+            Signal::Continue => libc::SIGCONT,
         }
     }
 }

@@ -12,6 +12,11 @@ use crate::catalog::ScenarioName;
 use crate::stack::StackSpec;
 use crate::thresholds::{parse_rate, LatencyLimit};
 
+/// A duration (`10s`, `1500ms`, `2m`) in milliseconds.
+fn parse_duration_ms(s: &str) -> Result<f64, String> {
+    chaos::schedule::parse_duration(s).map(|d| d.as_secs_f64() * 1000.0)
+}
+
 /// Box Office Lab: load, check and judge the box office.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -105,6 +110,35 @@ pub struct Cli {
     /// Database pool size of in-process stacks.
     #[arg(long, help_heading = "Lab")]
     pub db_max_connections: Option<u32>,
+
+    /// Fault schedule: a drill name (`redis-failover`, see chaos/schedules/), a TOML file, or
+    /// text such as `redis:kill@20s+10s,postgres:latency=200ms~50ms@40s+15s`. Needs a stack
+    /// the lab controls (`--stack local`). Without `-t`, the run lasts the schedule plus 15 s.
+    #[arg(long, value_name = "SCHEDULE", help_heading = "Chaos")]
+    pub chaos: Option<String>,
+
+    /// Longest acceptable recovery per fault (from the fault's start until the SLO holds
+    /// again for 3 s), e.g. 10s; a fault over budget gives exit code 5.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms, help_heading = "Chaos")]
+    pub max_recovery: Option<f64>,
+
+    /// Error rate per second that counts as "within SLO" while recovering (0.01 = 1%).
+    #[arg(long, default_value = "0.01", value_parser = parse_rate, help_heading = "Chaos")]
+    pub slo_error_rate: f64,
+
+    /// Box-office instances behind the local stack's balancer.
+    #[arg(long, default_value_t = 2, help_heading = "Lab")]
+    pub instances: usize,
+
+    /// Start a synchronous PostgreSQL standby on the local stack [default: when the chaos
+    /// schedule fails `postgres` over].
+    #[arg(long, help_heading = "Lab")]
+    pub standby: bool,
+
+    /// The `scenario` executable the local stack runs its instances with
+    /// [default: $BOXOFFICE_LAB_APP, else this executable].
+    #[arg(long, value_name = "PATH", help_heading = "Lab")]
+    pub app_bin: Option<PathBuf>,
 
     /// Share of payments the in-process payment provider declines (0..=1).
     #[arg(long, default_value_t = 0.0, help_heading = "Lab")]

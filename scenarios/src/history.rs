@@ -304,6 +304,9 @@ pub struct HistoryOutput {
     pub timeline: reports::Timeline,
     /// State-changing operations, in completion order, for the checker.
     pub writes: Vec<Op>,
+    /// Every operation's completion time, latency and whether it was an error (unknown
+    /// outcome), in completion order, for the failover analysis.
+    pub samples: Vec<Sample>,
     /// Every operation recorded.
     pub recorded: u64,
     /// Where the history was written, if it was.
@@ -350,6 +353,7 @@ impl HistoryWriter {
             transactions: BTreeMap::new(),
             timeline: reports::Timeline::default(),
             writes: Vec::new(),
+            samples: Vec::new(),
             recorded: 0,
             path: None,
             io_error: Some("the history writer panicked".into()),
@@ -381,6 +385,7 @@ fn write_loop(
     let mut transactions: BTreeMap<OpKind, TxAggregate> = BTreeMap::new();
     let mut timeline = reports::TimelineBuilder::new(1.0);
     let mut writes = Vec::new();
+    let mut samples = Vec::new();
     let mut recorded = 0u64;
     let mut io_error = None;
     loop {
@@ -435,6 +440,11 @@ fn write_loop(
             op.latency_ms(),
             op.outcome == Outcome::Ok,
         );
+        samples.push(Sample {
+            t_ms: op.complete_ms,
+            latency_ms: op.latency_ms(),
+            error: op.outcome == Outcome::Unknown,
+        });
         if op.op.is_write() {
             writes.push(*op);
         }
@@ -448,10 +458,23 @@ fn write_loop(
         transactions,
         timeline: timeline.build(),
         writes,
+        samples,
         recorded,
         path,
         io_error,
     }
+}
+
+/// One operation as the failover analysis sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// When it completed, ms since the history's epoch.
+    pub t_ms: f64,
+    /// How long it took, ms.
+    pub latency_ms: f64,
+    /// Whether its outcome was unknown (a timeout, a connection error, a 5xx): what a fault
+    /// causes. A 4xx is a definite answer, not an error of the system.
+    pub error: bool,
 }
 
 /// Records into an auto-resizing histogram (`saturating_record` alone would clamp to its

@@ -27,6 +27,7 @@ pub mod checker;
 pub mod cli;
 pub mod context;
 pub mod error;
+pub mod failover;
 pub mod history;
 pub mod matrix;
 pub mod personas;

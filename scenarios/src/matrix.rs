@@ -50,6 +50,24 @@ pub fn child_args(cli: &Cli, strategy: boxoffice::Strategy, out: &std::path::Pat
     if let Some(n) = cli.db_max_connections {
         args.extend(["--db-max-connections".into(), n.to_string()]);
     }
+    // The same faults for every strategy: how each one holds up under a failover is the
+    // point of comparing them.
+    if let Some(c) = &cli.chaos {
+        args.extend(["--chaos".into(), c.clone()]);
+    }
+    if let Some(m) = cli.max_recovery {
+        args.extend(["--max-recovery".into(), format!("{m}ms")]);
+    }
+    if let Some(t) = &cli.goose.run_time {
+        args.extend(["-t".into(), t.clone()]);
+    }
+    args.extend(["--instances".into(), cli.instances.to_string()]);
+    if cli.standby {
+        args.push("--standby".into());
+    }
+    if let Some(p) = &cli.app_bin {
+        args.extend(["--app-bin".into(), p.display().to_string()]);
+    }
     for l in &cli.p99 {
         args.extend([
             "--p99".into(),

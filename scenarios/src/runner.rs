@@ -89,7 +89,34 @@ pub fn stack_options(cli: &Cli) -> StackOptions {
         db_max_connections: cli.db_max_connections,
         hold_ttl_secs: None,
         payments_decline_rate: cli.decline_rate,
+        instances: cli.instances,
+        app_bin: cli.app_bin.clone(),
+        postgres_standby: cli.standby
+            || cli
+                .chaos
+                .as_deref()
+                .and_then(|c| chaos_schedule(c, cli.seed).ok())
+                .is_some_and(|s| {
+                    s.faults.iter().any(|f| {
+                        f.target == "postgres" && f.action == chaos::schedule::FaultAction::Failover
+                    })
+                }),
+        seed: cli.seed,
     }
+}
+
+/// Where the ready-made drills live (chaos/schedules/ in the source tree).
+pub fn drills_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("chaos")
+        .join("schedules")
+}
+
+/// Resolves `--chaos`: a drill name, a TOML file or schedule text.
+pub fn chaos_schedule(spec: &str, seed: u64) -> Result<chaos::schedule::Schedule> {
+    chaos::schedule::Schedule::resolve(spec, &drills_dir(), seed)
+        .map_err(|e| Error::Usage(format!("--chaos: {e}")))
 }
 
 /// Capacity's rates: `--rate` (default 25/s) doubling each step.
@@ -213,8 +240,40 @@ async fn attack_on(
         knobs: knobs.clone(),
     });
 
-    let run_time_s = match name {
-        ScenarioName::Capacity => Some(cli.step_secs.max(1) as usize * cli.steps.max(1) as usize),
+    let schedule = match &cli.chaos {
+        Some(spec) => Some(chaos_schedule(spec, cli.seed)?),
+        None => None,
+    };
+    let targets = stack.targets();
+    if let Some(sched) = &schedule {
+        if targets.is_empty() {
+            return Err(Error::Usage(format!(
+                "--chaos needs a stack the lab controls: use --stack local (the {} stack has no fault targets)",
+                cli.stack.name()
+            )));
+        }
+        for f in &sched.faults {
+            if !targets.contains_key(&f.target) {
+                let mut names: Vec<&String> = targets.keys().collect();
+                names.sort();
+                return Err(Error::Usage(format!(
+                    "--chaos: no target {:?} on this stack (targets: {})",
+                    f.target,
+                    names
+                        .iter()
+                        .map(|n| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+    }
+    let run_time_s = match (name, &schedule) {
+        (ScenarioName::Capacity, _) => {
+            Some(cli.step_secs.max(1) as usize * cli.steps.max(1) as usize)
+        }
+        // A chaos run lasts the schedule, plus time to see the recovery.
+        (_, Some(sched)) => Some(sched.span().as_secs() as usize + 15),
         _ => defaults.run_time_s,
     };
     let goose = goose_config(cli, &stack.base_url, users, run_time_s);
@@ -255,8 +314,42 @@ async fn attack_on(
     });
     let started_at = chrono::Utc::now();
     let t0 = Instant::now();
+    let chaos_run = schedule.clone().map(|sched| {
+        let offset_ms = recorder.now_ms();
+        let targets = targets.clone();
+        say(
+            cli,
+            format!(
+                "chaos: {} fault(s) over {:.0}s ({})",
+                sched.faults.len(),
+                sched.span().as_secs_f64(),
+                sched.name.as_deref().unwrap_or("inline schedule")
+            ),
+        );
+        let task = tokio::spawn(async move { chaos::schedule::run(&sched, &targets).await });
+        (offset_ms, task)
+    });
+    let probes = schedule
+        .is_some()
+        .then(|| ReadinessProbes::start(stack.instance_urls(), recorder.clone()));
     let attack_result = attack.execute().await;
-    let duration_s = t0.elapsed().as_secs_f64();
+    let attack_s = t0.elapsed().as_secs_f64();
+    // Faults still running are reverted before the final state is read.
+    let mut fault_records = Vec::new();
+    let mut chaos_offset_ms = 0.0;
+    if let Some((offset_ms, task)) = chaos_run {
+        chaos_offset_ms = offset_ms;
+        match task.await {
+            Ok(Ok(records)) => fault_records = records,
+            Ok(Err(e)) => say(cli, format!("warning: the chaos schedule failed: {e}")),
+            Err(e) => say(cli, format!("warning: the chaos schedule panicked: {e}")),
+        }
+    }
+    let readiness = match probes {
+        Some(p) => p.finish().await,
+        None => Vec::new(),
+    };
+    let duration_s = attack_s;
     let finished_at = chrono::Utc::now();
     if let Some(p) = progress {
         p.finish().await;
@@ -324,6 +417,47 @@ async fn attack_on(
     if name == ScenarioName::Capacity {
         report.comparison = Some(capacity_table(&out, cli, defaults.p99_all_ms));
     }
+    if schedule.is_some() {
+        let p99_ms = thresholds
+            .latency
+            .get("p99")
+            .and_then(|l| l.iter().find(|l| l.transaction == "all"))
+            .map_or(defaults.p99_all_ms, |l| l.limit_ms);
+        let slo = crate::failover::Slo {
+            max_error_rate: cli.slo_error_rate,
+            p99_ms,
+        };
+        report.failover = failover_section(
+            &fault_records,
+            chaos_offset_ms,
+            &out,
+            &readiness,
+            &state,
+            slo,
+            duration_s * 1000.0,
+        );
+        let outcomes = recovery_outcomes(&report.failover, cli.max_recovery);
+        let mut all = report.verdict.outcomes.clone();
+        all.extend(outcomes);
+        report.verdict = reports::Verdict::from_outcomes(all);
+    }
+    if let Some(lab) = stack.lab() {
+        let components = serde_json::to_string_pretty(&lab.components()).unwrap_or_default();
+        if std::fs::write(dir.join("stack.json"), components).is_ok() {
+            report.artifacts.push(reports::Artifact {
+                name: "the local stack's components (pids, addresses, proxies)".into(),
+                path: "stack.json".into(),
+            });
+        }
+        for log in lab.keep_logs(dir) {
+            if let Some(file) = log.file_name() {
+                report.artifacts.push(reports::Artifact {
+                    name: format!("log of {}", file.to_string_lossy().trim_end_matches(".log")),
+                    path: file.to_string_lossy().into_owned(),
+                });
+            }
+        }
+    }
     write_state(dir, &state)?;
     report.artifacts.push(reports::Artifact {
         name: "final state read by the checker".into(),
@@ -345,6 +479,124 @@ async fn attack_on(
         dir: dir.to_path_buf(),
         written,
     })
+}
+
+/// The failover section of a chaos run.
+fn failover_section(
+    records: &[chaos::schedule::FaultRecord],
+    offset_ms: f64,
+    out: &HistoryOutput,
+    readiness: &[crate::failover::Readiness],
+    state: &FinalState,
+    slo: crate::failover::Slo,
+    run_end_ms: f64,
+) -> reports::Failover {
+    let windows: Vec<crate::failover::Window> = records
+        .iter()
+        .filter_map(|r| crate::failover::Window::from_record(r.clone(), offset_ms, run_end_ms))
+        .collect();
+    let lost = checker::bookings::lost_bookings(&out.writes, state).unwrap_or_default();
+    let faults =
+        crate::failover::analyze(&windows, &out.samples, readiness, &lost, slo, run_end_ms);
+    let problems: Vec<String> = records
+        .iter()
+        .filter_map(|r| {
+            r.error
+                .as_ref()
+                .map(|e| format!("{}:{}: {e}", r.fault.target, r.fault.action))
+        })
+        .collect();
+    let note = if records.is_empty() {
+        Some("the chaos schedule did not run (see the warnings of the run)".to_owned())
+    } else if problems.is_empty() {
+        None
+    } else {
+        Some(format!("faults that failed: {}", problems.join("; ")))
+    };
+    reports::Failover { note, faults }
+}
+
+/// One recovery outcome per fault against `--max-recovery` (ms), when given.
+fn recovery_outcomes(
+    failover: &reports::Failover,
+    max_recovery_ms: Option<f64>,
+) -> Vec<reports::ThresholdOutcome> {
+    let Some(max_ms) = max_recovery_ms else {
+        return Vec::new();
+    };
+    failover
+        .faults
+        .iter()
+        .map(|f| {
+            let observed = f
+                .recovered_within_slo_s
+                .map_or("never recovered in the run".to_owned(), |s| {
+                    format!("{s:.1} s")
+                });
+            reports::ThresholdOutcome::new(
+                format!("recovery after {}", f.spec),
+                reports::ThresholdKind::Recovery,
+                format!("<= {:.1} s", max_ms / 1000.0),
+                observed,
+                f.recovered_within_slo_s
+                    .is_some_and(|s| s * 1000.0 <= max_ms),
+            )
+        })
+        .collect()
+}
+
+/// Polls each instance's `/health/ready` every 250 ms during a chaos run and records every
+/// answer that differs from the last one (a timeout or a refused connection is "not ready").
+struct ReadinessProbes {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Vec<crate::failover::Readiness>>,
+}
+
+impl ReadinessProbes {
+    fn start(instances: Vec<(String, String)>, recorder: history::Recorder) -> Self {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_millis(1000))
+                .build()
+                .unwrap_or_default();
+            let mut last: BTreeMap<String, bool> = BTreeMap::new();
+            let mut seen = Vec::new();
+            loop {
+                let checks = instances.iter().map(|(name, url)| {
+                    let client = client.clone();
+                    async move {
+                        let ok = client
+                            .get(format!("{url}/health/ready"))
+                            .send()
+                            .await
+                            .is_ok_and(|r| r.status().is_success());
+                        (name.clone(), ok)
+                    }
+                });
+                for (name, ready) in futures::future::join_all(checks).await {
+                    if last.insert(name.clone(), ready) != Some(ready) {
+                        seen.push(crate::failover::Readiness {
+                            t_ms: recorder.now_ms(),
+                            instance: name,
+                            ready,
+                        });
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    _ = stopped.changed() => break,
+                }
+            }
+            seen
+        });
+        ReadinessProbes { stop, task }
+    }
+
+    async fn finish(self) -> Vec<crate::failover::Readiness> {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap_or_default()
+    }
 }
 
 fn write_state(dir: &Path, state: &FinalState) -> Result<()> {
@@ -420,7 +672,13 @@ pub fn thresholds_for(cli: &Cli, name: ScenarioName) -> Thresholds {
     };
     t.latency.insert("p99", p99);
     t.max_error_rate = cli.max_error_rate;
-    t.max_unknown_rate = Some(cli.max_unknown_rate.unwrap_or(d.max_unknown_rate));
+    // Under chaos, unknown outcomes are what a fault causes; the failover section and
+    // `--max-recovery` judge them instead, unless a limit is asked for explicitly.
+    t.max_unknown_rate = match (cli.max_unknown_rate, &cli.chaos) {
+        (Some(r), _) => Some(r),
+        (None, Some(_)) => None,
+        (None, None) => Some(d.max_unknown_rate),
+    };
     t.min_throughput_rps = cli.min_throughput;
     t
 }

@@ -1,9 +1,17 @@
 //! Stacks: where the box office under load runs. `embedded` builds it in-process on a fresh
-//! SQLite file, `local` in-process on a fresh PostgreSQL server started as a child process
-//! (compose/), `url` is an already deployed box office. Everything a stack starts lives in a
-//! temp dir and stops when the [`Stack`] is dropped or [`Stack::stop`]ped.
+//! SQLite file; `local` is compose's [`compose::LocalLab`]: PostgreSQL (+ standby), Redis
+//! (+ replica, Sentinel) and tansu as child processes, each behind a fault proxy, the payment
+//! provider in this process behind a proxy, and N box-office instances — child processes of
+//! this same binary (`scenario serve-app`) — behind a balancer; `url` is an already deployed
+//! box office. Everything a stack starts lives in a temp dir and stops when the [`Stack`] is
+//! dropped or [`Stack::stop`]ped.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
+
+use chaos::schedule::FaultTarget;
 
 use boxoffice::Strategy;
 
@@ -71,6 +79,69 @@ pub struct StackOptions {
     pub hold_ttl_secs: Option<u64>,
     /// Share of payments the in-process provider declines.
     pub payments_decline_rate: f64,
+    /// `local`: box-office instances behind the balancer.
+    pub instances: usize,
+    /// `local`: the executable that serves an instance with `serve-app` (this `scenario`
+    /// binary); `None` = `$BOXOFFICE_LAB_APP`, else the running executable if it is `scenario`.
+    pub app_bin: Option<PathBuf>,
+    /// `local`: start a synchronous PostgreSQL standby (needed by `postgres:failover`).
+    pub postgres_standby: bool,
+    /// Seed of the fault proxies' random draws.
+    pub seed: u64,
+}
+
+/// Environment variable naming the executable that serves a box-office instance.
+pub const APP_BIN_ENV: &str = "BOXOFFICE_LAB_APP";
+
+/// The hidden subcommand of `scenario` that serves one box-office instance (configured
+/// through the box office's own environment variables).
+pub const SERVE_APP: &str = "serve-app";
+
+fn app_bin(options: &StackOptions) -> Result<PathBuf> {
+    if let Some(p) = &options.app_bin {
+        return Ok(p.clone());
+    }
+    if let Some(p) = std::env::var_os(APP_BIN_ENV).filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().map_err(|e| Error::io("finding this executable", e))?;
+    let name = exe
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if name == "scenario" || name.starts_with("scenario.") {
+        Ok(exe)
+    } else {
+        Err(Error::Stack(format!(
+            "the local stack runs its box-office instances with `scenario {SERVE_APP}`, but this \
+             executable is {name:?}: pass --app-bin PATH/TO/scenario or set {APP_BIN_ENV}"
+        )))
+    }
+}
+
+/// Serves one box-office instance until SIGINT or SIGTERM, configured from the environment
+/// like the `boxoffice` binary (`scenario serve-app`, run by the local stack).
+pub async fn serve_app() -> anyhow::Result<()> {
+    use clap::Parser as _;
+    let config = boxoffice::Config::parse_from(["boxoffice"]);
+    boxoffice::telemetry::init(config.log_format);
+    let app = boxoffice::Application::build(config).await?;
+    tracing::info!(address = %app.address(), "box-office instance started");
+    app.run_until_stopped(async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async {
+                match term.as_mut() {
+                    Some(t) => { t.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
+    })
+    .await?;
+    Ok(())
 }
 
 /// A running stack.
@@ -87,7 +158,12 @@ pub struct Stack {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
-    postgres: Option<compose::LocalPostgres>,
+    lab: Option<compose::LocalLab>,
+    /// The payment provider the local stack's `payments` proxy fronts.
+    provider: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    )>,
 }
 
 impl Stack {
@@ -102,7 +178,8 @@ impl Stack {
                 shutdown: None,
                 server: None,
                 _dir: None,
-                postgres: None,
+                lab: None,
+                provider: None,
             },
             StackSpec::Embedded => {
                 let dir = tempfile::Builder::new()
@@ -110,18 +187,9 @@ impl Stack {
                     .tempdir()
                     .map_err(|e| Error::io("creating the embedded stack's temp dir", e))?;
                 let url = format!("sqlite://{}/boxoffice.db", dir.path().display());
-                Self::in_process(spec, options, url, Some(dir), None).await?
+                Self::in_process(spec, options, url, Some(dir)).await?
             }
-            StackSpec::Local => {
-                let pg = compose::LocalPostgres::start()
-                    .await
-                    .map_err(|e| Error::Stack(format!("starting PostgreSQL: {e:#}")))?;
-                let url = pg
-                    .create_database()
-                    .await
-                    .map_err(|e| Error::Stack(format!("creating the database: {e:#}")))?;
-                Self::in_process(spec, options, url, None, Some(pg)).await?
-            }
+            StackSpec::Local => Self::local(spec, options).await?,
         };
         crate::api::Api::new(&stack.base_url)?
             .wait_ready(std::time::Duration::from_secs(30))
@@ -134,7 +202,6 @@ impl Stack {
         options: &StackOptions,
         database_url: String,
         dir: Option<tempfile::TempDir>,
-        postgres: Option<compose::LocalPostgres>,
     ) -> Result<Stack> {
         let mut cfg = boxoffice::Config::for_tests(database_url);
         cfg.strategy = options.strategy;
@@ -164,8 +231,115 @@ impl Stack {
             shutdown: Some(tx),
             server: Some(server),
             _dir: dir,
-            postgres,
+            lab: None,
+            provider: None,
         })
+    }
+
+    async fn local(spec: &StackSpec, options: &StackOptions) -> Result<Stack> {
+        let program = app_bin(options)?;
+        // The payment provider runs here, behind the lab's `payments` proxy.
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| Error::io("binding the payment provider", e))?;
+        let provider_addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("binding the payment provider", e))?;
+        let state = boxoffice::payments::ProviderState::new(boxoffice::payments::ProviderConfig {
+            latency_ms: 0,
+            jitter_ms: 0,
+            decline_rate: options.payments_decline_rate,
+            seed: options.seed,
+        });
+        let (ptx, prx) = tokio::sync::oneshot::channel::<()>();
+        let provider = tokio::spawn(boxoffice::payments::provider::serve(
+            listener,
+            state,
+            async move {
+                let _ = prx.await;
+            },
+        ));
+        let secret: String = {
+            use rand::Rng as _;
+            let mut rng = rand::thread_rng();
+            (0..48)
+                .map(|_| char::from(rng.sample(rand::distributions::Alphanumeric)))
+                .collect()
+        };
+        let mut env: Vec<(String, String)> = vec![
+            (
+                "BOXOFFICE_STRATEGY".into(),
+                options.strategy.as_str().into(),
+            ),
+            ("BOXOFFICE_JWT_SECRET".into(), secret),
+            ("BOXOFFICE_ADMIN_EMAIL".into(), options.admin.email.clone()),
+            (
+                "BOXOFFICE_ADMIN_PASSWORD".into(),
+                options.admin.password.clone(),
+            ),
+            // Load labs spend the CPU on bookings, not on password hashing.
+            ("BOXOFFICE_ARGON2_MEMORY_KIB".into(), "64".into()),
+            ("BOXOFFICE_ARGON2_ITERATIONS".into(), "1".into()),
+            ("BOXOFFICE_REAPER_INTERVAL_MS".into(), "1000".into()),
+            ("BOXOFFICE_LOG_FORMAT".into(), "json".into()),
+            ("BOXOFFICE_PAYMENTS_TIMEOUT_MS".into(), "2000".into()),
+            ("RUST_LOG".into(), "info".into()),
+        ];
+        if let Some(n) = options.db_max_connections {
+            env.push(("BOXOFFICE_DB_MAX_CONNECTIONS".into(), n.to_string()));
+        }
+        if let Some(ttl) = options.hold_ttl_secs {
+            env.push(("BOXOFFICE_HOLD_TTL_SECS".into(), ttl.to_string()));
+        }
+        let lab = compose::LocalLab::start(compose::LabOptions {
+            instances: options.instances.max(1),
+            app: compose::AppCommand {
+                program,
+                args: vec![SERVE_APP.to_owned()],
+                env,
+            },
+            payments_upstream: provider_addr.to_string(),
+            postgres_standby: options.postgres_standby,
+            redis: true,
+            kafka: true,
+            seed: options.seed,
+        })
+        .await
+        .map_err(|e| Error::Stack(format!("starting the local stack: {e:#}")))?;
+        Ok(Stack {
+            spec: spec.clone(),
+            base_url: lab.url(),
+            strategy: Some(options.strategy),
+            admin: options.admin.clone(),
+            shutdown: None,
+            server: None,
+            _dir: None,
+            lab: Some(lab),
+            provider: Some((ptx, provider)),
+        })
+    }
+
+    /// The stack's chaos targets by name (`postgres`, `redis`, `kafka`, `payments`,
+    /// `app-1`…); empty for stacks the lab does not control.
+    pub fn targets(&self) -> HashMap<String, Arc<dyn FaultTarget>> {
+        self.lab
+            .as_ref()
+            .map(compose::LocalLab::targets)
+            .unwrap_or_default()
+    }
+
+    /// Each box-office instance's own base URL (for readiness probes): the instances of
+    /// the local stack, else the one base URL.
+    pub fn instance_urls(&self) -> Vec<(String, String)> {
+        match &self.lab {
+            Some(lab) => lab.instance_urls(),
+            None => vec![("app".to_owned(), self.base_url.clone())],
+        }
+    }
+
+    /// The local stack, when this is one.
+    pub fn lab(&self) -> Option<&compose::LocalLab> {
+        self.lab.as_ref()
     }
 
     /// Stops what the stack started (nothing for `url`).
@@ -176,8 +350,12 @@ impl Stack {
         if let Some(server) = self.server.take() {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), server).await;
         }
-        if let Some(pg) = self.postgres.take() {
-            let _ = pg.stop().await;
+        if let Some(lab) = self.lab.take() {
+            lab.stop().await;
+        }
+        if let Some((tx, task)) = self.provider.take() {
+            let _ = tx.send(());
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
         }
     }
 }

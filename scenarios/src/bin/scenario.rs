@@ -6,6 +6,23 @@ use clap::Parser;
 use scenarios::{Cli, ScenarioName};
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some(scenarios::stack::SERVE_APP) {
+        // The local stack's box-office instances: this binary, serving one instance.
+        let code = match tokio::runtime::Runtime::new() {
+            Ok(rt) => match rt.block_on(scenarios::stack::serve_app()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    1
+                }
+            },
+            Err(e) => {
+                eprintln!("error: starting the async runtime: {e}");
+                1
+            }
+        };
+        std::process::exit(code);
+    }
     let cli = Cli::parse();
     if cli.scenario == ScenarioName::List {
         print!("{}", scenarios::catalog::listing());

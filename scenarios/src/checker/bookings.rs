@@ -28,6 +28,47 @@ fn listed_holds(state: &FinalState) -> Option<Vec<(i64, &HoldRecord)>> {
     Some(all)
 }
 
+/// The acknowledged bookings missing from the final state, each with the time its
+/// acknowledgement completed (ms since the history's epoch); `None` when the stack's admin
+/// API does not list bookings. The failover report attributes them to faults.
+pub fn lost_bookings(history: &[Op], state: &FinalState) -> Option<Vec<(f64, String)>> {
+    listed_bookings(state).map(|finals| lost_in(history, &finals))
+}
+
+fn lost_in(history: &[Op], finals: &HashMap<i64, &BookingRecord>) -> Vec<(f64, String)> {
+    let cancel_asked: HashSet<i64> = history
+        .iter()
+        .filter(|o| o.op == OpKind::Cancel && o.outcome != Outcome::Fail)
+        .filter_map(|o| o.booking_id)
+        .collect();
+    let mut lost = Vec::new();
+    let mut seen = HashSet::new();
+    for o in history.iter().filter(|o| o.outcome == Outcome::Ok) {
+        let Some(id) = o.booking_id else { continue };
+        match o.op {
+            OpKind::Book => {
+                if !finals.contains_key(&id) && seen.insert(id) {
+                    lost.push((
+                        o.complete_ms,
+                        format!("booking {id}: created, then missing"),
+                    ));
+                }
+            }
+            OpKind::Pay => {
+                let status = finals.get(&id).map(|b| b.status.as_str());
+                if status != Some("confirmed") && !cancel_asked.contains(&id) && seen.insert(id) {
+                    lost.push((
+                        o.complete_ms,
+                        format!("booking {id}: paid, now {}", status.unwrap_or("missing")),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    lost
+}
+
 /// Lost = acknowledged − final: a booking whose payment was acknowledged (200) must be
 /// confirmed at the end unless its owner asked to cancel it; a booking whose creation was
 /// acknowledged must still exist.
@@ -41,37 +82,16 @@ pub fn no_lost_bookings(history: &[Op], state: &FinalState) -> Check {
             "the stack's admin API does not list bookings",
         );
     };
-    let cancel_asked: HashSet<i64> = history
-        .iter()
-        .filter(|o| o.op == OpKind::Cancel && o.outcome != Outcome::Fail)
-        .filter_map(|o| o.booking_id)
-        .collect();
-    let mut acknowledged_paid = 0i64;
-    let mut acknowledged_created = 0i64;
-    let mut lost = Vec::new();
-    let mut seen = HashSet::new();
-    for o in history.iter().filter(|o| o.outcome == Outcome::Ok) {
-        let Some(id) = o.booking_id else { continue };
-        match o.op {
-            OpKind::Book => {
-                acknowledged_created += 1;
-                if !finals.contains_key(&id) && seen.insert(id) {
-                    lost.push(format!("booking {id}: created, then missing"));
-                }
-            }
-            OpKind::Pay => {
-                acknowledged_paid += 1;
-                let status = finals.get(&id).map(|b| b.status.as_str());
-                if status != Some("confirmed") && !cancel_asked.contains(&id) && seen.insert(id) {
-                    lost.push(format!(
-                        "booking {id}: paid, now {}",
-                        status.unwrap_or("missing")
-                    ));
-                }
-            }
-            _ => {}
-        }
-    }
+    let lost = lost_in(history, &finals);
+    let acknowledged = |kind: OpKind| {
+        history
+            .iter()
+            .filter(|o| o.outcome == Outcome::Ok && o.op == kind && o.booking_id.is_some())
+            .count() as i64
+    };
+    let acknowledged_created = acknowledged(OpKind::Book);
+    let acknowledged_paid = acknowledged(OpKind::Pay);
+    let lost: Vec<String> = lost.into_iter().map(|(_, what)| what).collect();
     let confirmed = finals.values().filter(|b| b.status == "confirmed").count() as i64;
     Check::new(NAME, DESCRIPTION, lost.is_empty())
         .with_count("acknowledged_created", acknowledged_created)

@@ -37,6 +37,9 @@ pub fn cli(args: &[&str], dir: &Path) -> scenarios::Cli {
         "-q".to_owned(),
         "--out".to_owned(),
         dir.display().to_string(),
+        // The local stack's instances are this package's `scenario` binary.
+        "--app-bin".to_owned(),
+        env!("CARGO_BIN_EXE_scenario").to_owned(),
     ]);
     scenarios::Cli::parse_from_args(all).unwrap()
 }

@@ -1,0 +1,99 @@
+//! Flash sales on the full `local` stack (PostgreSQL, Redis + Sentinel, tansu, two box-office
+//! instances behind the balancer) while a fault schedule runs: a Redis failover and a
+//! PostgreSQL restart, once per safe strategy. Every invariant must hold, and the report's
+//! failover section must carry real timings. Each run is a child `scenario` process (Goose
+//! allows one attack per process); the strategies run one after the other.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+/// Runs one chaos flash sale and returns its exit code and report.
+fn run(strategy: &str, schedule: &str, dir: &Path) -> (i32, reports::Report) {
+    let exe = env!("CARGO_BIN_EXE_scenario");
+    let status = Command::new(exe)
+        .args(["flash-sale", "--stack", "local", "--strategy", strategy])
+        .args(["--chaos", schedule, "-t", "16s", "--max-recovery", "12s"])
+        .args(["--rate", "15", "-u", "30", "--seats", "5000"])
+        .args(["--app-bin", exe, "-q", "--out"])
+        .arg(dir)
+        .status()
+        .expect("the scenario binary runs");
+    let report = common::assert_valid_report(dir);
+    (status.code().unwrap_or(-1), report)
+}
+
+/// What every drill must show, whatever the fault.
+fn assert_invariants_and_timings(strategy: &str, code: i32, report: &reports::Report) {
+    let broken: Vec<_> = report
+        .correctness
+        .checks
+        .iter()
+        .filter(|c| c.status() == reports::CheckStatus::Failed)
+        .map(|c| format!("{}: {:?}", c.name, c.counts))
+        .collect();
+    assert!(
+        broken.is_empty(),
+        "{strategy}: invariants broken: {broken:#?}"
+    );
+    assert_ne!(code, reports::exit_code::INVARIANT_BROKEN, "{strategy}");
+    assert!(report.correctness.checks.len() >= 6);
+    let f = &report.failover;
+    assert_eq!(f.note, None, "{strategy}: {:?}", f.note);
+    assert_eq!(f.faults.len(), 1, "{strategy}");
+    let fault = &f.faults[0];
+    assert!(
+        fault.start_s >= 2.5,
+        "{strategy}: fault applied at {}",
+        fault.start_s
+    );
+    assert!(fault.end_s > fault.start_s, "{strategy}: {fault:?}");
+    assert!(
+        fault.requests_in_window > 0,
+        "{strategy}: no load in the window"
+    );
+    assert_eq!(
+        fault.acknowledged_lost, 0,
+        "{strategy}: acknowledged bookings lost"
+    );
+    assert!(
+        fault.recovered_within_slo_s.is_some(),
+        "{strategy}: never recovered: {fault:?}"
+    );
+    assert!(
+        fault.noticed_s.is_some(),
+        "{strategy}: readiness never flipped: {fault:?}"
+    );
+    let sold = common::check(report, "inventory-balance").counts["sold"];
+    assert!(sold > 0, "{strategy}: nothing sold");
+}
+
+#[test]
+fn a_flash_sale_keeps_every_invariant_through_a_redis_failover() {
+    for strategy in ["atomic", "pessimistic", "fenced"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (code, report) = run(strategy, "redis:failover@3s+6s", dir.path());
+        assert_invariants_and_timings(strategy, code, &report);
+        assert_eq!(report.failover.faults[0].target, "redis");
+    }
+}
+
+#[test]
+fn a_flash_sale_keeps_every_invariant_through_a_postgres_restart() {
+    for strategy in ["atomic", "pessimistic", "fenced"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (code, report) = run(strategy, "postgres:stop@3s+4s", dir.path());
+        assert_invariants_and_timings(strategy, code, &report);
+        let fault = &report.failover.faults[0];
+        // Four seconds without a database cannot go unseen by clients.
+        let first_error = fault.first_error_s.expect("clients saw errors");
+        assert!(first_error >= fault.start_s, "{fault:?}");
+        let back = fault
+            .first_success_after_s
+            .expect("a success after the errors");
+        assert!(back > first_error, "{fault:?}");
+        assert!(fault.errors_in_window > 0);
+        assert!(fault.error_rate_window > fault.error_rate_baseline);
+    }
+}
