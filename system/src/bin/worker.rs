@@ -24,5 +24,6 @@ async fn main() -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;
+    boxoffice::telemetry::shutdown();
     Ok(())
 }
