@@ -17,6 +17,8 @@
 //! - [`postgres`] holds [`LocalPostgres`], one PostgreSQL server (initdb, start, ready, stop).
 //! - [`redis`] holds [`LocalRedis`] (a `redis-server` child with `kill`/`restart`),
 //!   [`RedisFailover`] (primary + replica + Sentinel) and the test-shared [`shared_redis`].
+//! - [`prometheus`] holds [`LocalPrometheus`] (scrape targets and rule files given in code,
+//!   1 s intervals, its HTTP API) and [`LocalAlertmanager`], for live dashboard and alert tests.
 //! - [`kafka`] holds [`LocalKafka`], a `tansu` broker (memory or SQLite storage) with
 //!   `kill`/`restart`.
 //! - [`balancer`] holds [`Balancer`], a round-robin TCP balancer with health checks.
@@ -43,6 +45,7 @@ pub mod kafka;
 pub mod lab;
 pub mod net;
 pub mod postgres;
+pub mod prometheus;
 mod process;
 pub mod redis;
 pub mod shared;
@@ -53,5 +56,6 @@ pub use kafka::{find_tansu, KafkaStorage, LocalKafka};
 pub use lab::{AppCommand, ComponentInfo, LabOptions, LocalLab};
 pub use net::free_port;
 pub use postgres::{find_postgres_bin_dir, LocalPostgres};
+pub use prometheus::{LocalAlertmanager, LocalPrometheus, PrometheusOptions, ScrapeTarget};
 pub use redis::{fresh_redis_prefix, shared_redis, LocalRedis, RedisFailover};
 pub use shared::{fresh_postgres_database, shared_postgres};

@@ -1,0 +1,565 @@
+//! A real Prometheus (and Alertmanager) started from the binaries on PATH, each in its own temp
+//! dir on a free port, stopped on drop, for tests that check dashboards and alerts against
+//! live data: scrape targets and rule files are given in code, the scrape and evaluation
+//! interval default to 1 s, and `--web.enable-lifecycle` allows [`LocalPrometheus::reload`].
+//!
+//! ```text
+//! /tmp/boxoffice-prometheus-XXXXXX/
+//! ├── prometheus.yml   generated: scrape jobs, rule_files, alerting
+//! ├── rules/           copies of the rule files
+//! ├── data/            TSDB
+//! └── prometheus.log   stdout + stderr
+//! ```
+//!
+//! The HTTP API is spoken with a minimal HTTP/1.0 client (one request per connection, no
+//! chunking), which is all Prometheus and Alertmanager need.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::net::free_port;
+use crate::process;
+use crate::sys::Signal;
+
+const INSTALL_HINT: &str =
+    "install them with `apt-get install -y prometheus prometheus-alertmanager` (Debian/Ubuntu)";
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Finds the first of `names` on PATH, or says how to install it.
+pub fn find_binary(names: &[&str]) -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for name in names {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    bail!("none of {names:?} is on PATH: {INSTALL_HINT}")
+}
+
+/// One scrape target.
+#[derive(Debug, Clone)]
+pub struct ScrapeTarget {
+    /// Job name (`boxoffice`, `scenario`, `chaos`, `prometheus`: fixed across the project).
+    pub job: String,
+    /// `host:port`.
+    pub address: String,
+    /// Path of the metrics (usually `/metrics`).
+    pub metrics_path: String,
+    /// Extra target labels (`instance` overrides the address).
+    pub labels: Vec<(String, String)>,
+}
+
+impl ScrapeTarget {
+    /// `/metrics` of `address` under `job`.
+    pub fn new(job: &str, address: impl Into<String>) -> Self {
+        Self {
+            job: job.to_owned(),
+            address: address.into(),
+            metrics_path: "/metrics".to_owned(),
+            labels: Vec::new(),
+        }
+    }
+
+    /// Adds a target label.
+    pub fn label(mut self, name: &str, value: &str) -> Self {
+        self.labels.push((name.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// What a [`LocalPrometheus`] scrapes and evaluates.
+#[derive(Debug, Clone)]
+pub struct PrometheusOptions {
+    /// Targets; Prometheus also scrapes itself as job `prometheus`.
+    pub targets: Vec<ScrapeTarget>,
+    /// Rule files (copied into the temp dir).
+    pub rule_files: Vec<PathBuf>,
+    /// Alertmanager addresses (`host:port`) to send alerts to.
+    pub alertmanagers: Vec<String>,
+    /// Scrape interval (default 1 s).
+    pub scrape_interval: Duration,
+    /// Rule evaluation interval (default 1 s).
+    pub evaluation_interval: Duration,
+}
+
+impl Default for PrometheusOptions {
+    fn default() -> Self {
+        Self {
+            targets: Vec::new(),
+            rule_files: Vec::new(),
+            alertmanagers: Vec::new(),
+            scrape_interval: Duration::from_secs(1),
+            evaluation_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl PrometheusOptions {
+    /// The `prometheus.yml` these options describe, with rule files under `rules_dir`.
+    pub fn config_yaml(&self, rules_dir: &Path, self_address: &str) -> String {
+        let secs = |d: Duration| format!("{}ms", d.as_millis().max(1));
+        let mut y = format!(
+            "global:\n  scrape_interval: {}\n  scrape_timeout: {}\n  evaluation_interval: {}\n",
+            secs(self.scrape_interval),
+            secs(self.scrape_interval),
+            secs(self.evaluation_interval)
+        );
+        y.push_str("rule_files:\n");
+        for f in &self.rule_files {
+            let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
+            y.push_str(&format!(
+                "  - {:?}\n",
+                rules_dir
+                    .join(name.unwrap_or_default())
+                    .display()
+                    .to_string()
+            ));
+        }
+        if !self.alertmanagers.is_empty() {
+            y.push_str("alerting:\n  alertmanagers:\n    - static_configs:\n        - targets:\n");
+            for a in &self.alertmanagers {
+                y.push_str(&format!("            - {a:?}\n"));
+            }
+        }
+        y.push_str("scrape_configs:\n");
+        let mut jobs: Vec<&str> = self.targets.iter().map(|t| t.job.as_str()).collect();
+        jobs.dedup();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut targets = self.targets.clone();
+        targets.push(ScrapeTarget::new("prometheus", self_address));
+        for t in &targets {
+            // One scrape config per (job, path); targets listed with their labels.
+            if !seen.insert((t.job.clone(), t.metrics_path.clone())) {
+                continue;
+            }
+            y.push_str(&format!(
+                "  - job_name: {:?}\n    metrics_path: {:?}\n    static_configs:\n",
+                t.job, t.metrics_path
+            ));
+            for u in targets
+                .iter()
+                .filter(|u| u.job == t.job && u.metrics_path == t.metrics_path)
+            {
+                y.push_str(&format!("      - targets: [{:?}]\n", u.address));
+                if !u.labels.is_empty() {
+                    y.push_str("        labels:\n");
+                    for (k, v) in &u.labels {
+                        y.push_str(&format!("          {k}: {v:?}\n"));
+                    }
+                }
+            }
+        }
+        y
+    }
+}
+
+/// A `prometheus` child process on 127.0.0.1.
+#[derive(Debug)]
+pub struct LocalPrometheus {
+    child: Mutex<Option<Child>>,
+    /// Owns the temp dir; removed on drop unless `BOXOFFICE_KEEP_STACK=1`.
+    dir: Mutex<Option<TempDir>>,
+    root: PathBuf,
+    port: u16,
+}
+
+impl LocalPrometheus {
+    /// Writes the configuration, starts Prometheus on a free port and waits until it is ready.
+    pub async fn start(options: &PrometheusOptions) -> anyhow::Result<LocalPrometheus> {
+        let bin = find_binary(&["prometheus"])?;
+        let dir = tempfile::Builder::new()
+            .prefix("boxoffice-prometheus-")
+            .tempdir()
+            .context("Failed to create a temp dir for Prometheus")?;
+        let root = dir.path().to_path_buf();
+        let rules = root.join("rules");
+        std::fs::create_dir_all(&rules)?;
+        for f in &options.rule_files {
+            let name = f
+                .file_name()
+                .with_context(|| format!("rule file without a name: {}", f.display()))?;
+            std::fs::copy(f, rules.join(name))
+                .with_context(|| format!("Failed to copy rule file {}", f.display()))?;
+        }
+        let port = free_port()?;
+        let address = format!("127.0.0.1:{port}");
+        std::fs::write(
+            root.join("prometheus.yml"),
+            options.config_yaml(&rules, &address),
+        )?;
+        let log = std::fs::File::create(root.join("prometheus.log"))?;
+        let mut cmd = Command::new(bin);
+        cmd.arg(format!(
+            "--config.file={}",
+            root.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            root.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={address}"))
+        .arg("--web.enable-lifecycle")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+        let child = process::spawn_tied(cmd)
+            .await
+            .with_context(|| format!("Failed to start prometheus: {INSTALL_HINT}"))?;
+        let server = LocalPrometheus {
+            child: Mutex::new(Some(child)),
+            dir: Mutex::new(Some(dir)),
+            root,
+            port,
+        };
+        server.wait_ready().await?;
+        tracing::info!(port, dir = %server.root.display(), "Prometheus started");
+        Ok(server)
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let began = Instant::now();
+        loop {
+            if let Some(status) = self
+                .child
+                .lock()
+                .expect("lock")
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "prometheus exited with {status}; log tail:\n{}",
+                    self.log_tail(30)
+                );
+            }
+            if let Ok((200, _)) = http("GET", self.port, "/-/ready").await {
+                return Ok(());
+            }
+            if began.elapsed() > READY_TIMEOUT {
+                bail!(
+                    "prometheus was not ready within {READY_TIMEOUT:?}; log tail:\n{}",
+                    self.log_tail(30)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The generated configuration file.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("prometheus.yml")
+    }
+
+    /// The last `n` lines of its log.
+    pub fn log_tail(&self, n: usize) -> String {
+        tail(&self.root.join("prometheus.log"), n)
+    }
+
+    /// Asks Prometheus to reload its configuration and rules (`POST /-/reload`).
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        match http("POST", self.port, "/-/reload").await? {
+            (200, _) => Ok(()),
+            (status, body) => bail!("reload answered {status}: {body}"),
+        }
+    }
+
+    /// `GET path` on its API; the parsed JSON body. Fails unless the status is 200 and the
+    /// API says `"status": "success"`.
+    pub async fn api(&self, path_and_query: &str) -> anyhow::Result<serde_json::Value> {
+        let (status, body) = http("GET", self.port, path_and_query).await?;
+        let json: serde_json::Value = serde_json::from_str(&body)
+            .with_context(|| format!("{path_and_query} answered {status}: {body}"))?;
+        if status != 200 || json["status"] != "success" {
+            bail!("{path_and_query} answered {status}: {body}");
+        }
+        Ok(json["data"].clone())
+    }
+
+    /// Evaluates an instant query now: the `data` object (`resultType`, `result`).
+    pub async fn query(&self, expr: &str) -> anyhow::Result<serde_json::Value> {
+        self.api(&format!("/api/v1/query?query={}", url_encode(expr)))
+            .await
+    }
+
+    /// The targets' health (`/api/v1/targets` active targets).
+    pub async fn targets(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        Ok(self.api("/api/v1/targets").await?["activeTargets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Waits until every active target has been scraped successfully.
+    pub async fn wait_targets_up(&self, timeout: Duration) -> anyhow::Result<()> {
+        let began = Instant::now();
+        loop {
+            let targets = self.targets().await?;
+            let down: Vec<String> = targets
+                .iter()
+                .filter(|t| t["health"] != "up")
+                .map(|t| {
+                    format!(
+                        "{} {} {}",
+                        t["labels"]["job"], t["scrapeUrl"], t["lastError"]
+                    )
+                })
+                .collect();
+            if !targets.is_empty() && down.is_empty() {
+                return Ok(());
+            }
+            if began.elapsed() > timeout {
+                bail!("targets not up within {timeout:?}: {down:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The alerts Prometheus holds now (`/api/v1/alerts`), pending and firing.
+    pub async fn alerts(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        Ok(self.api("/api/v1/alerts").await?["alerts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Polls `/api/v1/alerts` until alert `name` is in `state` (`pending` or `firing`);
+    /// returns it (labels, annotations, activeAt, value), or fails after `timeout` with the
+    /// alerts seen last.
+    pub async fn wait_for_alert(
+        &self,
+        name: &str,
+        state: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<serde_json::Value> {
+        let began = Instant::now();
+        loop {
+            let alerts = self.alerts().await?;
+            if let Some(a) = alerts
+                .iter()
+                .find(|a| a["labels"]["alertname"] == name && a["state"] == state)
+            {
+                return Ok(a.clone());
+            }
+            if began.elapsed() > timeout {
+                bail!("alert {name} not {state} within {timeout:?}; alerts: {alerts:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+impl Drop for LocalPrometheus {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.lock().ok().and_then(|mut c| c.take()) {
+            let _ = process::terminate_blocking(&mut child, Signal::Interrupt, STOP_GRACE);
+        }
+        if let Some(dir) = self.dir.lock().ok().and_then(|mut d| d.take()) {
+            keep_or_remove(dir);
+        }
+    }
+}
+
+/// A `prometheus-alertmanager` (or `alertmanager`) child process on 127.0.0.1, clustering off.
+#[derive(Debug)]
+pub struct LocalAlertmanager {
+    child: Mutex<Option<Child>>,
+    dir: Mutex<Option<TempDir>>,
+    root: PathBuf,
+    port: u16,
+}
+
+impl LocalAlertmanager {
+    /// Starts Alertmanager with the configuration file `config` and waits until it is ready.
+    pub async fn start(config: &Path) -> anyhow::Result<LocalAlertmanager> {
+        let bin = find_binary(&["prometheus-alertmanager", "alertmanager"])?;
+        let dir = tempfile::Builder::new()
+            .prefix("boxoffice-alertmanager-")
+            .tempdir()
+            .context("Failed to create a temp dir for Alertmanager")?;
+        let root = dir.path().to_path_buf();
+        let port = free_port()?;
+        let log = std::fs::File::create(root.join("alertmanager.log"))?;
+        let mut cmd = Command::new(bin);
+        cmd.arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", root.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = process::spawn_tied(cmd)
+            .await
+            .with_context(|| format!("Failed to start alertmanager: {INSTALL_HINT}"))?;
+        let am = LocalAlertmanager {
+            child: Mutex::new(Some(child)),
+            dir: Mutex::new(Some(dir)),
+            root,
+            port,
+        };
+        let began = Instant::now();
+        loop {
+            if let Some(status) = am
+                .child
+                .lock()
+                .expect("lock")
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "alertmanager exited with {status}; log tail:\n{}",
+                    am.log_tail(30)
+                );
+            }
+            if let Ok((200, _)) = http("GET", port, "/-/ready").await {
+                return Ok(am);
+            }
+            if began.elapsed() > READY_TIMEOUT {
+                bail!(
+                    "alertmanager was not ready within {READY_TIMEOUT:?}; log tail:\n{}",
+                    am.log_tail(30)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `127.0.0.1:PORT`, for [`PrometheusOptions::alertmanagers`].
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address())
+    }
+
+    /// The last `n` lines of its log.
+    pub fn log_tail(&self, n: usize) -> String {
+        tail(&self.root.join("alertmanager.log"), n)
+    }
+
+    /// The alerts it holds (`/api/v2/alerts`).
+    pub async fn alerts(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let (status, body) = http("GET", self.port, "/api/v2/alerts").await?;
+        if status != 200 {
+            bail!("/api/v2/alerts answered {status}: {body}");
+        }
+        Ok(serde_json::from_str(&body)?)
+    }
+}
+
+impl Drop for LocalAlertmanager {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.lock().ok().and_then(|mut c| c.take()) {
+            let _ = process::terminate_blocking(&mut child, Signal::Interrupt, STOP_GRACE);
+        }
+        if let Some(dir) = self.dir.lock().ok().and_then(|mut d| d.take()) {
+            keep_or_remove(dir);
+        }
+    }
+}
+
+fn keep_or_remove(dir: TempDir) {
+    if std::env::var("BOXOFFICE_KEEP_STACK").as_deref() == Ok("1") {
+        eprintln!("compose: kept {}", dir.keep().display());
+    }
+}
+
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// One HTTP/1.0 request to 127.0.0.1:`port` (the server closes the connection after the
+/// response, so no chunking): (status, body).
+async fn http(method: &str, port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(("127.0.0.1", port)),
+    )
+    .await
+    .context("connect timed out")??;
+    let request =
+        format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut buf))
+        .await
+        .context("response timed out")??;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("not an HTTP response: {head}"))?;
+    Ok((status, body.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configuration_lists_jobs_targets_labels_and_rules() {
+        let options = PrometheusOptions {
+            targets: vec![
+                ScrapeTarget::new("boxoffice", "127.0.0.1:1").label("instance", "app-1"),
+                ScrapeTarget::new("boxoffice", "127.0.0.1:2"),
+                ScrapeTarget::new("chaos", "127.0.0.1:3"),
+            ],
+            rule_files: vec![PathBuf::from("/x/alerts/rules/slo.yml")],
+            alertmanagers: vec!["127.0.0.1:9".into()],
+            ..Default::default()
+        };
+        let y = options.config_yaml(Path::new("/tmp/r"), "127.0.0.1:4");
+        assert!(y.contains("scrape_interval: 1000ms"), "{y}");
+        assert!(y.contains("\"/tmp/r/slo.yml\""), "{y}");
+        assert_eq!(y.matches("job_name: \"boxoffice\"").count(), 1, "{y}");
+        assert!(y.contains("instance: \"app-1\""), "{y}");
+        assert!(y.contains("job_name: \"prometheus\""), "{y}");
+        assert!(y.contains("- \"127.0.0.1:9\""), "{y}");
+    }
+
+    #[test]
+    fn queries_are_percent_encoded() {
+        assert_eq!(
+            url_encode("up{job=\"a\"} > 0"),
+            "up%7Bjob%3D%22a%22%7D%20%3E%200"
+        );
+    }
+}

@@ -1,0 +1,766 @@
+//! Dashboards and alerts are code, checked against live data.
+//!
+//! A box office runs in this process on a real PostgreSQL, with Redis behind the chaos fault
+//! proxy and Kafka on librdkafka's mock cluster; this test drives traffic through HTTP (holds,
+//! bookings, payments, a cancellation, coupon claims, an SSE stream) as a small load runner
+//! that exports the runner's `lab_*` metrics, injects one fault (Redis latency), and a real
+//! Prometheus (1 s scrapes, `alerts/rules/*.yml` loaded, a real Alertmanager attached) scrapes
+//! the jobs `boxoffice`, `scenario`, `chaos` and `prometheus`. Then:
+//!
+//! - every panel query of `dashboards/grafana/*.json` returns at least one series
+//!   (`$__rate_interval` is read as `1m`, `$instance` as `.*`);
+//! - every recording rule's expression returns at least one series;
+//! - every alert's *underlying selector* returns at least one series. The rule: an alert
+//!   expression is evaluated with each comparison against a constant removed (`x > 0` → `x`,
+//!   `a > (14.4 * 0.001) and b > (14.4 * 0.001)` → `a and b`), because a healthy system
+//!   legitimately makes the alert itself empty, while a typo in a metric or label name would
+//!   make the selector empty too — and that is what this test catches;
+//! - the families Prometheus scraped from the box office are exactly those of
+//!   `system/METRICS.md`.
+//!
+//! Separate tests run `promtool check rules`, `promtool test rules`, `amtool check-config` and
+//! `amtool config routes test`; each fails (never skips) when the tool is missing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use compose::{LocalAlertmanager, LocalPrometheus, PrometheusOptions, ScrapeTarget};
+use serde_json::{json, Value};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn files(dir: &str, ext: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(repo().join(dir))
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    out.sort();
+    assert!(!out.is_empty(), "no *.{ext} in {dir}");
+    out
+}
+
+/// Runs a tool that must be installed (the CI script installs it); panics with how to get it.
+fn run_tool(tool: &str, args: &[&str]) -> String {
+    let out = Command::new(tool)
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "`{tool}` could not run ({e}): install it with \
+                 `apt-get install -y prometheus prometheus-alertmanager`"
+            )
+        });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{tool} {args:?} failed:\n{text}");
+    text
+}
+
+fn paths(p: &[PathBuf]) -> Vec<String> {
+    p.iter().map(|p| p.display().to_string()).collect()
+}
+
+#[test]
+fn promtool_accepts_every_rule_file() {
+    let rules = paths(&files("alerts/rules", "yml"));
+    let mut args = vec!["check", "rules"];
+    args.extend(rules.iter().map(String::as_str));
+    let out = run_tool("promtool", &args);
+    assert!(!out.contains("FAILED"), "{out}");
+}
+
+#[test]
+fn promtool_unit_tests_of_the_alerts_pass_and_cover_every_alert() {
+    let tests = paths(&files("alerts/tests", "yml"));
+    let mut args = vec!["test", "rules"];
+    args.extend(tests.iter().map(String::as_str));
+    run_tool("promtool", &args);
+    let tested: String = tests
+        .iter()
+        .map(|t| std::fs::read_to_string(t).unwrap())
+        .collect();
+    for alert in rule_names("alert") {
+        assert!(
+            tested.contains(&format!("alertname: {alert}\n")),
+            "alert {alert} has no promtool unit test in alerts/tests/"
+        );
+    }
+}
+
+#[test]
+fn amtool_accepts_the_alertmanager_config_and_routes_by_severity() {
+    run_tool("amtool", &["check-config", "alerts/alertmanager.yml"]);
+    for (labels, receiver) in [
+        ("severity=critical", "critical"),
+        ("severity=warning", "warning"),
+        ("severity=info", "default"),
+    ] {
+        let out = run_tool(
+            "amtool",
+            &[
+                "config",
+                "routes",
+                "test",
+                "--config.file=alerts/alertmanager.yml",
+                "alertname=BoxOfficeOversoldSeats",
+                labels,
+            ],
+        );
+        assert_eq!(
+            out.lines().next().unwrap_or_default().trim(),
+            receiver,
+            "{labels}"
+        );
+    }
+}
+
+/// Names of the alerts (`kind = "alert"`) or recording rules (`"record"`) in alerts/rules/.
+fn rule_names(kind: &str) -> Vec<String> {
+    let prefix = format!("- {kind}: ");
+    files("alerts/rules", "yml")
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix(&prefix).map(str::to_owned))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Removes every comparison against a constant (`> 0`, `== 0`, `> bool 1`,
+/// `> (14.4 * 0.001)`) outside label matchers, leaving the selectors the alert is built on.
+fn strip_comparisons(expr: &str) -> String {
+    let chars: Vec<char> = expr.chars().collect();
+    let mut out = String::new();
+    let (mut i, mut braces, mut quote) = (0, 0, None::<char>);
+    while i < chars.len() {
+        let c = chars[i];
+        if let Some(q) = quote {
+            out.push(c);
+            if c == '\\' && i + 1 < chars.len() {
+                out.push(chars[i + 1]);
+                i += 2;
+                continue;
+            }
+            if c == q {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            '"' | '\'' | '`' => quote = Some(c),
+            '{' => braces += 1,
+            '}' => braces -= 1,
+            _ => {}
+        }
+        let next = chars.get(i + 1).copied();
+        let op_len = match (c, next) {
+            ('=', Some('=')) | ('!', Some('=')) | ('>', Some('=')) | ('<', Some('=')) => 2,
+            ('>', _) | ('<', _) => 1,
+            _ => 0,
+        };
+        if braces == 0 && op_len > 0 {
+            // Read the right-hand side: optional `bool`, then a constant expression.
+            let mut j = i + op_len;
+            while j < chars.len() && chars[j].is_whitespace() {
+                j += 1;
+            }
+            let rest: String = chars[j..].iter().collect();
+            if rest.starts_with("bool ") {
+                j += 5;
+            }
+            let (mut depth, start) = (0i32, j);
+            while j < chars.len() {
+                let d = chars[j];
+                let constant = d.is_ascii_digit() || " \t\n.eE+-*/".contains(d);
+                if d == '(' {
+                    depth += 1;
+                } else if d == ')' {
+                    if depth == 0 {
+                        break;
+                    }
+                    depth -= 1;
+                } else if !constant {
+                    break;
+                }
+                j += 1;
+            }
+            let rhs: String = chars[start..j].iter().collect();
+            if rhs.chars().any(|d| d.is_ascii_digit()) && depth == 0 {
+                out.push(' ');
+                i = j;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn comparisons_against_constants_are_stripped_and_nothing_else() {
+    assert_eq!(
+        strip_comparisons(r#"up{job="boxoffice"} == 0"#).trim(),
+        r#"up{job="boxoffice"}"#
+    );
+    let s = strip_comparisons(
+        "(a > (14.4 * 0.001)\nand\nb > (14.4 * 0.001)) or (c > 6 * 0.001 and d > 0.006)",
+    );
+    assert_eq!(
+        s.split_whitespace().collect::<Vec<_>>().join(" "),
+        "(a and b ) or (c and d )"
+    );
+    assert_eq!(
+        strip_comparisons(r#"max(x{a!="1",b=~"x>2"}) > bool 0"#).trim(),
+        r#"max(x{a!="1",b=~"x>2"})"#
+    );
+    assert_eq!(strip_comparisons("a > b").trim(), "a > b");
+}
+
+/// What the test's little load runner exports as job `scenario`, with the names and labels
+/// of the scenario runner's contract: `lab_fault_active{target,action}`,
+/// `lab_transaction_duration_seconds{transaction}`, `lab_transactions_total{transaction,result}`,
+/// `lab_active_users`, `lab_arrivals_total`.
+#[derive(Debug, Default)]
+struct LabMetrics {
+    transactions: BTreeMap<(String, String), u64>,
+    durations: BTreeMap<String, Vec<f64>>,
+    faults: BTreeMap<(String, String), i64>,
+    active_users: i64,
+    arrivals: u64,
+}
+
+const LAB_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+impl LabMetrics {
+    fn render(&self) -> String {
+        let mut t = String::from("# TYPE lab_transactions_total counter\n");
+        for ((tx, result), n) in &self.transactions {
+            t += &format!(
+                "lab_transactions_total{{transaction=\"{tx}\",result=\"{result}\"}} {n}\n"
+            );
+        }
+        t += "# TYPE lab_transaction_duration_seconds histogram\n";
+        for (tx, ds) in &self.durations {
+            for le in LAB_BUCKETS {
+                let n = ds.iter().filter(|d| **d <= *le).count();
+                t += &format!("lab_transaction_duration_seconds_bucket{{transaction=\"{tx}\",le=\"{le}\"}} {n}\n");
+            }
+            t += &format!(
+                "lab_transaction_duration_seconds_bucket{{transaction=\"{tx}\",le=\"+Inf\"}} {}\n\
+                 lab_transaction_duration_seconds_sum{{transaction=\"{tx}\"}} {}\n\
+                 lab_transaction_duration_seconds_count{{transaction=\"{tx}\"}} {}\n",
+                ds.len(),
+                ds.iter().sum::<f64>(),
+                ds.len()
+            );
+        }
+        t += "# TYPE lab_fault_active gauge\n";
+        for ((target, action), v) in &self.faults {
+            t += &format!("lab_fault_active{{target=\"{target}\",action=\"{action}\"}} {v}\n");
+        }
+        t += &format!(
+            "# TYPE lab_active_users gauge\nlab_active_users {}\n# TYPE lab_arrivals_total counter\nlab_arrivals_total {}\n",
+            self.active_users, self.arrivals
+        );
+        t
+    }
+}
+
+/// Serves `metrics` as `GET /metrics` (any path) on a free port; returns the address.
+async fn serve_lab_metrics(metrics: Arc<Mutex<LabMetrics>>) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let body = metrics.lock().unwrap().render();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A client of the box office that records each call as a load-runner transaction.
+struct Runner {
+    http: reqwest::Client,
+    base: String,
+    lab: Arc<Mutex<LabMetrics>>,
+}
+
+impl Runner {
+    async fn call(
+        &self,
+        transaction: &str,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let began = Instant::now();
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("the box office answers");
+        let status = res.status().as_u16();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        let mut lab = self.lab.lock().unwrap();
+        let result = if status < 400 { "ok" } else { "fail" };
+        *lab.transactions
+            .entry((transaction.to_owned(), result.to_owned()))
+            .or_default() += 1;
+        lab.durations
+            .entry(transaction.to_owned())
+            .or_default()
+            .push(began.elapsed().as_secs_f64());
+        (status, body)
+    }
+
+    async fn post(&self, tx: &str, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        self.call(tx, reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    async fn get(&self, tx: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+        self.call(tx, reqwest::Method::GET, path, token, None).await
+    }
+
+    async fn token(&self, email: &str, password: &str) -> String {
+        let (s, b) = self
+            .post(
+                "login",
+                "/v1/auth/token",
+                None,
+                json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+        b["access_token"].as_str().unwrap().to_owned()
+    }
+}
+
+const ADMIN: (&str, &str) = ("admin@example.com", "admin-password");
+
+/// Drives a little of everything: returns an open SSE response (kept open by the caller).
+async fn drive_traffic(r: &Runner) -> reqwest::Response {
+    let admin = r.token(ADMIN.0, ADMIN.1).await;
+    let (s, venue) = r
+        .post(
+            "admin",
+            "/v1/venues",
+            Some(&admin),
+            json!({"name": "Hall", "sections": [{"name": "A", "rows": [
+                {"label": "R0", "seats": 10, "tier": "vip"}, {"label": "R1", "seats": 10, "tier": "std"}]}]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{venue}");
+    let (s, event) = r
+        .post(
+            "admin",
+            "/v1/events",
+            Some(&admin),
+            json!({"title": "Observability Live", "venue_id": venue["id"], "category": "concert"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{event}");
+    let (s, round) = r
+        .post(
+            "admin",
+            &format!("/v1/events/{}/rounds", event["id"]),
+            Some(&admin),
+            json!({"starts_at": "2030-01-01T19:00:00Z", "prices": {"vip": 10000, "std": 5000}}),
+        )
+        .await;
+    assert_eq!(s, 201, "{round}");
+    let round = round["id"].as_i64().unwrap();
+    let (s, _) = r
+        .post(
+            "admin",
+            "/v1/coupons",
+            Some(&admin),
+            json!({"code": "LIVE10", "quota": 2, "discount_percent": 10}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let mut tokens = Vec::new();
+    for i in 0..3 {
+        let email = format!("buyer{i}@example.com");
+        let (s, b) = r
+            .post(
+                "register",
+                "/v1/users",
+                None,
+                json!({"email": email, "password": "password-123", "name": format!("b{i}")}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        tokens.push(r.token(&email, "password-123").await);
+    }
+    let sse = r
+        .http
+        .get(format!("{}/v1/me/notifications", r.base))
+        .bearer_auth(&tokens[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status().as_u16(), 200);
+    for (i, t) in tokens.iter().enumerate() {
+        r.lab.lock().unwrap().arrivals += 1;
+        r.lab.lock().unwrap().active_users += 1;
+        for _ in 0..3 {
+            let (s, _) = r
+                .get(
+                    "availability",
+                    &format!("/v1/rounds/{round}/availability"),
+                    None,
+                )
+                .await;
+            assert_eq!(s, 200);
+        }
+        let coupon = r
+            .call(
+                "coupon",
+                reqwest::Method::POST,
+                "/v1/coupons/LIVE10/claims",
+                Some(t),
+                None,
+            )
+            .await;
+        assert!(matches!(coupon.0, 201 | 409), "{coupon:?}");
+        let (s, hold) = r
+            .post(
+                "hold",
+                &format!("/v1/rounds/{round}/holds"),
+                Some(t),
+                json!({"quantity": 2}),
+            )
+            .await;
+        assert_eq!(s, 201, "{hold}");
+        let (s, booking) = r
+            .post(
+                "book",
+                "/v1/bookings",
+                Some(t),
+                json!({"hold_id": hold["id"]}),
+            )
+            .await;
+        assert_eq!(s, 201, "{booking}");
+        let id = booking["id"].as_i64().unwrap();
+        let (s, paid) = r
+            .post(
+                "pay",
+                &format!("/v1/bookings/{id}/pay"),
+                Some(t),
+                json!({"amount": booking["amount"]}),
+            )
+            .await;
+        assert_eq!(s, 200, "{paid}");
+        if i == 2 {
+            let (s, _) = r
+                .call(
+                    "cancel",
+                    reqwest::Method::POST,
+                    &format!("/v1/bookings/{id}/cancel"),
+                    Some(t),
+                    None,
+                )
+                .await;
+            assert_eq!(s, 200);
+        }
+    }
+    // A few client errors: an unknown route and a seat that does not exist.
+    r.get("browse", "/v1/nothing-here", None).await;
+    r.post(
+        "hold",
+        &format!("/v1/rounds/{round}/holds"),
+        Some(&tokens[1]),
+        json!({"seat_ids": [999_999]}),
+    )
+    .await;
+    sse
+}
+
+/// Every `expr` of a dashboard (panels, rows' panels), with its panel title.
+fn panel_queries(dashboard: &Value, out: &mut Vec<(String, String)>) {
+    for p in dashboard["panels"].as_array().into_iter().flatten() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            if let Some(e) = t["expr"].as_str() {
+                out.push((p["title"].as_str().unwrap_or("?").to_owned(), e.to_owned()));
+            }
+        }
+        panel_queries(p, out);
+    }
+}
+
+fn grafana_to_promql(expr: &str) -> String {
+    expr.replace("$__rate_interval", "1m")
+        .replace("$__interval", "15s")
+        .replace("$__range", "5m")
+        .replace("$instance", ".*")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_query_and_alert_expression_returns_data_from_a_live_run() {
+    // Dependencies: PostgreSQL, Redis behind the fault proxy.
+    let db = compose::fresh_postgres_database()
+        .await
+        .expect("PostgreSQL for tests (apt-get install -y postgresql)");
+    let redis = compose::shared_redis()
+        .await
+        .expect("Redis for tests (apt-get install -y redis-server)");
+    let (chaos_server, chaos_api) = chaos::ProxyServer::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let redis_proxy = chaos_server
+        .registry()
+        .create(chaos::ProxyConfig {
+            name: "redis".into(),
+            listen: "127.0.0.1:0".into(),
+            upstream: format!("127.0.0.1:{}", redis.port()),
+            enabled: true,
+        })
+        .unwrap();
+    let proxy_addr = redis_proxy.listen_addr().unwrap();
+
+    // The box office (fenced: locks in Redis, fencing tokens checked by the database).
+    let mut cfg = boxoffice::Config::for_tests(db);
+    cfg.strategy = boxoffice::Strategy::Fenced;
+    cfg.redis_url = Some(format!("redis://{proxy_addr}/"));
+    cfg.redis_prefix = compose::fresh_redis_prefix();
+    cfg.reaper_interval_ms = 1000;
+    cfg.admin_email = Some(ADMIN.0.into());
+    cfg.admin_password = Some(ADMIN.1.into());
+    let app = boxoffice::Application::build(cfg)
+        .await
+        .expect("box office");
+    let app_addr = app.address().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+
+    // The runner's metrics, Alertmanager and Prometheus.
+    let lab = Arc::new(Mutex::new(LabMetrics::default()));
+    let lab_addr = serve_lab_metrics(Arc::clone(&lab)).await;
+    let alertmanager = LocalAlertmanager::start(&repo().join("alerts/alertmanager.yml"))
+        .await
+        .expect("Alertmanager (apt-get install -y prometheus-alertmanager)");
+    let prometheus = LocalPrometheus::start(&PrometheusOptions {
+        targets: vec![
+            ScrapeTarget::new("boxoffice", app_addr.clone()).label("instance", "app-1"),
+            ScrapeTarget::new("scenario", lab_addr),
+            ScrapeTarget::new("chaos", chaos_api.to_string()),
+        ],
+        rule_files: files("alerts/rules", "yml"),
+        alertmanagers: vec![alertmanager.address()],
+        ..Default::default()
+    })
+    .await
+    .expect("Prometheus (apt-get install -y prometheus)");
+
+    let runner = Runner {
+        http: reqwest::Client::new(),
+        base: format!("http://{app_addr}"),
+        lab: Arc::clone(&lab),
+    };
+    let sse = drive_traffic(&runner).await;
+    // One fault: 50 ms of Redis latency for two seconds, while the runner reads.
+    lab.lock()
+        .unwrap()
+        .faults
+        .insert(("redis".into(), "latency".into()), 1);
+    redis_proxy
+        .add_toxic(chaos::ToxicSpec::new(
+            chaos::ToxicKind::Latency(chaos::toxics::latency::Config {
+                latency: 50,
+                jitter: 0,
+            }),
+            chaos::Stream::Downstream,
+        ))
+        .unwrap();
+    let began = Instant::now();
+    while began.elapsed() < Duration::from_secs(2) {
+        runner.get("browse", "/v1/events", None).await;
+    }
+    redis_proxy.reset_toxics();
+    lab.lock()
+        .unwrap()
+        .faults
+        .insert(("redis".into(), "latency".into()), 0);
+    runner.get("browse", "/v1/events", None).await;
+
+    prometheus
+        .wait_targets_up(Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", prometheus.log_tail(20)));
+    // Enough scrapes after the traffic for rate() over 1m, and the Kafka pipeline's
+    // statistics and consumers to have reported.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let consumed = prometheus
+        .query(r#"sum(boxoffice_events_consumed_total{job="boxoffice",result="applied"})"#)
+        .await
+        .unwrap();
+    assert!(
+        consumed["result"][0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            > 0.0,
+        "the Kafka consumers applied nothing: {consumed}"
+    );
+
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    // Dashboards.
+    for file in files("dashboards/grafana", "json") {
+        let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let mut queries = Vec::new();
+        panel_queries(&dashboard, &mut queries);
+        assert!(!queries.is_empty(), "{} has no queries", file.display());
+        for (title, expr) in queries {
+            checked += 1;
+            let promql = grafana_to_promql(&expr);
+            match prometheus.query(&promql).await {
+                Ok(data) if data["result"].as_array().is_some_and(|r| !r.is_empty()) => {}
+                Ok(data) => failures.push(format!(
+                    "{} / {title}: no series for {promql} ({})",
+                    file.file_name().unwrap().to_string_lossy(),
+                    data["result"]
+                )),
+                Err(e) => failures.push(format!("{} / {title}: {e:#}", file.display())),
+            }
+        }
+    }
+    // Rules, as Prometheus loaded them.
+    let groups = prometheus.api("/api/v1/rules").await.unwrap();
+    let mut loaded = BTreeSet::new();
+    for rule in groups["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap().iter())
+    {
+        let name = rule["name"].as_str().unwrap().to_owned();
+        let query = rule["query"].as_str().unwrap();
+        if rule["health"] != "ok" {
+            failures.push(format!(
+                "rule {name}: health {} {}",
+                rule["health"], rule["lastError"]
+            ));
+        }
+        let expr = if rule["type"] == "alerting" {
+            strip_comparisons(query)
+        } else {
+            query.to_owned()
+        };
+        checked += 1;
+        match prometheus.query(&expr).await {
+            Ok(data) if data["result"].as_array().is_some_and(|r| !r.is_empty()) => {}
+            Ok(_) => failures.push(format!("rule {name}: no series for {expr}")),
+            Err(e) => failures.push(format!("rule {name}: {e:#}")),
+        }
+        loaded.insert(name);
+    }
+    let written: BTreeSet<String> = rule_names("alert")
+        .into_iter()
+        .chain(rule_names("record"))
+        .collect();
+    assert_eq!(
+        loaded, written,
+        "rules Prometheus loaded vs rules in alerts/rules/"
+    );
+
+    // METRICS.md = what Prometheus scraped from the box office.
+    let names = prometheus
+        .api(&format!(
+            "/api/v1/label/__name__/values?match[]={}",
+            compose::prometheus::url_encode(r#"{job="boxoffice"}"#)
+        ))
+        .await
+        .unwrap();
+    let scraped: BTreeSet<String> = names
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .filter(|n| n != "up" && !n.starts_with("scrape_"))
+        .collect();
+    let md = std::fs::read_to_string(repo().join("system/METRICS.md")).unwrap();
+    let mut specified = BTreeSet::new();
+    for (name, family) in boxoffice::metrics::spec::from_markdown(&md) {
+        if family.kind == "histogram" {
+            for s in ["_bucket", "_sum", "_count"] {
+                specified.insert(format!("{name}{s}"));
+            }
+        } else {
+            specified.insert(name);
+        }
+    }
+    let missing: Vec<_> = specified.difference(&scraped).collect();
+    let extra: Vec<_> = scraped.difference(&specified).collect();
+    if !missing.is_empty() || !extra.is_empty() {
+        failures.push(format!(
+            "METRICS.md vs scraped: in METRICS.md only {missing:?}; scraped only {extra:?}"
+        ));
+    }
+
+    // Alerts reach Alertmanager's API (none should fire on a healthy run).
+    let firing: Vec<Value> = prometheus
+        .alerts()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a["state"] == "firing")
+        .collect();
+    assert!(
+        firing.is_empty(),
+        "alerts firing on a healthy run: {firing:#?}"
+    );
+    alertmanager
+        .alerts()
+        .await
+        .expect("Alertmanager's API answers");
+
+    drop(sse);
+    let _ = stop.send(());
+    let _ = server.await;
+    chaos_server.shutdown().await;
+    assert!(checked > 80, "only {checked} expressions checked");
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} expressions failed against the live run:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
