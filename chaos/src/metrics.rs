@@ -138,6 +138,19 @@ impl ProxyMetrics {
             .inc_by(n as u64);
     }
 
+    /// The (received, sent) byte counters of `direction`, resolved once so that a
+    /// connection's data path does not look its labels up on every read.
+    pub fn byte_counters(
+        &self,
+        direction: Stream,
+    ) -> (prometheus::IntCounter, prometheus::IntCounter) {
+        let labels = [self.proxy.as_str(), direction.as_str()];
+        (
+            self.metrics.received_bytes.with_label_values(&labels),
+            self.metrics.sent_bytes.with_label_values(&labels),
+        )
+    }
+
     /// `n` bytes written to the destination of `direction`.
     pub fn bytes_sent(&self, direction: Stream, n: usize) {
         self.metrics
