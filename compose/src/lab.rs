@@ -40,6 +40,7 @@ use crate::kafka::{KafkaStorage, LocalKafka};
 use crate::net::free_port;
 use crate::postgres::LocalPostgres;
 use crate::process;
+use crate::prometheus::{LocalPrometheus, PrometheusOptions, ScrapeTarget};
 use crate::redis::RedisFailover;
 use crate::sys::{self, Signal};
 
@@ -77,6 +78,18 @@ pub struct LabOptions {
     pub kafka: bool,
     /// Seed of the proxies' random draws.
     pub seed: u64,
+    /// Start a Prometheus scraping the instances (job `boxoffice`), the proxies (`chaos`) and
+    /// these extra targets, evaluating these rule files.
+    pub prometheus: Option<LabPrometheus>,
+}
+
+/// The lab's Prometheus.
+#[derive(Debug, Clone, Default)]
+pub struct LabPrometheus {
+    /// Rule files to load (the project's alerts/rules/*.yml).
+    pub rule_files: Vec<PathBuf>,
+    /// More targets, e.g. the load runner's metrics (job `scenario`).
+    pub extra_targets: Vec<ScrapeTarget>,
 }
 
 /// A component as the lab describes it (for `stack.json` and the `chaos` CLI).
@@ -108,6 +121,7 @@ pub struct LocalLab {
     balancer: Balancer,
     watcher: Option<tokio::task::JoinHandle<()>>,
     database: String,
+    prometheus: Option<LocalPrometheus>,
 }
 
 impl LocalLab {
@@ -219,6 +233,28 @@ impl LocalLab {
             apps.push(Arc::new(app));
         }
         let balancer = Balancer::start(apps.iter().map(|a| a.addr()).collect()).await?;
+        let prometheus = match &options.prometheus {
+            Some(p) => {
+                let mut targets: Vec<ScrapeTarget> = apps
+                    .iter()
+                    .map(|a| {
+                        ScrapeTarget::new("boxoffice", a.addr().to_string())
+                            .label("instance", &a.name)
+                    })
+                    .collect();
+                targets.push(ScrapeTarget::new("chaos", api_addr.to_string()));
+                targets.extend(p.extra_targets.iter().cloned());
+                let prom = LocalPrometheus::start(&PrometheusOptions {
+                    targets,
+                    rule_files: p.rule_files.clone(),
+                    ..PrometheusOptions::default()
+                })
+                .await
+                .context("Failed to start the lab's Prometheus")?;
+                Some(prom)
+            }
+            None => None,
+        };
         tracing::info!(
             instances = apps.len(),
             ms = began.elapsed().as_millis() as u64,
@@ -237,7 +273,13 @@ impl LocalLab {
             balancer,
             watcher,
             database,
+            prometheus,
         })
+    }
+
+    /// The lab's Prometheus, when it runs one.
+    pub fn prometheus(&self) -> Option<&LocalPrometheus> {
+        self.prometheus.as_ref()
     }
 
     /// The box office, through the balancer.

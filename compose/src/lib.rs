@@ -45,15 +45,15 @@ pub mod kafka;
 pub mod lab;
 pub mod net;
 pub mod postgres;
-pub mod prometheus;
 mod process;
+pub mod prometheus;
 pub mod redis;
 pub mod shared;
 mod sys;
 
 pub use balancer::Balancer;
 pub use kafka::{find_tansu, KafkaStorage, LocalKafka};
-pub use lab::{AppCommand, ComponentInfo, LabOptions, LocalLab};
+pub use lab::{AppCommand, ComponentInfo, LabOptions, LabPrometheus, LocalLab};
 pub use net::free_port;
 pub use postgres::{find_postgres_bin_dir, LocalPostgres};
 pub use prometheus::{LocalAlertmanager, LocalPrometheus, PrometheusOptions, ScrapeTarget};

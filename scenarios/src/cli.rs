@@ -126,6 +126,15 @@ pub struct Cli {
     #[arg(long, default_value = "0.01", value_parser = parse_rate, help_heading = "Chaos")]
     pub slo_error_rate: f64,
 
+    /// Serve the runner's live metrics (`lab_*`, job `scenario`) at this address during the
+    /// run [default: a free loopback port on the local stack, none elsewhere].
+    #[arg(long, value_name = "ADDR", help_heading = "Lab")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
+    /// Do not start the local stack's Prometheus (alerts then go unrecorded).
+    #[arg(long, help_heading = "Lab")]
+    pub no_prometheus: bool,
+
     /// Box-office instances behind the local stack's balancer.
     #[arg(long, default_value_t = 2, help_heading = "Lab")]
     pub instances: usize,

@@ -76,6 +76,7 @@ pub fn analyze(
     windows: &[Window],
     samples: &[Sample],
     readiness: &[Readiness],
+    alerts: &[(f64, String)],
     lost: &[(f64, String)],
     slo: Slo,
     run_end_ms: f64,
@@ -104,10 +105,24 @@ pub fn analyze(
             .filter(|s| s.t_ms >= w.start_ms && s.t_ms <= window_end)
             .collect();
         let (error_rate_window, p99_window_ms) = rate_and_p99(&in_window);
-        let noticed = readiness
+        // Alerts that fired from the fault's start until the next fault (or the run's end).
+        let next = windows.get(i + 1).map_or(f64::INFINITY, |n| n.start_ms);
+        let fired: Vec<&(f64, String)> = alerts
+            .iter()
+            .filter(|(t, _)| *t >= w.start_ms && *t < next)
+            .collect();
+        let by_readiness = readiness
             .iter()
             .find(|r| !r.ready && r.t_ms >= w.start_ms && r.t_ms <= window_end.max(w.end_ms))
             .map(|r| (r.t_ms, format!("readiness:{}", r.instance)));
+        let by_alert = fired
+            .iter()
+            .map(|(t, n)| (*t, format!("alert:{n}")))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        let noticed = match (by_readiness, by_alert) {
+            (Some(r), Some(a)) => Some(if a.0 < r.0 { a } else { r }),
+            (r, a) => r.or(a),
+        };
         // Losses are charged by acknowledgement time: to this fault from its start (from the
         // beginning of the run for the first) until the next fault starts.
         let from = if i == 0 {
@@ -135,7 +150,13 @@ pub fn analyze(
             p99_baseline_ms,
             p99_window_ms,
             acknowledged_lost: lost_here,
-            alerts: Vec::new(),
+            alerts: fired
+                .iter()
+                .map(|(t, n)| reports::AlertFiring {
+                    name: n.clone(),
+                    fired_at_s: t / 1000.0,
+                })
+                .collect(),
         });
     }
     out
@@ -269,7 +290,7 @@ mod tests {
             },
         ];
         let lost = vec![(6_000.0, "booking 7: paid, now missing".to_owned())];
-        let r = &analyze(&[w], &samples, &ready, &lost, SLO, 20_000.0)[0];
+        let r = &analyze(&[w], &samples, &ready, &[], &lost, SLO, 20_000.0)[0];
         assert_eq!(r.start_s, 5.0);
         assert_eq!(r.end_s, 8.0);
         assert_eq!(r.first_error_s, Some(5.55));
@@ -292,7 +313,7 @@ mod tests {
     #[test]
     fn a_fault_clients_never_notice_recovers_at_once_and_has_no_first_error() {
         let w = Window::from_record(record(5, 3), 0.0, 20_000.0).unwrap();
-        let r = &analyze(&[w], &traffic(20, 99.0, 99.0), &[], &[], SLO, 20_000.0)[0];
+        let r = &analyze(&[w], &traffic(20, 99.0, 99.0), &[], &[], &[], SLO, 20_000.0)[0];
         assert_eq!(r.first_error_s, None);
         assert_eq!(r.noticed_s, None);
         assert_eq!(r.recovered_within_slo_s, Some(0.0));
@@ -302,7 +323,7 @@ mod tests {
     #[test]
     fn a_system_that_never_recovers_has_no_recovery_time() {
         let w = Window::from_record(record(5, 3), 0.0, 20_000.0).unwrap();
-        let r = &analyze(&[w], &traffic(20, 5.0, 99.0), &[], &[], SLO, 20_000.0)[0];
+        let r = &analyze(&[w], &traffic(20, 5.0, 99.0), &[], &[], &[], SLO, 20_000.0)[0];
         assert_eq!(r.recovered_within_slo_s, None);
         assert_eq!(r.first_success_after_s, None);
     }

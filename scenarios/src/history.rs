@@ -223,6 +223,7 @@ pub struct Recorder {
     tx: Option<mpsc::Sender<Msg>>,
     epoch: Instant,
     counters: Arc<Counters>,
+    live: Option<Arc<crate::live::LiveMetrics>>,
 }
 
 impl std::fmt::Debug for Msg {
@@ -247,9 +248,19 @@ impl Recorder {
         &self.counters
     }
 
+    /// Also feeds every operation to the runner's live metrics.
+    pub fn with_live(mut self, live: Arc<crate::live::LiveMetrics>) -> Self {
+        live.attach(Arc::clone(&self.counters));
+        self.live = Some(live);
+        self
+    }
+
     /// Records an operation (counted even when history recording is off).
     pub fn record(&self, op: Op) {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(live) = &self.live {
+            live.observe(op.op, op.latency_ms() / 1000.0, op.outcome);
+        }
         if op.outcome != Outcome::Ok {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -340,6 +351,7 @@ pub fn start(path: Option<&Path>, record_ops: bool) -> std::io::Result<(Recorder
         tx: record_ops.then(|| tx.clone()),
         epoch,
         counters: Arc::new(Counters::default()),
+        live: None,
     };
     Ok((recorder, HistoryWriter { tx, thread }))
 }

@@ -29,6 +29,7 @@ pub mod context;
 pub mod error;
 pub mod failover;
 pub mod history;
+pub mod live;
 pub mod matrix;
 pub mod personas;
 pub mod progress;

@@ -102,7 +102,25 @@ pub fn stack_options(cli: &Cli) -> StackOptions {
                     })
                 }),
         seed: cli.seed,
+        prometheus: None,
     }
+}
+
+/// The project's alert rules (alerts/rules/*.yml in the source tree).
+pub fn alert_rule_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("alerts")
+        .join("rules");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
 }
 
 /// Where the ready-made drills live (chaos/schedules/ in the source tree).
@@ -137,13 +155,35 @@ async fn run_attack(cli: Cli, name: ScenarioName) -> Result<Outcome> {
         .unwrap_or_else(|| default_out_dir(name.as_str()));
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    let run_id = dir
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
 
     let t = Instant::now();
-    let stack = Stack::start(&cli.stack, &stack_options(&cli)).await?;
+    let live = Arc::new(crate::live::LiveMetrics::new());
+    let is_local = cli.stack == crate::stack::StackSpec::Local;
+    let listen = cli
+        .metrics_listen
+        .or_else(|| is_local.then(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0))));
+    let live_server = match listen {
+        Some(addr) => {
+            let (bound, task) = live
+                .serve(addr)
+                .await
+                .map_err(|e| Error::io(format!("serving the runner's metrics on {addr}"), e))?;
+            say(&cli, format!("runner metrics at http://{bound}/metrics"));
+            Some((bound, task))
+        }
+        None => None,
+    };
+    let mut options = stack_options(&cli);
+    if is_local && !cli.no_prometheus {
+        options.prometheus = Some(compose::LabPrometheus {
+            rule_files: alert_rule_files(),
+            extra_targets: live_server
+                .iter()
+                .map(|(a, _)| compose::prometheus::ScrapeTarget::new("scenario", a.to_string()))
+                .collect(),
+        });
+    }
+    let stack = Stack::start(&cli.stack, &options).await?;
     say(
         &cli,
         format!(
@@ -153,8 +193,14 @@ async fn run_attack(cli: Cli, name: ScenarioName) -> Result<Outcome> {
             t.elapsed().as_secs_f64()
         ),
     );
-    let result = attack_on(&cli, name, &stack, users, seats, &dir, &run_id).await;
+    if let Some(p) = stack.lab().and_then(|l| l.prometheus()) {
+        say(&cli, format!("prometheus at {}", p.url()));
+    }
+    let result = attack_on(&cli, name, &stack, users, seats, &dir, live).await;
     stack.stop().await;
+    if let Some((_, task)) = live_server {
+        task.abort();
+    }
     result
 }
 
@@ -165,9 +211,13 @@ async fn attack_on(
     users: usize,
     seats: usize,
     dir: &Path,
-    run_id: &str,
+    live: Arc<crate::live::LiveMetrics>,
 ) -> Result<Outcome> {
     let defaults = name.defaults();
+    let run_id = dir
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let api = Api::new(&stack.base_url)?;
     let t = Instant::now();
     let spec = SeedSpec {
@@ -205,6 +255,7 @@ async fn attack_on(
         !cli.no_history,
     )
     .map_err(|e| Error::io("starting the history", e))?;
+    let recorder = recorder.with_live(Arc::clone(&live));
 
     let open_model = cli.rate.is_some() || name == ScenarioName::Capacity;
     let pacer = match (name, cli.rate) {
@@ -244,8 +295,20 @@ async fn attack_on(
         Some(spec) => Some(chaos_schedule(spec, cli.seed)?),
         None => None,
     };
-    let targets = stack.targets();
+    // Each target raises `lab_fault_active` while its fault is in force.
+    let targets: std::collections::HashMap<String, Arc<dyn chaos::schedule::FaultTarget>> = stack
+        .targets()
+        .into_iter()
+        .map(|(name, t)| {
+            let gauged: Arc<dyn chaos::schedule::FaultTarget> =
+                Arc::new(crate::live::Gauged::new(&name, t, Arc::clone(&live)));
+            (name, gauged)
+        })
+        .collect();
     if let Some(sched) = &schedule {
+        for f in &sched.faults {
+            live.declare_fault(&f.target, &f.action);
+        }
         if targets.is_empty() {
             return Err(Error::Usage(format!(
                 "--chaos needs a stack the lab controls: use --stack local (the {} stack has no fault targets)",
@@ -332,6 +395,10 @@ async fn attack_on(
     let probes = schedule
         .is_some()
         .then(|| ReadinessProbes::start(stack.instance_urls(), recorder.clone()));
+    let alert_watch = match (&schedule, stack.lab().and_then(|l| l.prometheus())) {
+        (Some(_), Some(p)) => Some(AlertWatch::start(p.url(), recorder.clone())),
+        _ => None,
+    };
     let attack_result = attack.execute().await;
     let attack_s = t0.elapsed().as_secs_f64();
     // Faults still running are reverted before the final state is read.
@@ -347,6 +414,10 @@ async fn attack_on(
     }
     let readiness = match probes {
         Some(p) => p.finish().await,
+        None => Vec::new(),
+    };
+    let alerts = match alert_watch {
+        Some(w) => w.finish().await,
         None => Vec::new(),
     };
     let duration_s = attack_s;
@@ -370,7 +441,7 @@ async fn attack_on(
     let correctness = checker::check(&out.writes, &state, scope);
 
     let mut run = reports::RunInfo {
-        id: run_id.to_owned(),
+        id: run_id.clone(),
         scenario: name.as_str().to_owned(),
         description: name.description().to_owned(),
         started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -427,15 +498,13 @@ async fn attack_on(
             max_error_rate: cli.slo_error_rate,
             p99_ms,
         };
-        report.failover = failover_section(
-            &fault_records,
-            chaos_offset_ms,
-            &out,
-            &readiness,
-            &state,
-            slo,
-            duration_s * 1000.0,
-        );
+        let observed = ChaosObserved {
+            records: &fault_records,
+            offset_ms: chaos_offset_ms,
+            readiness: &readiness,
+            alerts: &alerts,
+        };
+        report.failover = failover_section(&observed, &out, &state, slo, duration_s * 1000.0);
         let outcomes = recovery_outcomes(&report.failover, cli.max_recovery);
         let mut all = report.verdict.outcomes.clone();
         all.extend(outcomes);
@@ -481,23 +550,47 @@ async fn attack_on(
     })
 }
 
+/// What a chaos run saw besides the history.
+#[derive(Clone, Copy)]
+struct ChaosObserved<'a> {
+    /// The schedule's records.
+    records: &'a [chaos::schedule::FaultRecord],
+    /// When the schedule started, ms on the history's clock.
+    offset_ms: f64,
+    /// Readiness changes.
+    readiness: &'a [crate::failover::Readiness],
+    /// Alerts that fired, with when.
+    alerts: &'a [(f64, String)],
+}
+
 /// The failover section of a chaos run.
 fn failover_section(
-    records: &[chaos::schedule::FaultRecord],
-    offset_ms: f64,
+    observed: &ChaosObserved<'_>,
     out: &HistoryOutput,
-    readiness: &[crate::failover::Readiness],
     state: &FinalState,
     slo: crate::failover::Slo,
     run_end_ms: f64,
 ) -> reports::Failover {
+    let ChaosObserved {
+        records,
+        offset_ms,
+        readiness,
+        alerts,
+    } = *observed;
     let windows: Vec<crate::failover::Window> = records
         .iter()
         .filter_map(|r| crate::failover::Window::from_record(r.clone(), offset_ms, run_end_ms))
         .collect();
     let lost = checker::bookings::lost_bookings(&out.writes, state).unwrap_or_default();
-    let faults =
-        crate::failover::analyze(&windows, &out.samples, readiness, &lost, slo, run_end_ms);
+    let faults = crate::failover::analyze(
+        &windows,
+        &out.samples,
+        readiness,
+        alerts,
+        &lost,
+        slo,
+        run_end_ms,
+    );
     let problems: Vec<String> = records
         .iter()
         .filter_map(|r| {
@@ -594,6 +687,51 @@ impl ReadinessProbes {
     }
 
     async fn finish(self) -> Vec<crate::failover::Readiness> {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap_or_default()
+    }
+}
+
+/// Polls Prometheus's `/api/v1/alerts` every second during a chaos run and records when each
+/// alert first reached `firing` (ms on the history's clock).
+struct AlertWatch {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Vec<(f64, String)>>,
+}
+
+impl AlertWatch {
+    fn start(prometheus: String, recorder: history::Recorder) -> Self {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_millis(1000))
+                .build()
+                .unwrap_or_default();
+            let mut fired: Vec<(f64, String)> = Vec::new();
+            loop {
+                let url = format!("{prometheus}/api/v1/alerts");
+                if let Ok(resp) = client.get(&url).send().await {
+                    if let Ok(v) = resp.json::<serde_json::Value>().await {
+                        let list = v["data"]["alerts"].as_array().cloned().unwrap_or_default();
+                        for a in list {
+                            let name = a["labels"]["alertname"].as_str().unwrap_or_default();
+                            if a["state"] == "firing" && !fired.iter().any(|(_, n)| n == name) {
+                                fired.push((recorder.now_ms(), name.to_owned()));
+                            }
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stopped.changed() => break,
+                }
+            }
+            fired
+        });
+        AlertWatch { stop, task }
+    }
+
+    async fn finish(self) -> Vec<(f64, String)> {
         let _ = self.stop.send(true);
         self.task.await.unwrap_or_default()
     }

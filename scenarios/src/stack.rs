@@ -88,6 +88,8 @@ pub struct StackOptions {
     pub postgres_standby: bool,
     /// Seed of the fault proxies' random draws.
     pub seed: u64,
+    /// `local`: run a Prometheus with these rules and extra targets.
+    pub prometheus: Option<compose::LabPrometheus>,
 }
 
 /// Environment variable naming the executable that serves a box-office instance.
@@ -303,6 +305,7 @@ impl Stack {
             redis: true,
             kafka: true,
             seed: options.seed,
+            prometheus: options.prometheus.clone(),
         })
         .await
         .map_err(|e| Error::Stack(format!("starting the local stack: {e:#}")))?;

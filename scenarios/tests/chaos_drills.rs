@@ -97,3 +97,44 @@ fn a_flash_sale_keeps_every_invariant_through_a_postgres_restart() {
         assert!(fault.error_rate_window > fault.error_rate_baseline);
     }
 }
+
+#[test]
+fn a_database_outage_fires_the_dependency_alert_and_the_report_records_when() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = env!("CARGO_BIN_EXE_scenario");
+    // The rule waits a minute (`for: 1m`) before it fires: the outage must outlast it.
+    let status = Command::new(exe)
+        .args([
+            "flash-sale",
+            "--stack",
+            "local",
+            "--chaos",
+            "postgres:down@3s+70s",
+        ])
+        .args(["-t", "78s", "--rate", "5", "-u", "10", "--seats", "5000"])
+        .args(["--app-bin", exe, "-q", "--out"])
+        .arg(dir.path())
+        .status()
+        .expect("the scenario binary runs");
+    let report = common::assert_valid_report(dir.path());
+    assert_ne!(status.code(), Some(reports::exit_code::INVARIANT_BROKEN));
+    let fault = &report.failover.faults[0];
+    let alert = fault
+        .alerts
+        .iter()
+        .find(|a| a.name == "BoxOfficeDependencyDown")
+        .unwrap_or_else(|| panic!("the dependency alert never fired: {fault:#?}"));
+    // Pending for a minute after the first failed readiness check, so not before then.
+    assert!(
+        alert.fired_at_s >= fault.start_s + 60.0 && alert.fired_at_s <= fault.end_s + 5.0,
+        "fired at {} for a fault {}..{}",
+        alert.fired_at_s,
+        fault.start_s,
+        fault.end_s
+    );
+    // Readiness noticed long before the alert did.
+    assert!(fault.noticed_s.expect("noticed") < alert.fired_at_s);
+    assert_eq!(fault.acknowledged_lost, 0);
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.contains("BoxOfficeDependencyDown"));
+}

@@ -46,13 +46,11 @@ fn lost_in(history: &[Op], finals: &HashMap<i64, &BookingRecord>) -> Vec<(f64, S
     for o in history.iter().filter(|o| o.outcome == Outcome::Ok) {
         let Some(id) = o.booking_id else { continue };
         match o.op {
-            OpKind::Book => {
-                if !finals.contains_key(&id) && seen.insert(id) {
-                    lost.push((
-                        o.complete_ms,
-                        format!("booking {id}: created, then missing"),
-                    ));
-                }
+            OpKind::Book if !finals.contains_key(&id) && seen.insert(id) => {
+                lost.push((
+                    o.complete_ms,
+                    format!("booking {id}: created, then missing"),
+                ));
             }
             OpKind::Pay => {
                 let status = finals.get(&id).map(|b| b.status.as_str());
