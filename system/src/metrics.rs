@@ -16,9 +16,22 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-/// Every metric the service emits (see `system/METRICS.md` for the table).
+/// Every metric the service emits (see `system/METRICS.md` for the table), behind one `Arc`:
+/// handlers clone the application state on every request, and a clone of this is one atomic
+/// increment rather than one per metric. Fields are reached through `Deref` ([`MetricSet`]).
 #[derive(Debug, Clone)]
-pub struct Metrics {
+pub struct Metrics(Arc<MetricSet>);
+
+impl std::ops::Deref for Metrics {
+    type Target = MetricSet;
+    fn deref(&self) -> &MetricSet {
+        &self.0
+    }
+}
+
+/// The metric families of [`Metrics`].
+#[derive(Debug)]
+pub struct MetricSet {
     registry: Registry,
     /// HTTP requests by route, method and status class (`2xx`…).
     pub http_requests: IntCounterVec,
@@ -150,7 +163,7 @@ impl Metrics {
     /// series created at zero.
     pub fn new(strategy: &str) -> Self {
         let r = Registry::new();
-        let m = Metrics {
+        let m = MetricSet {
             http_requests: counter(
                 &r,
                 "boxoffice_http_requests_total",
@@ -371,9 +384,11 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION"), strategy])
             .set(1);
         m.preinitialise(strategy);
-        m
+        Metrics(Arc::new(m))
     }
+}
 
+impl MetricSet {
     /// Creates the series whose label values are known in advance, at zero.
     fn preinitialise(&self, strategy: &str) {
         for r in HOLD_RESULTS {
