@@ -388,6 +388,12 @@ pub trait FaultTarget: Send + Sync {
     fn revert<'a>(&'a self, action: &'a FaultAction) -> FaultFuture<'a>;
 }
 
+impl fmt::Debug for dyn FaultTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("dyn FaultTarget")
+    }
+}
+
 /// Network faults through a [`Proxy`]: `down`, `partition` and the toxics.
 #[derive(Debug, Clone)]
 pub struct ProxyTarget {
@@ -400,7 +406,9 @@ impl ProxyTarget {
         ProxyTarget { proxy }
     }
 
-    fn toxics(action: &FaultAction) -> Vec<ToxicSpec> {
+    /// The toxics a network action adds, named so that reverting removes exactly them
+    /// (`down` adds none: it disables the proxy).
+    pub fn toxics(action: &FaultAction) -> Vec<ToxicSpec> {
         match action {
             FaultAction::Partition => [Stream::Upstream, Stream::Downstream]
                 .into_iter()
@@ -466,6 +474,101 @@ impl FaultTarget for ProxyTarget {
                 }
                 _ => Err(ScheduleError::Unsupported {
                     target: self.proxy.name().to_string(),
+                    action: action.to_string(),
+                }),
+            }
+        })
+    }
+}
+
+/// Network faults through a proxy of a remote Toxiproxy-compatible API (a deployed stack's
+/// Toxiproxy, or another lab's `chaos` server): `down`, `partition` and the toxics.
+#[derive(Debug, Clone)]
+pub struct ApiProxyTarget {
+    client: crate::client::ToxiproxyClient,
+    proxy: String,
+}
+
+impl ApiProxyTarget {
+    /// A target for the proxy named `proxy` behind the API `client` talks to.
+    pub fn new(client: crate::client::ToxiproxyClient, proxy: impl Into<String>) -> Self {
+        ApiProxyTarget {
+            client,
+            proxy: proxy.into(),
+        }
+    }
+
+    /// Every proxy of the API as a target, by proxy name.
+    pub async fn all(
+        client: &crate::client::ToxiproxyClient,
+    ) -> crate::Result<HashMap<String, Arc<dyn FaultTarget>>> {
+        Ok(client
+            .proxies()
+            .await?
+            .into_keys()
+            .map(|name| {
+                let t: Arc<dyn FaultTarget> = Arc::new(ApiProxyTarget::new(client.clone(), &name));
+                (name, t)
+            })
+            .collect())
+    }
+
+    fn failed(&self, action: &FaultAction, e: crate::Error) -> ScheduleError {
+        ScheduleError::Failed {
+            target: self.proxy.clone(),
+            action: action.to_string(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+impl FaultTarget for ApiProxyTarget {
+    fn apply<'a>(&'a self, action: &'a FaultAction) -> FaultFuture<'a> {
+        Box::pin(async move {
+            match action {
+                FaultAction::Down => self
+                    .client
+                    .disable(&self.proxy)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| self.failed(action, e)),
+                FaultAction::Partition | FaultAction::Toxic { .. } => {
+                    for t in ProxyTarget::toxics(action) {
+                        self.client
+                            .add_toxic(&self.proxy, &t)
+                            .await
+                            .map_err(|e| self.failed(action, e))?;
+                    }
+                    Ok(())
+                }
+                _ => Err(ScheduleError::Unsupported {
+                    target: self.proxy.clone(),
+                    action: action.to_string(),
+                }),
+            }
+        })
+    }
+
+    fn revert<'a>(&'a self, action: &'a FaultAction) -> FaultFuture<'a> {
+        Box::pin(async move {
+            match action {
+                FaultAction::Down => self
+                    .client
+                    .enable(&self.proxy)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| self.failed(action, e)),
+                FaultAction::Partition | FaultAction::Toxic { .. } => {
+                    for t in ProxyTarget::toxics(action) {
+                        match self.client.remove_toxic(&self.proxy, &t.name).await {
+                            Ok(()) | Err(crate::Error::ToxicNotFound) => {}
+                            Err(e) => return Err(self.failed(action, e)),
+                        }
+                    }
+                    Ok(())
+                }
+                _ => Err(ScheduleError::Unsupported {
+                    target: self.proxy.clone(),
                     action: action.to_string(),
                 }),
             }

@@ -35,9 +35,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use chaos::schedule::{FaultAction, FaultFuture, FaultTarget, ScheduleError};
-use chaos::toxics::timeout;
-use chaos::{ProxyConfig, Stream, ToxicKind, ToxicSpec, ToxiproxyClient};
+use chaos::schedule::{ApiProxyTarget, FaultAction, FaultFuture, FaultTarget, ScheduleError};
+use chaos::{ProxyConfig, ToxiproxyClient};
 use testcontainers::core::{IntoContainerPort, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, ContainerRequest, GenericImage, ImageExt};
@@ -851,22 +850,6 @@ impl ContainerTarget {
             .as_deref()
             .ok_or_else(|| self.unsupported(action))
     }
-
-    /// The toxics a network action adds (named so that revert removes exactly them).
-    fn toxics(action: &FaultAction) -> Vec<ToxicSpec> {
-        match action {
-            FaultAction::Partition => [Stream::Upstream, Stream::Downstream]
-                .into_iter()
-                .map(|s| {
-                    ToxicSpec::new(ToxicKind::Timeout(timeout::Config { timeout: 0 }), s)
-                        .named(format!("chaos_partition_{s}"))
-                })
-                .collect(),
-            FaultAction::Toxic { toxic } => vec![ToxicSpec::new(toxic.clone(), Stream::Downstream)
-                .named(format!("chaos_{}", toxic.type_name()))],
-            _ => Vec::new(),
-        }
-    }
 }
 
 impl FaultTarget for ContainerTarget {
@@ -880,23 +863,11 @@ impl FaultTarget for ContainerTarget {
                     .map_err(|e| self.failed(action, e)),
                 FaultAction::Pause => c.pause().await.map_err(|e| self.failed(action, e)),
                 FaultAction::Stop => c.stop().await.map_err(|e| self.failed(action, e)),
-                FaultAction::Down => {
+                FaultAction::Down | FaultAction::Partition | FaultAction::Toxic { .. } => {
                     let proxy = self.proxy(action)?;
-                    self.toxiproxy
-                        .disable(proxy)
+                    ApiProxyTarget::new(self.toxiproxy.clone(), proxy)
+                        .apply(action)
                         .await
-                        .map(|_| ())
-                        .map_err(|e| self.failed(action, e))
-                }
-                FaultAction::Partition | FaultAction::Toxic { .. } => {
-                    let proxy = self.proxy(action)?;
-                    for t in Self::toxics(action) {
-                        self.toxiproxy
-                            .add_toxic(proxy, &t)
-                            .await
-                            .map_err(|e| self.failed(action, e))?;
-                    }
-                    Ok(())
                 }
                 FaultAction::Failover => Err(self.unsupported(action)),
             }
@@ -911,23 +882,11 @@ impl FaultTarget for ContainerTarget {
                     c.start().await.map_err(|e| self.failed(action, e))
                 }
                 FaultAction::Pause => c.unpause().await.map_err(|e| self.failed(action, e)),
-                FaultAction::Down => {
+                FaultAction::Down | FaultAction::Partition | FaultAction::Toxic { .. } => {
                     let proxy = self.proxy(action)?;
-                    self.toxiproxy
-                        .enable(proxy)
+                    ApiProxyTarget::new(self.toxiproxy.clone(), proxy)
+                        .revert(action)
                         .await
-                        .map(|_| ())
-                        .map_err(|e| self.failed(action, e))
-                }
-                FaultAction::Partition | FaultAction::Toxic { .. } => {
-                    let proxy = self.proxy(action)?;
-                    for t in Self::toxics(action) {
-                        match self.toxiproxy.remove_toxic(proxy, &t.name).await {
-                            Ok(()) | Err(chaos::Error::ToxicNotFound) => {}
-                            Err(e) => return Err(self.failed(action, e)),
-                        }
-                    }
-                    Ok(())
                 }
                 FaultAction::Failover => Err(self.unsupported(action)),
             }

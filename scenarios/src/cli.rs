@@ -30,8 +30,9 @@ pub struct Cli {
     #[arg(value_enum, default_value = "flash-sale")]
     pub scenario: ScenarioName,
 
-    /// Where the box office runs: embedded (in-process, SQLite), local (in-process on a
-    /// PostgreSQL child process) or url=http://HOST:PORT (already running).
+    /// Where the box office runs: embedded (in-process, SQLite), local (PostgreSQL, Redis +
+    /// Sentinel, tansu and N instances as child processes behind fault proxies), docker (the
+    /// same in containers) or url=http://HOST:PORT (already running).
     #[arg(
         long,
         default_value = "embedded",
@@ -116,6 +117,11 @@ pub struct Cli {
     /// the lab controls (`--stack local`). Without `-t`, the run lasts the schedule plus 15 s.
     #[arg(long, value_name = "SCHEDULE", help_heading = "Chaos")]
     pub chaos: Option<String>,
+
+    /// `--stack url=…`: the deployed stack's Toxiproxy API (e.g. http://localhost:8474); its
+    /// proxies become the chaos targets (network faults only).
+    #[arg(long, value_name = "URL", help_heading = "Chaos")]
+    pub chaos_api: Option<String>,
 
     /// Longest acceptable recovery per fault (from the fault's start until the SLO holds
     /// again for 3 s), e.g. 10s; a fault over budget gives exit code 5.

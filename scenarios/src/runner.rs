@@ -103,6 +103,7 @@ pub fn stack_options(cli: &Cli) -> StackOptions {
                 }),
         seed: cli.seed,
         prometheus: None,
+        chaos_api: cli.chaos_api.clone(),
     }
 }
 
@@ -311,7 +312,7 @@ async fn attack_on(
         }
         if targets.is_empty() {
             return Err(Error::Usage(format!(
-                "--chaos needs a stack the lab controls: use --stack local (the {} stack has no fault targets)",
+                "--chaos needs a stack with fault targets: --stack local, --stack docker, or --stack url=… with --chaos-api (the {} stack has none)",
                 cli.stack.name()
             )));
         }

@@ -22,8 +22,10 @@ use crate::error::{Error, Result};
 pub enum StackSpec {
     /// In-process box office on SQLite.
     Embedded,
-    /// In-process box office on a local PostgreSQL child process.
+    /// The full local stack: child processes behind fault proxies, N instances.
     Local,
+    /// The same topology in containers (testcontainers; needs a Docker daemon).
+    Docker,
     /// An already running box office at this base URL.
     Url(String),
 }
@@ -34,6 +36,7 @@ impl StackSpec {
         match self {
             StackSpec::Embedded => "embedded",
             StackSpec::Local => "local",
+            StackSpec::Docker => "docker",
             StackSpec::Url(_) => "url",
         }
     }
@@ -45,12 +48,13 @@ impl FromStr for StackSpec {
         match s {
             "embedded" => Ok(StackSpec::Embedded),
             "local" => Ok(StackSpec::Local),
+            "docker" => Ok(StackSpec::Docker),
             _ => match s.strip_prefix("url=").or_else(|| s.strip_prefix("url:")) {
                 Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
                     Ok(StackSpec::Url(url.trim_end_matches('/').to_owned()))
                 }
                 _ => Err(format!(
-                    "unknown stack {s:?}: use embedded, local or url=http://HOST:PORT"
+                    "unknown stack {s:?}: use embedded, local, docker or url=http://HOST:PORT"
                 )),
             },
         }
@@ -90,6 +94,8 @@ pub struct StackOptions {
     pub seed: u64,
     /// `local`: run a Prometheus with these rules and extra targets.
     pub prometheus: Option<compose::LabPrometheus>,
+    /// `url`: the deployed stack's Toxiproxy API, whose proxies become chaos targets.
+    pub chaos_api: Option<String>,
 }
 
 /// Environment variable naming the executable that serves a box-office instance.
@@ -161,6 +167,9 @@ pub struct Stack {
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
     lab: Option<compose::LocalLab>,
+    docker: Option<compose::docker::DockerStack>,
+    /// `url` with a Toxiproxy API: its proxies by name.
+    remote_targets: HashMap<String, Arc<dyn FaultTarget>>,
     /// The payment provider the local stack's `payments` proxy fronts.
     provider: Option<(
         tokio::sync::oneshot::Sender<()>,
@@ -172,17 +181,33 @@ impl Stack {
     /// Provisions the stack and waits until it is ready.
     pub async fn start(spec: &StackSpec, options: &StackOptions) -> Result<Stack> {
         let stack = match spec {
-            StackSpec::Url(url) => Stack {
-                spec: spec.clone(),
-                base_url: url.clone(),
-                strategy: None,
-                admin: options.admin.clone(),
-                shutdown: None,
-                server: None,
-                _dir: None,
-                lab: None,
-                provider: None,
-            },
+            StackSpec::Url(url) => {
+                let remote_targets = match &options.chaos_api {
+                    Some(api) => {
+                        let client = chaos::ToxiproxyClient::new(api.trim_end_matches('/'));
+                        chaos::schedule::ApiProxyTarget::all(&client)
+                            .await
+                            .map_err(|e| {
+                                Error::Stack(format!("reading the proxies of {api}: {e}"))
+                            })?
+                    }
+                    None => HashMap::new(),
+                };
+                Stack {
+                    spec: spec.clone(),
+                    base_url: url.clone(),
+                    strategy: None,
+                    admin: options.admin.clone(),
+                    shutdown: None,
+                    server: None,
+                    _dir: None,
+                    lab: None,
+                    docker: None,
+                    remote_targets,
+                    provider: None,
+                }
+            }
+            StackSpec::Docker => Self::docker(spec, options).await?,
             StackSpec::Embedded => {
                 let dir = tempfile::Builder::new()
                     .prefix("boxoffice-lab-")
@@ -234,6 +259,40 @@ impl Stack {
             server: Some(server),
             _dir: dir,
             lab: None,
+            docker: None,
+            remote_targets: HashMap::new(),
+            provider: None,
+        })
+    }
+
+    async fn docker(spec: &StackSpec, options: &StackOptions) -> Result<Stack> {
+        compose::docker::docker_available()
+            .await
+            .map_err(|e| Error::Stack(e.to_string()))?;
+        let defaults = compose::docker::DockerOptions::default();
+        let stack = compose::docker::DockerStack::start(compose::docker::DockerOptions {
+            instances: options.instances.max(1),
+            app_env: vec![(
+                "BOXOFFICE_STRATEGY".into(),
+                options.strategy.as_str().into(),
+            )],
+            admin_email: options.admin.email.clone(),
+            admin_password: options.admin.password.clone(),
+            ..defaults
+        })
+        .await
+        .map_err(|e| Error::Stack(format!("starting the docker stack: {e:#}")))?;
+        Ok(Stack {
+            spec: spec.clone(),
+            base_url: stack.url().to_owned(),
+            strategy: Some(options.strategy),
+            admin: options.admin.clone(),
+            shutdown: None,
+            server: None,
+            _dir: None,
+            lab: None,
+            docker: Some(stack),
+            remote_targets: HashMap::new(),
             provider: None,
         })
     }
@@ -318,6 +377,8 @@ impl Stack {
             server: None,
             _dir: None,
             lab: Some(lab),
+            docker: None,
+            remote_targets: HashMap::new(),
             provider: Some((ptx, provider)),
         })
     }
@@ -325,19 +386,25 @@ impl Stack {
     /// The stack's chaos targets by name (`postgres`, `redis`, `kafka`, `payments`,
     /// `app-1`…); empty for stacks the lab does not control.
     pub fn targets(&self) -> HashMap<String, Arc<dyn FaultTarget>> {
-        self.lab
-            .as_ref()
-            .map(compose::LocalLab::targets)
-            .unwrap_or_default()
+        if let Some(lab) = &self.lab {
+            return lab.targets();
+        }
+        if let Some(d) = &self.docker {
+            return d.targets();
+        }
+        self.remote_targets.clone()
     }
 
     /// Each box-office instance's own base URL (for readiness probes): the instances of
     /// the local stack, else the one base URL.
     pub fn instance_urls(&self) -> Vec<(String, String)> {
-        match &self.lab {
-            Some(lab) => lab.instance_urls(),
-            None => vec![("app".to_owned(), self.base_url.clone())],
+        if let Some(lab) = &self.lab {
+            return lab.instance_urls();
         }
+        if let Some(d) = &self.docker {
+            return d.instance_urls();
+        }
+        vec![("app".to_owned(), self.base_url.clone())]
     }
 
     /// The local stack, when this is one.
@@ -355,6 +422,9 @@ impl Stack {
         }
         if let Some(lab) = self.lab.take() {
             lab.stop().await;
+        }
+        if let Some(d) = self.docker.take() {
+            d.stop().await;
         }
         if let Some((tx, task)) = self.provider.take() {
             let _ = tx.send(());
@@ -376,6 +446,7 @@ mod tests {
             Ok(StackSpec::Url("http://h:1".into()))
         );
         assert!("url=ftp://x".parse::<StackSpec>().is_err());
-        assert!("docker".parse::<StackSpec>().is_err());
+        assert_eq!("docker".parse(), Ok(StackSpec::Docker));
+        assert!("kubernetes".parse::<StackSpec>().is_err());
     }
 }
