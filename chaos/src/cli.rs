@@ -191,13 +191,46 @@ pub struct ProcessCommand {
     /// Target process.
     #[arg(
         long,
-        required_unless_present = "container",
-        conflicts_with = "container"
+        required_unless_present_any = ["container", "component"],
+        conflicts_with_all = ["container", "component"]
     )]
     pub pid: Option<u32>,
     /// Target container (needs a Docker daemon).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "component")]
     pub container: Option<String>,
+    /// Target component of a running local stack by name (`app-1`, `postgres`, `redis-a`…),
+    /// looked up in the `stack.json` a `scenario --stack local` run writes.
+    #[arg(long, requires = "stack_file")]
+    pub component: Option<String>,
+    /// The run's `stack.json` (components, pids, addresses).
+    #[arg(long, value_name = "PATH")]
+    pub stack_file: Option<PathBuf>,
+}
+
+/// The pid of `name` in a local stack's `stack.json`.
+pub fn component_pid(stack_file: &std::path::Path, name: &str) -> anyhow::Result<u32> {
+    let text = std::fs::read_to_string(stack_file)
+        .with_context(|| format!("Failed to read {}", stack_file.display()))?;
+    let components: Vec<serde_json::Value> = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a stack.json", stack_file.display()))?;
+    let found = components
+        .iter()
+        .find(|c| c["name"] == name)
+        .with_context(|| {
+            let names: Vec<&str> = components
+                .iter()
+                .filter_map(|c| c["name"].as_str())
+                .collect();
+            format!(
+                "no component {name:?} in {} (components: {})",
+                stack_file.display(),
+                names.join(", ")
+            )
+        })?;
+    found["pid"]
+        .as_u64()
+        .and_then(|p| u32::try_from(p).ok())
+        .with_context(|| format!("component {name:?} has no running process"))
 }
 
 /// Process fault on the command line.
@@ -381,7 +414,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn run_process(cmd: ProcessCommand) -> anyhow::Result<()> {
-    match (cmd.pid, cmd.container) {
+    let pid = match (&cmd.component, &cmd.stack_file) {
+        (Some(name), Some(file)) => Some(component_pid(file, name)?),
+        _ => cmd.pid,
+    };
+    match (pid, cmd.container) {
         (Some(pid), _) => {
             let fault = match cmd.action {
                 ProcessAction::Kill => ProcessFault::Kill,
@@ -402,7 +439,7 @@ fn run_process(cmd: ProcessCommand) -> anyhow::Result<()> {
             println!("{action:?} container {name}");
             Ok(())
         }
-        (None, None) => bail!("give --pid or --container"),
+        (None, None) => bail!("give --pid, --container or --component with --stack-file"),
     }
 }
 
@@ -452,6 +489,25 @@ async fn wait_for_stop() {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_component_of_a_local_stack_is_found_by_name_in_its_stack_json() {
+        let path = std::env::temp_dir().join(format!("stack-{}.json", std::process::id()));
+        std::fs::write(
+            &path,
+            r#"[{"name":"postgres","kind":"postgresql primary","pid":4242,"address":"127.0.0.1:1","proxy":"127.0.0.1:2"},
+                {"name":"payments","kind":"payment provider","pid":null,"address":"127.0.0.1:3","proxy":null}]"#,
+        )
+        .unwrap();
+        assert_eq!(component_pid(&path, "postgres").unwrap(), 4242);
+        let none = component_pid(&path, "payments").unwrap_err().to_string();
+        assert!(none.contains("no running process"), "{none}");
+        let missing = component_pid(&path, "app-9").unwrap_err().to_string();
+        assert!(missing.contains("postgres, payments"), "{missing}");
+        let _ = std::fs::remove_file(path);
+        let cli = Cli::try_parse_from(["chaos", "process", "kill", "--component", "app-1"]);
+        assert!(cli.is_err(), "--component needs --stack-file");
+    }
     use super::*;
 
     #[test]

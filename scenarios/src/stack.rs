@@ -149,6 +149,8 @@ pub async fn serve_app() -> anyhow::Result<()> {
         }
     })
     .await?;
+    // Sends the spans still queued when tracing is on.
+    boxoffice::telemetry::shutdown();
     Ok(())
 }
 

@@ -138,3 +138,18 @@ fn a_database_outage_fires_the_dependency_alert_and_the_report_records_when() {
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert!(html.contains("BoxOfficeDependencyDown"));
 }
+
+#[test]
+fn a_flash_sale_survives_a_crashed_instance_behind_the_balancer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, report) = run("atomic", "app-1:kill@3s+4s", dir.path());
+    assert_invariants_and_timings("atomic", code, &report);
+    let fault = &report.failover.faults[0];
+    assert_eq!(fault.target, "app-1");
+    assert_eq!(fault.noticed_by.as_deref(), Some("readiness:app-1"));
+    // The other instance serves while app-1 is down: successes inside the window.
+    assert!(
+        fault.requests_in_window > fault.errors_in_window,
+        "{fault:#?}"
+    );
+}
