@@ -21,6 +21,7 @@ use tempfile::TempDir;
 
 use crate::net::free_port;
 use crate::process;
+use crate::process::tail;
 use crate::sys::Signal;
 
 const INSTALL_HINT: &str = "install it with \
@@ -159,11 +160,7 @@ impl LocalKafka {
 
     /// Kills the broker with SIGKILL.
     pub async fn kill(&self) -> anyhow::Result<()> {
-        let child = self.child.lock().expect("lock").take();
-        if let Some(mut child) = child {
-            process::terminate_async(&mut child, Signal::Kill, STOP_GRACE).await?;
-        }
-        Ok(())
+        Ok(process::stop_slot(&self.child, Signal::Kill, STOP_GRACE).await?)
     }
 
     /// Starts the broker again on the same port and storage (killing it first if it runs).
@@ -251,10 +248,4 @@ async fn spawn(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -40,6 +40,7 @@ use crate::kafka::{KafkaStorage, LocalKafka};
 use crate::net::free_port;
 use crate::postgres::LocalPostgres;
 use crate::process;
+use crate::process::tail;
 use crate::prometheus::{LocalPrometheus, PrometheusOptions, ScrapeTarget};
 use crate::redis::RedisFailover;
 use crate::sys::{self, Signal};
@@ -767,16 +768,7 @@ impl AppInstance {
     }
 
     async fn signal_stop(&self, signal: Signal, grace: Duration) -> anyhow::Result<()> {
-        let child = self
-            .child
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(mut child) = child {
-            let _ = sys::send_signal(child.id(), Signal::Continue);
-            process::terminate_async(&mut child, signal, grace).await?;
-        }
-        Ok(())
+        Ok(process::stop_slot(&self.child, signal, grace).await?)
     }
 
     async fn terminate(&self) {
@@ -833,10 +825,4 @@ impl Drop for AppInstance {
                 process::terminate_blocking(&mut child, Signal::Interrupt, Duration::from_secs(5));
         }
     }
-}
-
-fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -257,31 +257,13 @@ impl LocalPostgres {
     /// Kills the postmaster with SIGKILL (a crash: no checkpoint, clients see their
     /// connections die). The data dir stays; [`LocalPostgres::start_again`] runs crash recovery.
     pub async fn kill(&self) -> anyhow::Result<()> {
-        let child = self
-            .child
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(mut child) = child {
-            process::terminate_async(&mut child, Signal::Kill, Duration::ZERO).await?;
-        }
-        Ok(())
+        Ok(process::stop_slot(&self.child, Signal::Kill, Duration::ZERO).await?)
     }
 
     /// Fast shutdown (SIGINT: sessions rolled back, checkpoint), keeping the data dir so that
     /// [`LocalPostgres::start_again`] brings the same cluster back on the same port.
     pub async fn shutdown(&self) -> anyhow::Result<()> {
-        let child = self
-            .child
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(mut child) = child {
-            // A paused server cannot shut down until it runs again.
-            let _ = crate::sys::send_signal(child.id(), Signal::Continue);
-            process::terminate_async(&mut child, Signal::Interrupt, STOP_TIMEOUT).await?;
-        }
-        Ok(())
+        Ok(process::stop_slot(&self.child, Signal::Interrupt, STOP_TIMEOUT).await?)
     }
 
     /// Starts the server again on its port after [`LocalPostgres::kill`] or

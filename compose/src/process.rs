@@ -183,3 +183,29 @@ fn kill_and_reap(child: &mut Child) -> io::Result<Ending> {
     child.wait()?;
     Ok(Ending::Killed)
 }
+
+/// The last `n` lines of a log file (empty if it cannot be read), for error messages.
+pub(crate) fn tail(path: &std::path::Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Takes the child out of `slot` and stops it: `signal`, then SIGKILL after `grace`. A
+/// paused (SIGSTOP-ed) child is thawed first, or it could not act on the signal. Nothing
+/// happens when the slot is empty.
+pub(crate) async fn stop_slot(
+    slot: &std::sync::Mutex<Option<Child>>,
+    signal: Signal,
+    grace: Duration,
+) -> io::Result<()> {
+    let child = slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(mut child) = child {
+        let _ = sys::send_signal(child.id(), Signal::Continue);
+        terminate_async(&mut child, signal, grace).await?;
+    }
+    Ok(())
+}

@@ -25,6 +25,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::net::free_port;
 use crate::process;
+use crate::process::tail;
 use crate::sys::Signal;
 
 const INSTALL_HINT: &str =
@@ -482,12 +483,6 @@ fn keep_or_remove(dir: TempDir) {
     if std::env::var("BOXOFFICE_KEEP_STACK").as_deref() == Ok("1") {
         eprintln!("compose: kept {}", dir.keep().display());
     }
-}
-
-fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.

@@ -25,6 +25,7 @@ use tempfile::TempDir;
 use tokio::sync::OnceCell;
 
 use crate::net::free_port;
+use crate::process::tail;
 use crate::process::{self};
 use crate::sys::{self, Signal};
 
@@ -121,11 +122,7 @@ impl LocalRedis {
 
     /// Kills the server with SIGKILL (a crash: clients see their connections reset).
     pub async fn kill(&self) -> anyhow::Result<()> {
-        let child = self.child.lock().expect("lock").take();
-        if let Some(mut child) = child {
-            process::terminate_async(&mut child, Signal::Kill, STOP_GRACE).await?;
-        }
-        Ok(())
+        Ok(process::stop_slot(&self.child, Signal::Kill, STOP_GRACE).await?)
     }
 
     /// Starts the server again on the same port (killing it first if it runs). Its data is
@@ -221,12 +218,6 @@ fn raw_command(port: u16, cmd: &str) -> anyhow::Result<String> {
     let mut buf = [0u8; 4096];
     let n = s.read(&mut buf)?;
     Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
-}
-
-fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// A primary, a replica and one Sentinel watching them (quorum 1), for failover drills:

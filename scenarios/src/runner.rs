@@ -194,8 +194,14 @@ async fn run_attack(cli: Cli, name: ScenarioName) -> Result<Outcome> {
             t.elapsed().as_secs_f64()
         ),
     );
-    if let Some(p) = stack.lab().and_then(|l| l.prometheus()) {
-        say(&cli, format!("prometheus at {}", p.url()));
+    if let Some(lab) = stack.lab() {
+        say(
+            &cli,
+            format!("fault proxies (Toxiproxy API) at {}", lab.chaos_api()),
+        );
+        if let Some(p) = lab.prometheus() {
+            say(&cli, format!("prometheus at {}", p.url()));
+        }
     }
     let result = attack_on(&cli, name, &stack, users, seats, &dir, live).await;
     stack.stop().await;
