@@ -498,19 +498,37 @@ impl ApiProxyTarget {
         }
     }
 
-    /// Every proxy of the API as a target, by proxy name.
+    /// Every proxy of the API as a target, by proxy name; proxies named `<base>-<n>`
+    /// (`kafka-1`, `kafka-2`, `kafka-3`) are also reachable together as `<base>` unless a
+    /// proxy has that name itself, so `kafka:down` takes every broker down.
     pub async fn all(
         client: &crate::client::ToxiproxyClient,
     ) -> crate::Result<HashMap<String, Arc<dyn FaultTarget>>> {
-        Ok(client
-            .proxies()
-            .await?
-            .into_keys()
+        let names: Vec<String> = client.proxies().await?.into_keys().collect();
+        let mut targets: HashMap<String, Arc<dyn FaultTarget>> = names
+            .iter()
             .map(|name| {
-                let t: Arc<dyn FaultTarget> = Arc::new(ApiProxyTarget::new(client.clone(), &name));
-                (name, t)
+                let t: Arc<dyn FaultTarget> = Arc::new(ApiProxyTarget::new(client.clone(), name));
+                (name.clone(), t)
             })
-            .collect())
+            .collect();
+        let mut groups: HashMap<String, Vec<Arc<dyn FaultTarget>>> = HashMap::new();
+        for name in &names {
+            if let Some((base, n)) = name.rsplit_once('-') {
+                if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) {
+                    groups
+                        .entry(base.to_owned())
+                        .or_default()
+                        .push(Arc::clone(&targets[name]));
+                }
+            }
+        }
+        for (base, members) in groups {
+            targets
+                .entry(base)
+                .or_insert_with(|| Arc::new(GroupTarget { members }));
+        }
+        Ok(targets)
     }
 
     fn failed(&self, action: &FaultAction, e: crate::Error) -> ScheduleError {
@@ -572,6 +590,50 @@ impl FaultTarget for ApiProxyTarget {
                     action: action.to_string(),
                 }),
             }
+        })
+    }
+}
+
+/// Several targets as one: a fault applies to each member, in order (`kafka` = every broker).
+pub struct GroupTarget {
+    members: Vec<Arc<dyn FaultTarget>>,
+}
+
+impl GroupTarget {
+    /// A group of `members`.
+    pub fn new(members: Vec<Arc<dyn FaultTarget>>) -> Self {
+        GroupTarget { members }
+    }
+}
+
+impl fmt::Debug for GroupTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GroupTarget({} members)", self.members.len())
+    }
+}
+
+impl FaultTarget for GroupTarget {
+    fn apply<'a>(&'a self, action: &'a FaultAction) -> FaultFuture<'a> {
+        Box::pin(async move {
+            for m in &self.members {
+                m.apply(action).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn revert<'a>(&'a self, action: &'a FaultAction) -> FaultFuture<'a> {
+        Box::pin(async move {
+            // Revert every member even if one fails, and report the first failure.
+            let mut first = Ok(());
+            for m in &self.members {
+                if let Err(e) = m.revert(action).await {
+                    if first.is_ok() {
+                        first = Err(e);
+                    }
+                }
+            }
+            first
         })
     }
 }

@@ -59,3 +59,41 @@ async fn a_partition_blackholes_both_directions_until_reverted() {
     let mut s = connect(&proxy).await;
     round_trip(&mut s, b"healed").await;
 }
+
+#[tokio::test]
+async fn a_remote_api_s_numbered_proxies_are_one_target_too() {
+    let (server, api) = chaos::ProxyServer::start(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let upstream = echo_server().await.to_string();
+    for name in ["kafka-1", "kafka-2", "redis"] {
+        server
+            .registry()
+            .create(chaos::ProxyConfig::new(
+                name,
+                "127.0.0.1:0",
+                upstream.clone(),
+            ))
+            .unwrap();
+    }
+    let client = chaos::ToxiproxyClient::new(format!("http://{api}"));
+    let targets = schedule::ApiProxyTarget::all(&client).await.unwrap();
+    let mut names: Vec<&str> = targets.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(names, ["kafka", "kafka-1", "kafka-2", "redis"]);
+
+    let down = schedule::parse_action("down").unwrap();
+    targets["kafka"].apply(&down).await.unwrap();
+    let proxies = client.proxies().await.unwrap();
+    assert!(!proxies["kafka-1"].enabled && !proxies["kafka-2"].enabled);
+    assert!(proxies["redis"].enabled);
+    targets["kafka"].revert(&down).await.unwrap();
+    let proxies = client.proxies().await.unwrap();
+    assert!(proxies["kafka-1"].enabled && proxies["kafka-2"].enabled);
+
+    let latency = schedule::parse_action("latency=100ms").unwrap();
+    targets["redis"].apply(&latency).await.unwrap();
+    assert_eq!(client.toxics("redis").await.unwrap().len(), 1);
+    targets["redis"].revert(&latency).await.unwrap();
+    assert!(client.toxics("redis").await.unwrap().is_empty());
+}
