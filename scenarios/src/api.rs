@@ -9,7 +9,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use crate::checker::{
-    BookingRecord, CouponAudit, FinalState, HoldRecord, PaymentsAudit, RoundAudit, RoundState,
+    BookingRecord, CacheReading, CouponAudit, FinalState, HoldRecord, PaymentsAudit, RoundAudit,
+    RoundSales, RoundState,
 };
 use crate::error::{Error, Result};
 
@@ -224,12 +225,16 @@ impl Api {
                     "holds",
                 )
                 .await?;
+            let sales = self.settled_sales(id, admin_token).await?;
             state.rounds.push(RoundState {
                 audit,
                 bookings,
                 holds,
+                sales,
+                cache: None,
             });
         }
+        self.read_cache(&mut state, admin_token).await;
         state.payments = Some(
             self.get_as::<PaymentsAudit>("/v1/admin/payments/audit", admin_token)
                 .await?,
@@ -241,6 +246,68 @@ impl Api {
             );
         }
         Ok(state)
+    }
+
+    /// The round's sales once the ledger has caught up with the database (polled for up to
+    /// 20 s, since the outbox relay and the consumer run behind the writes); what was there at
+    /// the deadline otherwise. `None` when the stack has no sales route.
+    async fn settled_sales(&self, round: i64, token: &str) -> Result<Option<RoundSales>> {
+        let path = format!("/v1/admin/rounds/{round}/sales");
+        let began = std::time::Instant::now();
+        loop {
+            let r = self
+                .send(reqwest::Method::GET, &path, Some(token), None)
+                .await?;
+            if r.status == 404 || r.status == 405 {
+                return Ok(None);
+            }
+            let mut sales: RoundSales =
+                serde_json::from_value(r.ok_or(&path)?).map_err(|e| Error::api(&path, e))?;
+            sales.waited_ms = began.elapsed().as_millis() as i64;
+            if sales.database == sales.ledger || began.elapsed() > Duration::from_secs(20) {
+                return Ok(Some(sales));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Reads every round's public (cached) availability now and again after the cache TTL,
+    /// beside the database's count (the audit, read again after the TTL in case the reaper
+    /// released seats meanwhile).
+    async fn read_cache(&self, state: &mut FinalState, token: &str) {
+        async fn available(api: &Api, round: i64) -> Option<i64> {
+            let r = api
+                .send(
+                    reqwest::Method::GET,
+                    &format!("/v1/rounds/{round}/availability"),
+                    None,
+                    None,
+                )
+                .await
+                .ok()?;
+            (r.status == 200).then(|| r.body["available"].as_i64())?
+        }
+        let mut first = Vec::new();
+        for r in &state.rounds {
+            first.push(available(self, r.audit.round_id).await);
+        }
+        // Longer than the box office's default cache TTL (2 s).
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        for (r, cached) in state.rounds.iter_mut().zip(first) {
+            let id = r.audit.round_id;
+            let after = available(self, id).await;
+            let audit: Option<RoundAudit> = self
+                .get_as(&format!("/v1/admin/rounds/{id}/audit"), token)
+                .await
+                .ok();
+            if let (Some(cached), Some(after), Some(audit)) = (cached, after, audit) {
+                r.cache = Some(CacheReading {
+                    cached_available: cached,
+                    after_ttl_available: after,
+                    database_available: audit.available,
+                });
+            }
+        }
     }
 
     async fn optional_list<T: DeserializeOwned>(

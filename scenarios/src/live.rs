@@ -110,7 +110,12 @@ impl LiveMetrics {
 
     /// Records one finished operation.
     pub fn observe(&self, op: OpKind, latency_s: f64, outcome: Outcome) {
-        let tx = op.as_str();
+        self.observe_named(op.as_str(), latency_s, outcome);
+    }
+
+    /// Records one finished operation of a transaction named `tx` (keep the set of names
+    /// small: it is a label).
+    pub fn observe_named(&self, tx: &str, latency_s: f64, outcome: Outcome) {
         self.duration.with_label_values(&[tx]).observe(latency_s);
         let result = match outcome {
             Outcome::Ok => "ok",

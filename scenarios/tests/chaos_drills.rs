@@ -153,3 +153,21 @@ fn a_flash_sale_survives_a_crashed_instance_behind_the_balancer() {
         "{fault:#?}"
     );
 }
+
+#[test]
+fn the_outbox_drains_into_the_ledger_after_a_kafka_outage_longer_than_the_producer_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    // 12 s down: longer than the relay's message timeout (10 s), so its idempotent producer's
+    // messages time out and the broker fences it; the relay must start a new producer.
+    let (code, report) = run("atomic", "kafka:down@3s+12s", dir.path());
+    assert_ne!(code, reports::exit_code::INVARIANT_BROKEN);
+    let fault = &report.failover.faults[0];
+    assert_eq!(fault.target, "kafka");
+    assert_eq!(fault.acknowledged_lost, 0);
+    // Clients do not wait for Kafka: the outbox decouples them from the broker.
+    assert_eq!(fault.errors_in_window, 0, "{fault:#?}");
+    let ledger = common::check(&report, "ledger-matches-bookings");
+    assert!(ledger.passed, "{ledger:?}");
+    assert!(ledger.counts["ledger_bookings"] > 0);
+    assert!(common::check(&report, "cache-matches-database").passed);
+}

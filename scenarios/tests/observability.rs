@@ -21,10 +21,10 @@
 //! Separate tests run `promtool check rules`, `promtool test rules`, `amtool check-config` and
 //! `amtool config routes test`; each fails (never skips) when the tool is missing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use compose::{LocalAlertmanager, LocalPrometheus, PrometheusOptions, ScrapeTarget};
@@ -231,87 +231,27 @@ fn comparisons_against_constants_are_stripped_and_nothing_else() {
     assert_eq!(strip_comparisons("a > b").trim(), "a > b");
 }
 
-/// What the test's little load runner exports as job `scenario`, with the names and labels
-/// of the scenario runner's contract: `lab_fault_active{target,action}`,
-/// `lab_transaction_duration_seconds{transaction}`, `lab_transactions_total{transaction,result}`,
-/// `lab_active_users`, `lab_arrivals_total`.
-#[derive(Debug, Default)]
+/// The scenario runner's own live metrics (job `scenario`): the real
+/// [`scenarios::live::LiveMetrics`], fed by this test's little load runner.
 struct LabMetrics {
-    transactions: BTreeMap<(String, String), u64>,
-    durations: BTreeMap<String, Vec<f64>>,
-    faults: BTreeMap<(String, String), i64>,
-    active_users: i64,
-    arrivals: u64,
+    live: Arc<scenarios::live::LiveMetrics>,
+    counters: Arc<scenarios::history::Counters>,
 }
-
-const LAB_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 impl LabMetrics {
-    fn render(&self) -> String {
-        let mut t = String::from("# TYPE lab_transactions_total counter\n");
-        for ((tx, result), n) in &self.transactions {
-            t += &format!(
-                "lab_transactions_total{{transaction=\"{tx}\",result=\"{result}\"}} {n}\n"
-            );
-        }
-        t += "# TYPE lab_transaction_duration_seconds histogram\n";
-        for (tx, ds) in &self.durations {
-            for le in LAB_BUCKETS {
-                let n = ds.iter().filter(|d| **d <= *le).count();
-                t += &format!("lab_transaction_duration_seconds_bucket{{transaction=\"{tx}\",le=\"{le}\"}} {n}\n");
-            }
-            t += &format!(
-                "lab_transaction_duration_seconds_bucket{{transaction=\"{tx}\",le=\"+Inf\"}} {}\n\
-                 lab_transaction_duration_seconds_sum{{transaction=\"{tx}\"}} {}\n\
-                 lab_transaction_duration_seconds_count{{transaction=\"{tx}\"}} {}\n",
-                ds.len(),
-                ds.iter().sum::<f64>(),
-                ds.len()
-            );
-        }
-        t += "# TYPE lab_fault_active gauge\n";
-        for ((target, action), v) in &self.faults {
-            t += &format!("lab_fault_active{{target=\"{target}\",action=\"{action}\"}} {v}\n");
-        }
-        t += &format!(
-            "# TYPE lab_active_users gauge\nlab_active_users {}\n# TYPE lab_arrivals_total counter\nlab_arrivals_total {}\n",
-            self.active_users, self.arrivals
-        );
-        t
+    fn new() -> Self {
+        let counters = Arc::new(scenarios::history::Counters::default());
+        let live = Arc::new(scenarios::live::LiveMetrics::new());
+        live.attach(Arc::clone(&counters));
+        LabMetrics { live, counters }
     }
-}
-
-/// Serves `metrics` as `GET /metrics` (any path) on a free port; returns the address.
-async fn serve_lab_metrics(metrics: Arc<Mutex<LabMetrics>>) -> String {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                return;
-            };
-            let body = metrics.lock().unwrap().render();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = s.write_all(head.as_bytes()).await;
-                let _ = s.write_all(body.as_bytes()).await;
-            });
-        }
-    });
-    addr
 }
 
 /// A client of the box office that records each call as a load-runner transaction.
 struct Runner {
     http: reqwest::Client,
     base: String,
-    lab: Arc<Mutex<LabMetrics>>,
+    lab: Arc<LabMetrics>,
 }
 
 impl Runner {
@@ -334,15 +274,16 @@ impl Runner {
         let res = req.send().await.expect("the box office answers");
         let status = res.status().as_u16();
         let body: Value = res.json().await.unwrap_or(Value::Null);
-        let mut lab = self.lab.lock().unwrap();
-        let result = if status < 400 { "ok" } else { "fail" };
-        *lab.transactions
-            .entry((transaction.to_owned(), result.to_owned()))
-            .or_default() += 1;
-        lab.durations
-            .entry(transaction.to_owned())
-            .or_default()
-            .push(began.elapsed().as_secs_f64());
+        let outcome = if status < 400 {
+            scenarios::history::Outcome::Ok
+        } else if status < 500 {
+            scenarios::history::Outcome::Fail
+        } else {
+            scenarios::history::Outcome::Unknown
+        };
+        self.lab
+            .live
+            .observe_named(transaction, began.elapsed().as_secs_f64(), outcome);
         (status, body)
     }
 
@@ -435,8 +376,10 @@ async fn drive_traffic(r: &Runner) -> reqwest::Response {
         .unwrap();
     assert_eq!(sse.status().as_u16(), 200);
     for (i, t) in tokens.iter().enumerate() {
-        r.lab.lock().unwrap().arrivals += 1;
-        r.lab.lock().unwrap().active_users += 1;
+        r.lab
+            .counters
+            .users_started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         for _ in 0..3 {
             let (s, _) = r
                 .get(
@@ -570,8 +513,13 @@ async fn every_dashboard_query_and_alert_expression_returns_data_from_a_live_run
     }));
 
     // The runner's metrics, Alertmanager and Prometheus.
-    let lab = Arc::new(Mutex::new(LabMetrics::default()));
-    let lab_addr = serve_lab_metrics(Arc::clone(&lab)).await;
+    let lab = Arc::new(LabMetrics::new());
+    let (lab_addr, _lab_server) = lab
+        .live
+        .serve(([127, 0, 0, 1], 0).into())
+        .await
+        .expect("the runner's metrics listen");
+    let lab_addr = lab_addr.to_string();
     let alertmanager = LocalAlertmanager::start(&repo().join("alerts/alertmanager.yml"))
         .await
         .expect("Alertmanager (apt-get install -y prometheus-alertmanager)");
@@ -595,28 +543,20 @@ async fn every_dashboard_query_and_alert_expression_returns_data_from_a_live_run
     };
     let sse = drive_traffic(&runner).await;
     // One fault: 50 ms of Redis latency for two seconds, while the runner reads.
-    lab.lock()
-        .unwrap()
-        .faults
-        .insert(("redis".into(), "latency".into()), 1);
-    redis_proxy
-        .add_toxic(chaos::ToxicSpec::new(
-            chaos::ToxicKind::Latency(chaos::toxics::latency::Config {
-                latency: 50,
-                jitter: 0,
-            }),
-            chaos::Stream::Downstream,
-        ))
-        .unwrap();
+    use chaos::schedule::FaultTarget as _;
+    let fault = chaos::schedule::parse_action("latency=50ms").expect("a toxic");
+    let redis_target = scenarios::live::Gauged::new(
+        "redis",
+        Arc::new(chaos::schedule::ProxyTarget::new(redis_proxy.clone())),
+        Arc::clone(&lab.live),
+    );
+    lab.live.declare_fault("redis", &fault);
+    redis_target.apply(&fault).await.expect("latency on");
     let began = Instant::now();
     while began.elapsed() < Duration::from_secs(2) {
         runner.get("browse", "/v1/events", None).await;
     }
-    redis_proxy.reset_toxics();
-    lab.lock()
-        .unwrap()
-        .faults
-        .insert(("redis".into(), "latency".into()), 0);
+    redis_target.revert(&fault).await.expect("latency off");
     runner.get("browse", "/v1/events", None).await;
 
     prometheus

@@ -32,7 +32,7 @@ use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 use tokio::sync::{watch, OnceCell};
@@ -222,23 +222,51 @@ impl Pipeline {
 /// Starts the outbox relay.
 pub async fn start_relay(state: &AppState) -> anyhow::Result<Worker> {
     let bootstrap = state.kafka.bootstrap(state).await?;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
+    let producer = relay_producer(&bootstrap)?;
+    let state = state.clone();
+    Ok(Worker::spawn("relay", move |stop| {
+        relay(state, bootstrap, producer, stop)
+    }))
+}
+
+/// The relay's idempotent producer.
+fn relay_producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("message.timeout.ms", "10000")
         .create()
-        .context("Failed to create the Kafka producer")?;
-    let state = state.clone();
-    Ok(Worker::spawn("relay", move |stop| {
-        relay(state, producer, stop)
-    }))
+        .context("Failed to create the Kafka producer")
 }
 
-async fn relay(state: AppState, producer: FutureProducer, mut stop: watch::Receiver<bool>) {
+async fn relay(
+    state: AppState,
+    bootstrap: String,
+    mut producer: FutureProducer,
+    mut stop: watch::Receiver<bool>,
+) {
     let prefix = state.config.kafka_prefix.clone();
     loop {
+        // An idempotent producer whose messages timed out (the broker unreachable for longer
+        // than message.timeout.ms) may be fenced or otherwise fatally failed: every later send
+        // fails at once. Only a new producer (a new producer id) can publish again; the rows
+        // are still in the outbox, so nothing is lost.
+        if let Some((code, reason)) = producer.client().fatal_error() {
+            tracing::warn!(?code, %reason, "relay: the producer failed fatally; creating a new one");
+            match relay_producer(&bootstrap) {
+                Ok(p) => producer = p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "relay: could not create a new producer");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.changed() => return,
+                    }
+                    continue;
+                }
+            }
+        }
         if *stop.borrow() {
             return;
         }
@@ -315,13 +343,35 @@ async fn relay(state: AppState, producer: FutureProducer, mut stop: watch::Recei
         let results = futures::future::join_all(sends).await;
         let mut sent = Vec::with_capacity(results.len());
         let mut failed = 0u64;
+        let mut first_error = None;
         for r in results {
             match r {
                 Ok(id) => sent.push(id),
                 Err(e) => {
                     failed += 1;
-                    tracing::warn!(error = %e, "relay: publish failed; will retry");
+                    first_error.get_or_insert(e);
                 }
+            }
+        }
+        if let Some(e) = &first_error {
+            // One line per batch, not per row: an outage fails whole batches.
+            tracing::warn!(error = %e, failed, "relay: publish failed; will retry");
+        }
+        if matches!(
+            &first_error,
+            Some(rdkafka::error::KafkaError::MessageProduction(
+                rdkafka::types::RDKafkaErrorCode::ProducerFenced
+                    | rdkafka::types::RDKafkaErrorCode::InvalidProducerEpoch
+                    | rdkafka::types::RDKafkaErrorCode::UnknownProducerId
+                    | rdkafka::types::RDKafkaErrorCode::OutOfOrderSequenceNumber
+            ))
+        ) && producer.client().fatal_error().is_none()
+        {
+            // The broker refuses this producer's identity even though librdkafka did not
+            // flag it fatal (seen with tansu after timeouts): start over with a new one.
+            tracing::warn!("relay: the broker fenced the producer; creating a new one");
+            if let Ok(p) = relay_producer(&bootstrap) {
+                producer = p;
             }
         }
         let now = state.clock.now_ms();

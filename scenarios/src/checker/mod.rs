@@ -19,7 +19,8 @@ pub mod seats;
 pub mod state;
 
 pub use state::{
-    BookingRecord, CouponAudit, FinalState, HoldRecord, PaymentsAudit, RoundAudit, RoundState,
+    BookingRecord, CacheReading, CouponAudit, FinalState, HoldRecord, PaymentsAudit, RoundAudit,
+    RoundSales, RoundState, SalesTotals,
 };
 
 use crate::history::Op;
@@ -48,16 +49,10 @@ pub fn check(history: &[Op], state: &FinalState, scope: Scope) -> reports::Corre
     if scope.coupons {
         checks.push(coupons::coupon_quota(history, state));
     }
-    checks.push(reports::Check::skipped(
-        "ledger-matches-bookings",
-        "Each confirmed booking has exactly one ledger effect and ledger totals equal database totals.",
-        "this stack has no event pipeline (Kafka) yet",
-    ));
-    checks.push(reports::Check::skipped(
-        "cache-matches-database",
-        "After quiescence, cached availability equals database availability.",
-        "this stack has no availability cache (Redis) yet",
-    ));
+    if scope.seats {
+        checks.push(ledger_matches_bookings(state));
+        checks.push(cache_matches_database(state));
+    }
     reports::Correctness { checks }
 }
 
@@ -150,6 +145,8 @@ pub(crate) mod fixtures {
                 },
                 bookings: Some(bookings),
                 holds: Some(holds),
+                sales: None,
+                cache: None,
             }],
             payments: Some(PaymentsAudit {
                 captured: revenue,
@@ -180,6 +177,93 @@ pub(crate) mod fixtures {
     }
 }
 
+/// Each confirmed booking has exactly one ledger effect: the ledger's totals (bookings, seats,
+/// revenue) equal the database's once the pipeline has drained.
+pub fn ledger_matches_bookings(state: &FinalState) -> reports::Check {
+    const NAME: &str = "ledger-matches-bookings";
+    const DESCRIPTION: &str = "Each confirmed booking has exactly one ledger effect and ledger totals equal database totals.";
+    let sales: Vec<_> = state.rounds.iter().filter_map(|r| r.sales).collect();
+    if sales.len() != state.rounds.len() || sales.is_empty() {
+        return reports::Check::skipped(
+            NAME,
+            DESCRIPTION,
+            "the stack's admin API has no sales route (/v1/admin/rounds/{id}/sales)",
+        );
+    }
+    let sum = |f: &dyn Fn(&RoundSales) -> i64| sales.iter().map(f).sum::<i64>();
+    let db_bookings = sum(&|s| s.database.confirmed_bookings);
+    let ledger_bookings = sum(&|s| s.ledger.confirmed_bookings);
+    let db_seats = sum(&|s| s.database.seats_sold);
+    let ledger_seats = sum(&|s| s.ledger.seats_sold);
+    let db_revenue = sum(&|s| s.database.revenue);
+    let ledger_revenue = sum(&|s| s.ledger.revenue);
+    let mismatched: Vec<String> = state
+        .rounds
+        .iter()
+        .filter_map(|r| r.sales.map(|s| (r.audit.round_id, s)))
+        .filter(|(_, s)| s.database != s.ledger)
+        .map(|(id, s)| {
+            format!(
+                "round {id}: database {} bookings / {} seats / {} revenue, ledger {} / {} / {}",
+                s.database.confirmed_bookings,
+                s.database.seats_sold,
+                s.database.revenue,
+                s.ledger.confirmed_bookings,
+                s.ledger.seats_sold,
+                s.ledger.revenue
+            )
+        })
+        .collect();
+    let waited = sales.iter().map(|s| s.waited_ms).max().unwrap_or(0);
+    reports::Check::new(NAME, DESCRIPTION, mismatched.is_empty())
+        .with_count("database_bookings", db_bookings)
+        .with_count("ledger_bookings", ledger_bookings)
+        .with_count("database_seats", db_seats)
+        .with_count("ledger_seats", ledger_seats)
+        .with_count("database_revenue", db_revenue)
+        .with_count("ledger_revenue", ledger_revenue)
+        .with_count("waited_ms", waited)
+        .with_examples(mismatched)
+}
+
+/// After quiescence the cache serves what the database has: right after the run, or at the
+/// latest once the cache's TTL has passed (the bound on a lost invalidation).
+pub fn cache_matches_database(state: &FinalState) -> reports::Check {
+    const NAME: &str = "cache-matches-database";
+    const DESCRIPTION: &str = "After quiescence, cached availability equals database availability (at the latest after the cache TTL).";
+    let readings: Vec<(i64, CacheReading)> = state
+        .rounds
+        .iter()
+        .filter_map(|r| r.cache.map(|c| (r.audit.round_id, c)))
+        .collect();
+    if readings.is_empty() {
+        return reports::Check::skipped(
+            NAME,
+            DESCRIPTION,
+            "the public availability could not be read",
+        );
+    }
+    let stale_at_end = readings
+        .iter()
+        .filter(|(_, c)| c.cached_available != c.database_available)
+        .count() as i64;
+    let stale: Vec<String> = readings
+        .iter()
+        .filter(|(_, c)| c.after_ttl_available != c.database_available)
+        .map(|(id, c)| {
+            format!(
+                "round {id}: cache says {} free after the TTL, database {}",
+                c.after_ttl_available, c.database_available
+            )
+        })
+        .collect();
+    reports::Check::new(NAME, DESCRIPTION, stale.is_empty())
+        .with_count("rounds", readings.len() as i64)
+        .with_count("stale_right_after_run", stale_at_end)
+        .with_count("stale_after_ttl", stale.len() as i64)
+        .with_examples(stale)
+}
+
 #[cfg(test)]
 mod tests {
     use super::fixtures::*;
@@ -203,5 +287,69 @@ mod tests {
             assert!(c.passed || c.skipped_reason.is_some(), "{c:?}");
         }
         assert!(c.outcomes().iter().all(|o| o.passed));
+    }
+
+    fn round(sales: Option<RoundSales>, cache: Option<CacheReading>) -> FinalState {
+        FinalState {
+            rounds: vec![RoundState {
+                audit: RoundAudit {
+                    round_id: 7,
+                    ..Default::default()
+                },
+                sales,
+                cache,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_ledger_behind_the_database_fails_and_says_by_how_much() {
+        let db = SalesTotals {
+            confirmed_bookings: 10,
+            seats_sold: 20,
+            revenue: 2000,
+        };
+        let equal = RoundSales {
+            database: db,
+            ledger: db,
+            waited_ms: 400,
+        };
+        let c = ledger_matches_bookings(&round(Some(equal), None));
+        assert!(c.passed, "{c:?}");
+        assert_eq!(c.counts["waited_ms"], 400);
+        let behind = RoundSales {
+            ledger: SalesTotals {
+                confirmed_bookings: 9,
+                seats_sold: 18,
+                revenue: 1800,
+            },
+            ..equal
+        };
+        let c = ledger_matches_bookings(&round(Some(behind), None));
+        assert!(!c.passed);
+        assert_eq!(c.counts["ledger_bookings"], 9);
+        assert!(c.examples[0].contains("round 7"), "{:?}", c.examples);
+        let none = ledger_matches_bookings(&round(None, None));
+        assert!(none.skipped_reason.is_some());
+    }
+
+    #[test]
+    fn a_cache_may_lag_until_its_ttl_but_not_after() {
+        let reading = |cached, after| CacheReading {
+            cached_available: cached,
+            after_ttl_available: after,
+            database_available: 5,
+        };
+        let lagging = cache_matches_database(&round(None, Some(reading(6, 5))));
+        assert!(lagging.passed, "{lagging:?}");
+        assert_eq!(lagging.counts["stale_right_after_run"], 1);
+        let stale = cache_matches_database(&round(None, Some(reading(6, 6))));
+        assert!(!stale.passed);
+        assert_eq!(stale.counts["stale_after_ttl"], 1);
+        assert!(cache_matches_database(&round(None, None))
+            .skipped_reason
+            .is_some());
     }
 }

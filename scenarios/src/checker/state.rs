@@ -79,11 +79,55 @@ impl HoldRecord {
     }
 }
 
+/// Sales totals of `GET /v1/admin/rounds/{id}/sales`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SalesTotals {
+    /// Confirmed bookings.
+    pub confirmed_bookings: i64,
+    /// Their seats.
+    pub seats_sold: i64,
+    /// Their amounts, minor units.
+    pub revenue: i64,
+}
+
+/// `GET /v1/admin/rounds/{id}/sales`: the database's totals beside the ledger's (a Kafka
+/// consumer's projection of booking events).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RoundSales {
+    /// From the bookings table.
+    pub database: SalesTotals,
+    /// From the ledger.
+    pub ledger: SalesTotals,
+    /// Milliseconds the checker waited for the ledger to catch up (it gives up after 20 s).
+    pub waited_ms: i64,
+}
+
+/// What the public, cached availability said at the end, against the database.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CacheReading {
+    /// Free seats per `GET /v1/rounds/{id}/availability` right after the run.
+    pub cached_available: i64,
+    /// Free seats per the same call after the cache's TTL (what a lost invalidation can
+    /// leave stale is bounded by it).
+    pub after_ttl_available: i64,
+    /// Free seats per the database (the audit).
+    pub database_available: i64,
+}
+
 /// Everything known about one round at the end.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoundState {
     /// The audit.
     pub audit: RoundAudit,
+    /// Sales by the database and by the ledger; `None` when the stack has no such route.
+    #[serde(default)]
+    pub sales: Option<RoundSales>,
+    /// The cache against the database; `None` when it could not be read.
+    #[serde(default)]
+    pub cache: Option<CacheReading>,
     /// Every booking; `None` when the stack's API does not list them.
     pub bookings: Option<Vec<BookingRecord>>,
     /// Every hold; `None` when the stack's API does not list them.
