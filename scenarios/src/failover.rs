@@ -100,9 +100,11 @@ pub fn analyze(
             .map(|s| s.t_ms);
         let recovered_ms = recovery(samples, after, run_end_ms, slo);
         let window_end = recovered_ms.unwrap_or(w.end_ms).max(w.end_ms);
+        // Every request that overlapped the window: one stuck on a frozen component only
+        // completes after it, and must count too.
         let in_window: Vec<&Sample> = samples
             .iter()
-            .filter(|s| s.t_ms >= w.start_ms && s.t_ms <= window_end)
+            .filter(|s| s.t_ms >= w.start_ms && s.t_ms - s.latency_ms <= window_end)
             .collect();
         let (error_rate_window, p99_window_ms) = rate_and_p99(&in_window);
         // Alerts that fired from the fault's start until the next fault (or the run's end).

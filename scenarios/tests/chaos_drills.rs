@@ -171,3 +171,14 @@ fn the_outbox_drains_into_the_ledger_after_a_kafka_outage_longer_than_the_produc
     assert!(ledger.counts["ledger_bookings"] > 0);
     assert!(common::check(&report, "cache-matches-database").passed);
 }
+
+#[test]
+fn a_paused_instance_is_noticed_and_routed_around_and_the_sale_stays_correct() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, report) = run("pessimistic", "app-1:pause@3s+4s", dir.path());
+    assert_invariants_and_timings("pessimistic", code, &report);
+    let fault = &report.failover.faults[0];
+    assert_eq!(fault.noticed_by.as_deref(), Some("readiness:app-1"));
+    // Requests caught on the frozen instance wait for it: the window's p99 shows the pause.
+    assert!(fault.p99_window_ms > fault.p99_baseline_ms, "{fault:#?}");
+}
