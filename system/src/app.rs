@@ -22,9 +22,23 @@ use crate::notify::Notifier;
 use crate::payments::{provider, PaymentsClient, ProviderConfig, ProviderState};
 use crate::store::{embedded_url, Db};
 
-/// What every handler shares.
+/// What every handler shares, behind one `Arc` (fields are reached through `Deref`,
+/// [`Shared`]): axum clones the state for every request, and once more for every layer
+/// around a route, so a clone must be one atomic increment rather than a copy of the JWT keys,
+/// the payment client's URL and a dozen reference counts.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+#[derive(Debug)]
+pub struct Shared {
     /// The database.
     pub db: Db,
     /// Token and password handling.
@@ -158,7 +172,7 @@ impl AppState {
             metrics.clone(),
         );
         Ok((
-            AppState {
+            AppState(Arc::new(Shared {
                 db,
                 auth,
                 clock,
@@ -169,7 +183,7 @@ impl AppState {
                 locks,
                 notifier,
                 kafka: KafkaSettings::default(),
-            },
+            })),
             provider_addr,
         ))
     }

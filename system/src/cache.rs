@@ -141,7 +141,13 @@ pub struct CatalogCache {
     backend: Arc<dyn Cache>,
     ttl: Duration,
     metrics: Metrics,
+    /// `boxoffice_cache_requests_total` children by cache and result, resolved once: a hit
+    /// is cheaper than the label lookup that would count it.
+    counts: Arc<[(&'static str, &'static str, prometheus::IntCounter)]>,
 }
+
+/// The `result` label values of `boxoffice_cache_requests_total`.
+pub const RESULTS: [&str; 3] = ["hit", "miss", "error"];
 
 /// The `cache` label of availability entries.
 pub const AVAILABILITY: &str = "availability";
@@ -151,18 +157,32 @@ pub const EVENT: &str = "event";
 impl CatalogCache {
     /// Cache-aside over `backend` with entries living `ttl`.
     pub fn new(backend: Arc<dyn Cache>, ttl: Duration, metrics: Metrics) -> Self {
+        let counts = [AVAILABILITY, EVENT]
+            .into_iter()
+            .flat_map(|c| RESULTS.map(|r| (c, r)))
+            .map(|(c, r)| (c, r, metrics.cache_requests.with_label_values(&[c, r])))
+            .collect();
         Self {
             backend,
             ttl,
             metrics,
+            counts,
         }
     }
 
     fn count(&self, cache: &str, result: &str) {
-        self.metrics
-            .cache_requests
-            .with_label_values(&[cache, result])
-            .inc();
+        match self
+            .counts
+            .iter()
+            .find(|(c, r, _)| *c == cache && *r == result)
+        {
+            Some((_, _, counter)) => counter.inc(),
+            None => self
+                .metrics
+                .cache_requests
+                .with_label_values(&[cache, result])
+                .inc(),
+        }
     }
 
     /// The value of `cache`/`id` from the cache, else from `load` (stored when `Some`).

@@ -3,7 +3,9 @@
 //! - **Logs**: one JSON object per line with Elastic Common Schema field names (`@timestamp`,
 //!   `log.level`, `message`, `service.name`, `trace.id`, `http.request.method`,
 //!   `event.dataset`…) on a pipe or file, so that Filebeat → Elasticsearch → Kibana needs no
-//!   mapping; a human-readable format on a terminal. `RUST_LOG` filters (default `info`).
+//!   mapping; a human-readable format on a terminal. `RUST_LOG` filters (default `info`;
+//!   [`log_filter`] keeps the per-span cost off the request path when it names only targets
+//!   and levels).
 //!   [`EcsLayer`] writes the JSON: the fields of the enclosing spans, then the event's own,
 //!   renamed by [`ecs_key`] (dotted names are kept, `error` becomes `error.message`, `user_id`
 //!   `user.id`, other plain names go under `boxoffice.`). Business events carry
@@ -26,7 +28,6 @@ use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use rdkafka::message::{BorrowedHeaders, Headers, OwnedHeaders};
-use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -50,7 +51,7 @@ static PROVIDER: OnceLock<Mutex<Option<SdkTracerProvider>>> = OnceLock::new();
 /// layer when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Safe to call more than once (later calls
 /// do nothing). Call [`shutdown`] before exiting to flush spans.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = log_filter(&std::env::var("RUST_LOG").unwrap_or_default());
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
@@ -89,6 +90,29 @@ pub fn init(format: LogFormat) {
         *PROVIDER.get_or_init(Default::default).lock().expect("lock") = Some(provider);
         tracing::info!(endpoint, "OpenTelemetry traces exported over OTLP/HTTP");
     }
+}
+
+/// The filter of a `RUST_LOG` value (`info` when empty or unreadable). Targets and levels
+/// only (`info,boxoffice::access=debug`, the usual case) give a static [`Targets`] filter,
+/// decided once per callsite; span and field directives (`[http.request]=debug`) need an
+/// [`EnvFilter`], which looks every span up in a locked map on each enter, exit and close:
+/// on a request with three spans that costs more than the request's metrics.
+///
+/// [`Targets`]: tracing_subscriber::filter::Targets
+pub fn log_filter<S>(spec: &str) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    use tracing_subscriber::filter::Targets;
+    let spec = spec.trim();
+    let spec = if spec.is_empty() { "info" } else { spec };
+    let dynamic = spec.contains(['[', '{']);
+    if !dynamic {
+        if let Ok(targets) = spec.parse::<Targets>() {
+            return Box::new(targets);
+        }
+    }
+    Box::new(EnvFilter::try_new(spec).unwrap_or_else(|_| EnvFilter::new("info")))
 }
 
 /// Flushes and stops the trace exporter (spans still queued are sent).
@@ -305,46 +329,89 @@ pub fn ecs_key(name: &str) -> Option<std::borrow::Cow<'static, str>> {
     })
 }
 
-/// The fields of a span, kept in its extensions for the events inside it.
+/// [`ecs_key`] of a field name, borrowing it when it is kept as is (field names are
+/// `'static`), so that only `boxoffice.`-prefixed names allocate.
+fn ecs_field_key(name: &'static str) -> Option<std::borrow::Cow<'static, str>> {
+    match name {
+        n if n.contains('.') && !n.starts_with("otel.") => Some(std::borrow::Cow::Borrowed(n)),
+        n => ecs_key(n),
+    }
+}
+
+/// Field values encoded as JSON once, when recorded, into one buffer: a span keeps this in
+/// its extensions for the events inside it, an event builds one for its own fields. Names are
+/// the raw `tracing` names (renamed by [`ecs_key`] only when a line is written), `otel.*`
+/// is not kept. A span's fields cost two allocations whatever their number, and nothing is
+/// merged or renamed unless an event is actually written.
 #[derive(Debug, Default)]
-struct SpanFields(Map<String, Value>);
+struct Fields {
+    /// Name and byte range of its JSON value in `buf`, in recording order (a later entry of
+    /// the same name wins).
+    index: Vec<(&'static str, std::ops::Range<usize>)>,
+    /// The JSON values, back to back.
+    buf: Vec<u8>,
+}
 
-/// Collects fields as JSON values under their ECS names.
-struct JsonVisitor<'a>(&'a mut Map<String, Value>);
+impl Fields {
+    /// Appends `name` with the JSON that `write` puts in the buffer.
+    fn push(&mut self, name: &'static str, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.buf.len();
+        write(&mut self.buf);
+        self.index.push((name, start..self.buf.len()));
+    }
 
-impl JsonVisitor<'_> {
-    fn put(&mut self, field: &Field, value: Value) {
-        if let Some(key) = ecs_key(field.name()) {
-            self.0.insert(key.into_owned(), value);
+    fn push_json<T: serde::Serialize + ?Sized>(&mut self, name: &'static str, value: &T) {
+        if name.starts_with("otel.") {
+            return;
+        }
+        self.push(name, |buf| {
+            if serde_json::to_writer(&mut *buf, value).is_err() {
+                buf.extend_from_slice(b"null");
+            }
+        });
+    }
+
+    /// Name and raw JSON of each field.
+    fn iter(&self) -> impl Iterator<Item = (&'static str, &[u8])> {
+        self.index
+            .iter()
+            .map(|(name, range)| (*name, &self.buf[range.clone()]))
+    }
+}
+
+/// The visitor of span and event fields: `otel.*` fields are metadata for the exporter.
+impl Visit for Fields {
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push_json(field.name(), &value);
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push_json(field.name(), &value);
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        // serde_json writes `null` for NaN and infinities (JSON has neither).
+        self.push_json(field.name(), &value);
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push_json(field.name(), &value);
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.push_json(field.name(), value);
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.push_json(field.name(), &value.to_string());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if !field.name().starts_with("otel.") {
+            self.push_json(field.name(), &format!("{value:?}"));
         }
     }
 }
 
-impl Visit for JsonVisitor<'_> {
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.put(field, value.into());
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.put(field, value.into());
-    }
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.put(field, value.into());
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.put(field, value.into());
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field, value.into());
-    }
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.put(field, value.to_string().into());
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.put(field, format!("{value:?}").into());
-    }
-}
-
 /// A `tracing` layer that writes each event as one ECS JSON line to `W`.
+///
+/// Spans pay only for encoding their field values (nothing at all for a span without
+/// values); merging them with the event's fields, renaming them to ECS and formatting the
+/// timestamp happen only for an event that is written.
 #[derive(Debug)]
 pub struct EcsLayer<W> {
     make_writer: W,
@@ -371,9 +438,20 @@ where
         id: &tracing::span::Id,
         ctx: Context<'_, S>,
     ) {
+        if attrs.is_empty() {
+            return;
+        }
+        // Sized for the span's declared fields and a request's path and route, so that
+        // recording does not grow the buffers value by value.
+        let mut fields = Fields {
+            index: Vec::with_capacity(attrs.fields().len()),
+            buf: Vec::with_capacity(128),
+        };
+        attrs.record(&mut fields);
+        if fields.index.is_empty() {
+            return;
+        }
         if let Some(span) = ctx.span(id) {
-            let mut fields = SpanFields::default();
-            attrs.record(&mut JsonVisitor(&mut fields.0));
             span.extensions_mut().insert(fields);
         }
     }
@@ -384,53 +462,87 @@ where
         values: &tracing::span::Record<'_>,
         ctx: Context<'_, S>,
     ) {
-        if let Some(span) = ctx.span(id) {
-            let mut ext = span.extensions_mut();
-            if let Some(fields) = ext.get_mut::<SpanFields>() {
-                values.record(&mut JsonVisitor(&mut fields.0));
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut ext = span.extensions_mut();
+        if let Some(fields) = ext.get_mut::<Fields>() {
+            values.record(fields);
+        } else {
+            let mut fields = Fields::default();
+            values.record(&mut fields);
+            if !fields.index.is_empty() {
+                ext.insert(fields);
             }
         }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        use std::borrow::Cow;
+        use std::collections::BTreeMap;
+
         let meta = event.metadata();
-        let mut obj = Map::new();
-        if let Some(scope) = ctx.event_scope(event) {
-            let mut leaf_ids = None;
-            for span in scope.from_root() {
-                let ext = span.extensions();
-                if let Some(fields) = ext.get::<SpanFields>() {
-                    obj.extend(fields.0.iter().map(|(k, v)| (k.clone(), v.clone())));
-                }
-                if let Some(otel) = ext.get::<tracing_opentelemetry::OtelData>() {
-                    if let (Some(t), Some(s)) = (otel.trace_id(), otel.span_id()) {
-                        leaf_ids = Some((t, s));
-                    }
-                }
-            }
-            if let Some((trace, span)) = leaf_ids {
-                if trace != opentelemetry::TraceId::INVALID {
-                    obj.insert("trace.id".into(), trace.to_string().into());
-                    obj.insert("span.id".into(), span.to_string().into());
-                }
+        let spans: Vec<_> = ctx
+            .event_scope(event)
+            .map(|scope| scope.from_root().collect())
+            .unwrap_or_default();
+        let exts: Vec<_> = spans.iter().map(|span| span.extensions()).collect();
+        let mut own = Fields::default();
+        event.record(&mut own);
+
+        // Fields that are not `tracing` fields, under their final names.
+        let mut extra = Fields::default();
+        let leaf_ids = exts
+            .iter()
+            .rev()
+            .filter_map(|ext| ext.get::<tracing_opentelemetry::OtelData>())
+            .find_map(|otel| otel.trace_id().zip(otel.span_id()));
+        if let Some((trace, span)) = leaf_ids {
+            if trace != opentelemetry::TraceId::INVALID {
+                extra.push_json("trace.id", &trace.to_string());
+                extra.push_json("span.id", &span.to_string());
             }
         }
-        event.record(&mut JsonVisitor(&mut obj));
-        obj.insert(
-            "@timestamp".into(),
-            chrono::Utc::now()
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-                .into(),
+        let ids = extra.index.len();
+        extra.push_json(
+            "@timestamp",
+            &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         );
-        obj.insert("log.level".into(), meta.level().as_str().into());
-        obj.insert("log.logger".into(), meta.target().into());
-        obj.insert("service.name".into(), SERVICE_NAME.into());
-        obj.insert("ecs.version".into(), "8.11.0".into());
-        obj.entry("event.dataset")
-            .or_insert_with(|| "boxoffice.log".into());
-        obj.entry("event.kind").or_insert_with(|| "event".into());
-        let mut line = serde_json::to_vec(&obj).unwrap_or_default();
-        line.push(b'\n');
+        extra.push_json("log.level", meta.level().as_str());
+        extra.push_json("log.logger", meta.target());
+        extra.push_json("service.name", SERVICE_NAME);
+        extra.push_json("ecs.version", "8.11.0");
+        let fixed = extra.index.len();
+        extra.push_json("event.dataset", "boxoffice.log");
+        extra.push_json("event.kind", "event");
+
+        // Outer spans first, then inner ones, then the event: the innermost value wins.
+        let mut obj: BTreeMap<Cow<'static, str>, &[u8]> = BTreeMap::new();
+        let renamed = |(name, raw)| ecs_field_key(name).map(|key| (key, raw));
+        for ext in &exts {
+            if let Some(fields) = ext.get::<Fields>() {
+                obj.extend(fields.iter().filter_map(renamed));
+            }
+        }
+        let mut extras = extra.iter().map(|(k, v)| (Cow::Borrowed(k), v));
+        obj.extend(extras.by_ref().take(ids));
+        obj.extend(own.iter().filter_map(renamed));
+        obj.extend(extras.by_ref().take(fixed - ids));
+        for (key, default) in extras {
+            obj.entry(key).or_insert(default);
+        }
+
+        let mut line = Vec::with_capacity(256 + own.buf.len());
+        line.push(b'{');
+        for (i, (key, raw)) in obj.iter().enumerate() {
+            if i > 0 {
+                line.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut line, key.as_ref());
+            line.push(b':');
+            line.extend_from_slice(raw);
+        }
+        line.extend_from_slice(b"}\n");
         let _ = self.make_writer.make_writer().write_all(&line);
     }
 }
@@ -441,6 +553,7 @@ mod tests {
 
     use opentelemetry::trace::TracerProvider as _;
     use rdkafka::message::{Header, OwnedHeaders};
+    use serde_json::Value;
 
     use super::*;
 
@@ -614,6 +727,95 @@ mod tests {
             .span()
             .span_context()
             .is_valid());
+    }
+
+    #[test]
+    fn the_innermost_value_of_a_field_wins_and_no_key_is_written_twice() {
+        let buf = Buffer::default();
+        let subscriber = tracing_subscriber::registry().with(EcsLayer::new(buf.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let outer = tracing::info_span!("outer", round_id = 1, url.path = "/a");
+            let _o = outer.enter();
+            let inner = tracing::info_span!(
+                "inner",
+                round_id = 2,
+                http.response.status_code = tracing::field::Empty
+            );
+            let _i = inner.enter();
+            inner.record("http.response.status_code", 200);
+            inner.record("http.response.status_code", 503);
+            tracing::info!(event.dataset = "boxoffice.booking", "one");
+            tracing::info!(round_id = 3, "two");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        for line in &lines {
+            for key in [
+                "\"boxoffice.round_id\"",
+                "\"http.response.status_code\"",
+                "\"event.dataset\"",
+            ] {
+                assert_eq!(line.matches(key).count(), 1, "{key} in {line}");
+            }
+        }
+        let (one, two) = (buf.lines()[0].clone(), buf.lines()[1].clone());
+        assert_eq!(one["boxoffice.round_id"], 2);
+        assert_eq!(one["url.path"], "/a");
+        assert_eq!(one["http.response.status_code"], 503);
+        assert_eq!(one["event.dataset"], "boxoffice.booking");
+        assert_eq!(two["boxoffice.round_id"], 3);
+        assert_eq!(two["event.dataset"], "boxoffice.log");
+        assert_eq!(two["event.kind"], "event");
+    }
+
+    #[test]
+    fn string_fields_are_escaped_and_debug_fields_formatted() {
+        let buf = Buffer::default();
+        let subscriber = tracing_subscriber::registry().with(EcsLayer::new(buf.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("s", note = "a \"quoted\"\nline", otel.name = "x");
+            let _g = span.enter();
+            tracing::warn!(error = %"bad \\ thing", ratio = 0.5, big = u64::MAX, ok = true, "m");
+        });
+        let l = &buf.lines()[0];
+        assert_eq!(l["boxoffice.note"], "a \"quoted\"\nline");
+        assert_eq!(l["error.message"], "bad \\ thing");
+        assert_eq!(l["boxoffice.ratio"], 0.5);
+        assert_eq!(l["boxoffice.big"], u64::MAX);
+        assert_eq!(l["boxoffice.ok"], true);
+        assert!(l.get("otel.name").is_none(), "{l}");
+    }
+
+    #[test]
+    fn a_rust_log_of_targets_and_levels_filters_as_env_filter_would() {
+        for spec in [
+            "info,boxoffice::access=debug",
+            "warn,boxoffice::access=debug,[http.request]=info",
+        ] {
+            let buf = Buffer::default();
+            let subscriber = tracing_subscriber::registry()
+                .with(log_filter(spec))
+                .with(EcsLayer::new(buf.clone()));
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::debug!(target: "boxoffice::access", "served");
+                tracing::debug!(target: "boxoffice::store", "hidden");
+                tracing::warn!(target: "sqlx", "shown");
+            });
+            let messages: Vec<_> = buf.lines().iter().map(|l| l["message"].clone()).collect();
+            assert_eq!(messages, ["served", "shown"], "{spec}");
+        }
+        for spec in ["", "  ", "not a filter=="] {
+            let buf = Buffer::default();
+            let subscriber = tracing_subscriber::registry()
+                .with(log_filter(spec))
+                .with(EcsLayer::new(buf.clone()));
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::debug!("hidden");
+                tracing::info!("shown");
+            });
+            assert_eq!(buf.lines().len(), 1, "{spec:?} means info");
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Routes are registered through utoipa-axum's `OpenApiRouter`, so a handler and its OpenAPI
 //! entry are added by the same line and the document cannot forget a route. Every error is
-//! the JSON body of [`ApiError`]; unknown paths and wrong methods too.
+//! the JSON body of [`ApiError`]; unknown paths and wrong methods too. Every route is wrapped
+//! by [`observe`]: request metrics, the `http.request` span, access and fault logs.
 
 pub mod bookings;
 pub mod catalog;
@@ -11,17 +12,15 @@ pub mod extract;
 pub mod holds;
 pub mod model;
 pub mod notifications;
+pub mod observe;
 pub mod ops;
 pub mod users;
 
-use std::time::Instant;
+use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::{Json, Router};
-use tracing::Instrument as _;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -29,6 +28,8 @@ use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::metrics::HttpMetrics;
+use observe::{ObserveLayer, UNMATCHED};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -112,6 +113,14 @@ pub fn router(state: AppState) -> Router {
     let (routes, _) = routes();
     let doc = openapi();
     let max_body = state.config.max_body_bytes;
+    let known = doc
+        .paths
+        .paths
+        .keys()
+        .map(String::as_str)
+        .chain([UNMATCHED])
+        .map(Box::<str>::from);
+    let http_metrics = Arc::new(HttpMetrics::new(state.metrics.clone(), known));
     routes
         .route("/openapi.json", get(move || async move { Json(doc) }))
         .fallback(|| async { ApiError::not_found("route") })
@@ -122,79 +131,7 @@ pub fn router(state: AppState) -> Router {
                 "this route does not accept that method",
             )
         })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(ObserveLayer::new(http_metrics))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
-}
-
-/// Counts and times every request by matched route, runs it inside an `http.request` span
-/// (ECS fields, the caller's W3C trace context as parent when tracing is on), and logs server
-/// faults once. Every request is logged at DEBUG under `boxoffice::access`
-/// (`RUST_LOG=info,boxoffice::access=debug` to see them).
-async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().clone();
-    let span = tracing::info_span!(
-        "http.request",
-        otel.name = tracing::field::Empty,
-        otel.kind = "server",
-        http.request.method = method.as_str(),
-        http.route = route.as_str(),
-        url.path = req.uri().path(),
-        http.response.status_code = tracing::field::Empty,
-    );
-    if crate::telemetry::tracing_enabled() {
-        span.record("otel.name", format!("{method} {route}"));
-        crate::telemetry::adopt_http_parent(&span, req.headers());
-    }
-    let start = Instant::now();
-    let res = next.run(req).instrument(span.clone()).await;
-    let elapsed = start.elapsed();
-    let status = res.status();
-    let class = match status.as_u16() {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    };
-    state
-        .metrics
-        .http_requests
-        .with_label_values(&[&route, method.as_str(), class])
-        .inc();
-    state
-        .metrics
-        .http_duration
-        .with_label_values(&[&route, method.as_str()])
-        .observe(elapsed.as_secs_f64());
-    span.record("http.response.status_code", status.as_u16());
-    let _entered = span.enter();
-    if status.is_server_error() {
-        let detail = res
-            .extensions()
-            .get::<ApiError>()
-            .map(|e| e.message.clone())
-            .unwrap_or_default();
-        tracing::error!(
-            event.category = "web",
-            event.outcome = "failure",
-            error.message = %detail,
-            "request failed"
-        );
-    } else {
-        tracing::event!(
-            target: "boxoffice::access",
-            tracing::Level::DEBUG,
-            event.dataset = "boxoffice.access",
-            event.category = "web",
-            event.duration = elapsed.as_nanos() as u64,
-            "request served"
-        );
-    }
-    res
 }
