@@ -31,7 +31,8 @@
 //! Each figure is the median of its runs; ratios are printed both as the ratio of medians and
 //! as the median of the runs' own ratios (the verdict). Run:
 //! `cargo bench -p boxoffice --bench observability` (`BENCH_MODE=in-process|socket|both`,
-//! default `both`; `BENCH_VARIANTS=off,on` to pick; the socket part needs `wrk`:
+//! default `both`; `BENCH_VARIANTS=off,on` to pick; `BENCH_ON_FILTER` to give `on` another
+//! `RUST_LOG`; the socket part needs `wrk`:
 //! `apt-get install -y wrk`).
 
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -171,7 +172,11 @@ fn child(name: &str) -> anyhow::Result<()> {
         .find(|v| v.0 == name)
         .ok_or_else(|| anyhow::anyhow!("no variant {name}"))?;
     if let Some(filter) = filter {
-        install_json_subscriber(filter);
+        // `BENCH_ON_FILTER` replaces `on`'s filter, to see what a span or target costs.
+        let custom = std::env::var("BENCH_ON_FILTER")
+            .ok()
+            .filter(|_| name == "on");
+        install_json_subscriber(custom.as_deref().unwrap_or(filter));
     }
     let dir = tempfile::tempdir()?;
     let setup = tokio::runtime::Runtime::new()?;
