@@ -52,35 +52,28 @@ fn without_docker_the_docker_stack_says_so_and_how_to_go_on() {
         eprintln!("NOT RUN: a Docker socket exists here; the docker stack itself is tested in compose/tests/deploy.rs");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_scenario"))
-        .args(["flash-sale", "--stack", "docker", "-q", "--out"])
-        .arg(dir.path())
-        .output()
-        .expect("the scenario binary runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(reports::exit_code::RUN_ERROR),
-        "{stderr}"
-    );
+    let stderr = refused(&["--stack", "docker"], reports::exit_code::RUN_ERROR);
     assert!(stderr.contains("Docker is not available"), "{stderr}");
     assert!(stderr.contains("--stack local"), "{stderr}");
 }
 
 #[test]
 fn chaos_on_a_stack_without_targets_is_a_usage_error() {
+    let stderr = refused(&["--chaos", "redis:kill@1s+1s"], reports::exit_code::USAGE);
+    assert!(stderr.contains("--stack local"), "{stderr}");
+}
+
+/// Runs a flash sale with `args` that must stop with exit code `code`; returns its stderr.
+fn refused(args: &[&str], code: i32) -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_scenario"))
-        .args(["flash-sale", "--chaos", "redis:kill@1s+1s", "-q", "--out"])
+        .arg("flash-sale")
+        .args(args)
+        .args(["-q", "--out"])
         .arg(dir.path())
         .output()
         .expect("the scenario binary runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(reports::exit_code::USAGE),
-        "{stderr}"
-    );
-    assert!(stderr.contains("--stack local"), "{stderr}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    stderr
 }
