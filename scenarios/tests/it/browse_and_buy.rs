@@ -1,7 +1,7 @@
 //! A short browse-and-buy mix on the embedded stack: every persona's operations show up,
 //! abandoned holds and cancellations included, and every invariant holds.
 
-mod common;
+use crate::common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_browse_and_buy_mix_holds_every_invariant() {

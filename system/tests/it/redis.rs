@@ -7,16 +7,14 @@
 //! Nothing here is skipped: without `redis-server` (or PostgreSQL) the tests fail and say
 //! what to install.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{Backend, TestApp};
 use boxoffice::reaper;
 use boxoffice::Strategy;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use support::{Backend, TestApp};
 
 /// Availability as served (possibly from the cache) equals the database's counts.
 async fn assert_fresh(app: &TestApp, round: i64, step: &str) {

@@ -1,12 +1,12 @@
 //! HTTP tests through the real router on SQLite: every route, its success path and its
 //! failure paths. Every failure must be a 4xx with the JSON error body and change nothing.
 
-mod support;
+use crate::support;
 
+use crate::support::TestApp;
 use axum::body::Body;
 use axum::http::{Method, Request};
 use serde_json::{json, Value};
-use support::TestApp;
 
 async fn hold(app: &TestApp, token: &str, round: i64, body: Value) -> support::Res {
     app.post(&format!("/v1/rounds/{round}/holds"), Some(token), body)

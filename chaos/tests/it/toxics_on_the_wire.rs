@@ -2,14 +2,12 @@
 //! client. Tolerances leave room for a loaded 2-core machine but still catch a toxic that
 //! does nothing or does the wrong thing.
 
-mod common;
-
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use chaos::toxics::{bandwidth, latency, limit_data, reset_peer, slicer, slow_close, timeout};
 use chaos::{Stream, ToxicKind};
-use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -4,7 +4,7 @@
 //! failover section must carry real timings. Each run is a child `scenario` process (Goose
 //! allows one attack per process); the strategies run one after the other.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

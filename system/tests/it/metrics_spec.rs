@@ -2,12 +2,10 @@
 //! router (holds, bookings, payments, a cancellation, coupon claims, a notification stream),
 //! the families the service renders are exactly the table's, with the same types and labels.
 
-mod support;
-
+use crate::support::TestApp;
 use axum::http::Method;
 use boxoffice::metrics::spec;
 use serde_json::json;
-use support::TestApp;
 
 fn metric_value(text: &str, series: &str) -> Option<f64> {
     text.lines()

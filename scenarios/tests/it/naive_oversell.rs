@@ -1,7 +1,7 @@
 //! The `naive` strategy under a rush: the checker must see the oversell the database shows,
 //! and the verdict must fail with the invariant exit code.
 
-mod common;
+use crate::common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_naive_flash_sale_oversells_and_the_verdict_says_invariant_broken() {

@@ -1,12 +1,10 @@
 //! The reaper, with controlled time: nothing expires a millisecond early, everything due
 //! expires on the next sweep, and expired seats go back on sale.
 
-mod support;
-
+use crate::support::{Backend, TestApp};
 use axum::http::Method;
 use boxoffice::reaper;
 use serde_json::json;
-use support::{Backend, TestApp};
 
 async fn app(backend: Backend) -> TestApp {
     TestApp::with_config(backend, |c| {

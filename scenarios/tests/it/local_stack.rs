@@ -1,7 +1,7 @@
 //! A small flash sale on the `local` stack: the box office on a real PostgreSQL child process,
 //! with a venue small enough to have a single price tier.
 
-mod common;
+use crate::common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flash_sale_on_postgres_with_a_one_tier_venue_sells_every_seat_once() {

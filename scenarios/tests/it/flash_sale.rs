@@ -1,7 +1,7 @@
 //! A small flash sale on the embedded stack, end to end: the report validates, the history
 //! is written, the safe default strategy sells every seat once and passes.
 
-mod common;
+use crate::common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_flash_sale_sells_every_seat_once_and_writes_a_valid_report() {

@@ -226,7 +226,7 @@ struct HelperReport {
 fn spawn_helper(mode: &str) -> anyhow::Result<(std::process::Child, HelperReport)> {
     let mut child = Command::new(std::env::current_exe()?)
         .args([
-            "helper_process",
+            "postgres::helper_process",
             "--exact",
             "--ignored",
             "--nocapture",
@@ -315,7 +315,7 @@ fn remove_leftover(dir: &Path) {
 fn a_wrong_bin_dir_says_what_to_install() -> anyhow::Result<()> {
     let output = Command::new(std::env::current_exe()?)
         .args([
-            "helper_process",
+            "postgres::helper_process",
             "--exact",
             "--ignored",
             "--nocapture",

@@ -1,14 +1,12 @@
 //! The Toxiproxy-compatible HTTP API driven over a socket, by this crate's client and by raw
 //! HTTP with the bodies a Toxiproxy client sends, checking shapes and status codes.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::common::*;
 use chaos::toxics::latency;
 use chaos::{Error, ProxyConfig, ProxyServer, Stream, ToxicKind, ToxicSpec, ToxiproxyClient};
-use common::*;
 use serde_json::{json, Value};
 
 async fn server() -> (ProxyServer, ToxiproxyClient, String) {

@@ -2,7 +2,7 @@
 //! comparison row per strategy, the unsafe baseline's oversell shown but not failing the
 //! matrix, the safe strategies' invariants judged.
 
-mod common;
+use crate::common;
 
 #[test]
 fn the_strategy_matrix_compares_every_strategy_in_one_table() {

@@ -3,16 +3,14 @@
 //! real PostgreSQL. Safe strategies must hold exactly the available seats, each once; the
 //! `naive` strategy may oversell, and the audit must then count every seat it sold twice.
 //! `redis-lock` and `fenced` run on SQLite with the in-process lock table and on PostgreSQL
-//! with a real Redis (no holder stalls here: see `tests/redis.rs` for what a stall does).
-
-mod support;
+//! with a real Redis (no holder stalls here: see `tests/it/redis.rs` for what a stall does).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::support::{Backend, Res, TestApp};
 use boxoffice::Strategy;
 use serde_json::json;
-use support::{Backend, Res, TestApp};
 use tokio::sync::Barrier;
 
 /// Fires one request per body, all released together; returns the responses in order.

@@ -1,7 +1,7 @@
 //! A small coupon rush on the embedded stack: claims stay within the quota, one per user,
 //! even though some hunters click twice.
 
-mod common;
+use crate::common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coupon_rush_never_exceeds_the_quota_and_writes_a_valid_report() {

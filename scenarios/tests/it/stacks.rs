@@ -1,7 +1,7 @@
 //! The stacks other than embedded, seen from the command line: a deployed stack (`url=`)
 //! driven through its Toxiproxy API, and the docker stack's message where there is no Docker.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 
@@ -48,12 +48,16 @@ async fn a_deployed_stack_gets_its_faults_through_its_toxiproxy_api() {
 
 #[test]
 fn without_docker_the_docker_stack_says_so_and_how_to_go_on() {
-    if std::path::Path::new("/var/run/docker.sock").exists() {
-        eprintln!("NOT RUN: a Docker socket exists here; the docker stack itself is tested in compose/tests/deploy.rs");
-        return;
-    }
-    let stderr = refused(&["--stack", "docker"], reports::exit_code::RUN_ERROR);
+    // A daemon at a socket that does not exist is absent whatever runs on this machine.
+    let dir = tempfile::tempdir().unwrap();
+    let host = format!("unix://{}/no-docker.sock", dir.path().display());
+    let stderr = refused_with(
+        &["--stack", "docker"],
+        &[("DOCKER_HOST", host.as_str())],
+        reports::exit_code::RUN_ERROR,
+    );
     assert!(stderr.contains("Docker is not available"), "{stderr}");
+    assert!(stderr.contains(&host), "{stderr}");
     assert!(stderr.contains("--stack local"), "{stderr}");
 }
 
@@ -65,12 +69,18 @@ fn chaos_on_a_stack_without_targets_is_a_usage_error() {
 
 /// Runs a flash sale with `args` that must stop with exit code `code`; returns its stderr.
 fn refused(args: &[&str], code: i32) -> String {
+    refused_with(args, &[], code)
+}
+
+/// [`refused`] with extra environment variables for the run.
+fn refused_with(args: &[&str], env: &[(&str, &str)], code: i32) -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_scenario"))
         .arg("flash-sale")
         .args(args)
         .args(["-q", "--out"])
         .arg(dir.path())
+        .envs(env.iter().copied())
         .output()
         .expect("the scenario binary runs");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();

@@ -1,15 +1,13 @@
 //! A schedule run against a real proxy: the faults are felt by a client inside their window
 //! and gone after it.
 
-mod common;
-
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::*;
 use chaos::schedule::{self, FaultTarget, ProxyTarget, Schedule};
-use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]

@@ -5,13 +5,13 @@
 //!
 //! Nothing is skipped: without `tansu` the broker test fails and says how to install it.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
 use boxoffice::store::outbox;
 use serde_json::{json, Value};
-use support::{Backend, TestApp};
+use crate::support::{Backend, TestApp};
 
 async fn app(backend: Backend, brokers: Option<String>) -> TestApp {
     TestApp::with_config(backend, |c| {

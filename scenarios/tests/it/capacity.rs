@@ -1,7 +1,7 @@
 //! A short capacity ramp on the embedded stack: open-model arrivals at a rate that doubles
 //! each step, one comparison row per step, coordinated-omission-corrected latency reported.
 
-mod common;
+use crate::common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capacity_ramp_reports_one_row_per_step_with_corrected_latency() {
