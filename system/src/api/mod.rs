@@ -18,9 +18,11 @@ pub mod users;
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
+use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -121,8 +123,18 @@ pub fn router(state: AppState) -> Router {
         .chain([UNMATCHED])
         .map(Box::<str>::from);
     let http_metrics = Arc::new(HttpMetrics::new(state.metrics.clone(), known));
+    // Serialized once and shared: a handler is cloned with the router, and a router is cloned
+    // for every connection; a captured document was a deep copy of hundreds of schema nodes
+    // per connection (and per request of this route).
+    let doc = Bytes::from(serde_json::to_vec(&doc).expect("the OpenAPI document serializes"));
     routes
-        .route("/openapi.json", get(move || async move { Json(doc) }))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { ([(CONTENT_TYPE, "application/json")], doc) }
+            }),
+        )
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -22,6 +22,14 @@
 //! know its seats before it holds the lock. All holds of a round queue on one lock, so they
 //! measure a distributed lock's cost, not seat-level parallelism.
 //!
+//! On SQLite (one write lock for the whole database) `atomic` does two more things, so that
+//! the write lock is spent only on holds that can succeed, and on many of them at once:
+//! a hold that cannot succeed (unknown round or seats, seats taken, too few left) is answered
+//! from one read, without the write path (in WAL mode readers do not wait for the writer; a
+//! refusal from a committed snapshot is a correct answer at that moment); the others are
+//! queued to one writer task that decides every hold waiting at that moment in one
+//! transaction (group commit, see `hold_batch`), with the same conditional update and index.
+//!
 //! Only `atomic` writes `hold_seats.guard`; the others leave it NULL so that each strategy
 //! stands on its own logic and the tests measure that logic, not the index.
 
@@ -30,6 +38,7 @@ use std::time::Duration;
 use rand::Rng;
 use sqlx::{AnyConnection, Row};
 
+use super::hold_batch::{Job, Outcome};
 use super::{placeholders, Backend, Db};
 use crate::domain::{Quantity, SeatIds, Strategy};
 use crate::error::{is_retryable, is_unique_violation, ApiError, Result};
@@ -82,7 +91,11 @@ pub struct StrategyOptions {
     pub max_attempts: u32,
 }
 
-fn seats_unavailable() -> ApiError {
+pub(super) fn unknown_seats() -> ApiError {
+    ApiError::unprocessable("unknown_seats", "some seat_ids are not seats of this round")
+}
+
+pub(super) fn seats_unavailable() -> ApiError {
     ApiError::conflict(
         "seats_unavailable",
         "some of the requested seats are not available",
@@ -104,10 +117,29 @@ pub async fn place(
     expires_at: i64,
 ) -> Result<Placed> {
     // Atomic on PostgreSQL learns that a round is missing from its empty result (one round
-    // trip less on the hot path); the others check first.
-    let fast_path = opts.strategy == Strategy::Atomic && db.backend == Backend::Postgres;
-    if !fast_path && super::catalog::round(db, round_id).await?.is_none() {
-        return Err(ApiError::not_found("round"));
+    // trip less on the hot path); atomic on SQLite answers from a read what cannot succeed and
+    // queues the rest to the group-commit writer; the others check first.
+    match (opts.strategy, db.backend) {
+        (Strategy::Atomic, Backend::Postgres) => {}
+        (Strategy::Atomic, Backend::Sqlite) => {
+            refuse_hopeless(db, round_id, request).await?;
+            let job = HoldJob {
+                round_id,
+                user_id,
+                request,
+                now,
+                expires_at,
+            };
+            if let Some(placed) = group_commit(db, job).await? {
+                return Ok(placed);
+            }
+            // The batch failed as a whole (nothing written): place this hold on its own.
+        }
+        _ => {
+            if super::catalog::round(db, round_id).await?.is_none() {
+                return Err(ApiError::not_found("round"));
+            }
+        }
     }
     let attempts = opts.max_attempts.max(1);
     let mut retries = 0;
@@ -150,6 +182,96 @@ pub async fn place(
             }
         }
     }
+}
+
+/// A hold for the group-commit writer.
+struct HoldJob<'a> {
+    round_id: i64,
+    user_id: i64,
+    request: &'a HoldRequest,
+    now: i64,
+    expires_at: i64,
+}
+
+/// Places a hold through the SQLite group-commit writer. `None` when the writer could not
+/// decide it (its batch failed as a whole, or the writer is gone): nothing was written.
+async fn group_commit(db: &Db, h: HoldJob<'_>) -> Result<Option<Placed>> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let job = Job {
+        round_id: h.round_id,
+        user_id: h.user_id,
+        request: h.request.clone(),
+        now: h.now,
+        expires_at: h.expires_at,
+        reply,
+    };
+    if db.hold_queue().send(job).is_err() {
+        return Ok(None);
+    }
+    match answer.await {
+        Ok(Outcome::Placed(hold)) => Ok(Some(Placed { hold, retries: 0 })),
+        Ok(Outcome::Refused(e)) => Err(e),
+        Ok(Outcome::Alone) | Err(_) => Ok(None),
+    }
+}
+
+/// Answers from one read, without the write path, a hold that cannot succeed: 404 for an
+/// unknown round, 422 for seats that are not the round's, 409 when chosen seats are taken or
+/// fewer seats than asked are left. A refusal read from a committed snapshot is a correct
+/// answer at that moment; a hold that passes is decided under the write lock.
+async fn refuse_hopeless(db: &Db, round_id: i64, request: &HoldRequest) -> Result<()> {
+    let (wanted, known, free, rounds) = match request {
+        HoldRequest::Seats(ids) => {
+            let ids = ids.as_slice();
+            let sql = format!(
+                "SELECT (SELECT COUNT(*) FROM rounds WHERE id = $1) AS rounds, COUNT(*) AS known,
+                        COALESCE(SUM(CASE WHEN status = 'available' THEN 1 ELSE 0 END), 0) AS free
+                 FROM seats WHERE round_id = $1 AND id IN ({})",
+                placeholders(2, ids.len())
+            );
+            let mut q = sqlx::query(&sql).bind(round_id);
+            for id in ids {
+                q = q.bind(*id);
+            }
+            let row = q.fetch_one(&db.pool).await?;
+            let wanted = ids.len() as i64;
+            let known: i64 = row.try_get("known")?;
+            (
+                wanted,
+                known,
+                row.try_get::<i64, _>("free")?,
+                row.try_get::<i64, _>("rounds")?,
+            )
+        }
+        HoldRequest::Quantity(q) => {
+            let wanted = i64::from(q.get());
+            let row = sqlx::query(
+                "SELECT (SELECT COUNT(*) FROM rounds WHERE id = $1) AS rounds,
+                        (SELECT COUNT(*) FROM (SELECT 1 FROM seats
+                           WHERE round_id = $1 AND status = 'available' LIMIT $2)) AS free",
+            )
+            .bind(round_id)
+            .bind(wanted)
+            .fetch_one(&db.pool)
+            .await?;
+            (
+                wanted,
+                wanted,
+                row.try_get::<i64, _>("free")?,
+                row.try_get::<i64, _>("rounds")?,
+            )
+        }
+    };
+    if rounds == 0 {
+        return Err(ApiError::not_found("round"));
+    }
+    if known != wanted {
+        return Err(unknown_seats());
+    }
+    if free < wanted {
+        return Err(seats_unavailable());
+    }
+    Ok(())
 }
 
 /// The outcome of one attempt: a final answer, or a reason to start over.
@@ -367,7 +489,7 @@ async fn mark_held(
     Ok(q.execute(conn).await?.rows_affected())
 }
 
-fn hold(
+pub(super) fn hold(
     id: i64,
     round_id: i64,
     user_id: i64,

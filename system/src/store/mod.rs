@@ -14,13 +14,14 @@ pub mod audit;
 pub mod bookings;
 pub mod catalog;
 pub mod coupons;
+mod hold_batch;
 pub mod holds;
 pub mod outbox;
 pub mod users;
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -53,16 +54,32 @@ static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sql
 /// A connection pool and what it talks to.
 #[derive(Debug, Clone)]
 pub struct Db {
-    /// The pool.
+    /// The pool. On SQLite it serves reads (and the `naive` strategy's autocommitted
+    /// statements); write transactions have a connection of their own (see [`Db::begin_write`]).
     pub pool: AnyPool,
     /// The backend behind it.
     pub backend: Backend,
+    /// Where write transactions start.
+    writer: Arc<Writer>,
+    /// The queue of the SQLite group-commit writer of `atomic` holds (started on first use;
+    /// it stops when the last clone of this `Db` is dropped).
+    hold_queue: Arc<OnceLock<tokio::sync::mpsc::UnboundedSender<hold_batch::Job>>>,
+}
+
+/// Where write transactions start: the pool they take a connection from and, on SQLite, the
+/// in-process queue in front of the database's only write lock.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    /// PostgreSQL: the shared pool. SQLite: a pool of one connection used only for write
+    /// transactions, so that a writer holding the write lock never queues for a connection
+    /// behind readers (in WAL mode readers do not block the writer, nor it them).
+    pool: AnyPool,
     /// SQLite allows one writer at a time; queueing writers here instead of in SQLite's busy
     /// handler (which sleeps in growing steps) keeps latency flat under contention.
-    sqlite_writer: Arc<tokio::sync::Mutex<()>>,
-    /// Where [`Db::begin_write`] records how long it waited for a pooled connection (set
-    /// once by the application; shared by clones).
-    acquire_seconds: Arc<std::sync::OnceLock<prometheus::Histogram>>,
+    sqlite_lock: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// Where [`Writer::begin`] records how long it waited for a pooled connection (set once
+    /// by the application).
+    acquire_seconds: OnceLock<prometheus::Histogram>,
 }
 
 /// The SQLite URL of the embedded database inside `data_dir`.
@@ -91,32 +108,52 @@ impl Db {
             url.to_owned()
         };
         let options = AnyConnectOptions::from_str(&url).context("Failed to parse database URL")?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        for pragma in [
-                            "PRAGMA journal_mode = WAL",
-                            "PRAGMA synchronous = NORMAL",
-                            "PRAGMA busy_timeout = 30000",
-                            "PRAGMA foreign_keys = ON",
-                        ] {
-                            conn.execute(pragma).await?;
+        let pool_options = || {
+            AnyPoolOptions::new()
+                .acquire_timeout(Duration::from_secs(10))
+                .after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        if backend == Backend::Sqlite {
+                            for pragma in [
+                                "PRAGMA journal_mode = WAL",
+                                "PRAGMA synchronous = NORMAL",
+                                "PRAGMA busy_timeout = 30000",
+                                "PRAGMA foreign_keys = ON",
+                            ] {
+                                conn.execute(pragma).await?;
+                            }
                         }
-                    }
-                    Ok(())
+                        Ok(())
+                    })
                 })
-            })
-            .connect_with(options)
+        };
+        let failed = || format!("Failed to connect to the {} database", backend.as_str());
+        let pool = pool_options()
+            .max_connections(max_connections.max(1))
+            .connect_with(options.clone())
             .await
-            .with_context(|| format!("Failed to connect to the {} database", backend.as_str()))?;
+            .with_context(failed)?;
+        let writer = match backend {
+            Backend::Postgres => Writer {
+                pool: pool.clone(),
+                sqlite_lock: None,
+                acquire_seconds: OnceLock::new(),
+            },
+            Backend::Sqlite => Writer {
+                pool: pool_options()
+                    .max_connections(1)
+                    .connect_with(options)
+                    .await
+                    .with_context(failed)?,
+                sqlite_lock: Some(Arc::new(tokio::sync::Mutex::new(()))),
+                acquire_seconds: OnceLock::new(),
+            },
+        };
         let db = Db {
             pool,
             backend,
-            sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
-            acquire_seconds: Arc::default(),
+            writer: Arc::new(writer),
+            hold_queue: Arc::default(),
         };
         db.migrate().await?;
         Ok(db)
@@ -125,7 +162,19 @@ impl Db {
     /// Records the connection waits of write transactions in `histogram` from now on (the
     /// first call wins).
     pub fn observe_acquire(&self, histogram: prometheus::Histogram) {
-        let _ = self.acquire_seconds.set(histogram);
+        let _ = self.writer.acquire_seconds.set(histogram);
+    }
+
+    /// Closes the pools (waiting for connections in use to come back).
+    pub async fn close(&self) {
+        self.pool.close().await;
+        self.writer.pool.close().await;
+    }
+
+    /// The queue of the group-commit writer of `atomic` holds on SQLite, started on first use.
+    pub(crate) fn hold_queue(&self) -> &tokio::sync::mpsc::UnboundedSender<hold_batch::Job> {
+        self.hold_queue
+            .get_or_init(|| hold_batch::spawn(self.writer.clone()))
     }
 
     async fn migrate(&self) -> anyhow::Result<()> {
@@ -143,24 +192,7 @@ impl Db {
     /// `BEGIN IMMEDIATE` after taking the in-process writer lock, so that a transaction that
     /// reads before it writes never fails to upgrade its lock.
     pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
-        let guard = match self.backend {
-            Backend::Sqlite => Some(self.sqlite_writer.clone().lock_owned().await),
-            Backend::Postgres => None,
-        };
-        let waiting = std::time::Instant::now();
-        let mut conn = self.pool.acquire().await?;
-        if let Some(h) = self.acquire_seconds.get() {
-            h.observe(waiting.elapsed().as_secs_f64());
-        }
-        let begin = match self.backend {
-            Backend::Sqlite => "BEGIN IMMEDIATE",
-            Backend::Postgres => "BEGIN",
-        };
-        conn.execute(begin).await?;
-        Ok(WriteTx {
-            conn: Some(conn),
-            _writer: guard,
-        })
+        self.writer.begin().await
     }
 
     /// Whether the database answers.
@@ -176,6 +208,31 @@ impl Db {
             Backend::Postgres => " FOR UPDATE",
             Backend::Sqlite => "",
         }
+    }
+}
+
+impl Writer {
+    /// See [`Db::begin_write`].
+    pub(crate) async fn begin(&self) -> Result<WriteTx, sqlx::Error> {
+        let guard = match &self.sqlite_lock {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        let waiting = std::time::Instant::now();
+        let mut conn = self.pool.acquire().await?;
+        if let Some(h) = self.acquire_seconds.get() {
+            h.observe(waiting.elapsed().as_secs_f64());
+        }
+        let begin = if guard.is_some() {
+            "BEGIN IMMEDIATE"
+        } else {
+            "BEGIN"
+        };
+        conn.execute(begin).await?;
+        Ok(WriteTx {
+            conn: Some(conn),
+            _writer: guard,
+        })
     }
 }
 
