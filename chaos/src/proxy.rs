@@ -467,7 +467,9 @@ fn bind(addr: &str) -> Result<TcpListener> {
     .map_err(listen_err)?;
     socket.set_reuseaddr(true).map_err(listen_err)?;
     socket.bind(sock_addr).map_err(listen_err)?;
-    socket.listen(1024).map_err(listen_err)
+    // As deep as the box office's own: a proxy must not drop the handshakes of a crowd that
+    // the service behind it would have accepted.
+    socket.listen(8192).map_err(listen_err)
 }
 
 async fn accept_loop(

@@ -37,6 +37,9 @@ struct Backend {
 
 /// A running balancer; dropping it stops accepting and probing (spliced connections end when
 /// either side closes).
+/// Pending connections the kernel may queue (capped by `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 8192;
+
 #[derive(Debug)]
 pub struct Balancer {
     addr: SocketAddr,
@@ -48,7 +51,12 @@ impl Balancer {
     /// Listens on a free 127.0.0.1 port in front of `backends` (all assumed healthy at start)
     /// and starts the health checks.
     pub async fn start(backends: Vec<SocketAddr>) -> std::io::Result<Balancer> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        // A crowd connects at once when a sale opens: with tokio's default backlog (1,024) the
+        // kernel drops handshakes and each dropped client waits out a SYN retransmission
+        // (1 s, 3 s, …), which reads as latency the box office never caused.
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind((std::net::Ipv4Addr::LOCALHOST, 0).into())?;
+        let listener = socket.listen(LISTEN_BACKLOG)?;
         let addr = listener.local_addr()?;
         let backends: Arc<Vec<Backend>> = Arc::new(
             backends
