@@ -9,9 +9,9 @@ use crate::support;
 
 use std::time::Duration;
 
+use crate::support::{Backend, TestApp};
 use boxoffice::store::outbox;
 use serde_json::{json, Value};
-use crate::support::{Backend, TestApp};
 
 async fn app(backend: Backend, brokers: Option<String>) -> TestApp {
     TestApp::with_config(backend, |c| {
