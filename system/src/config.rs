@@ -190,6 +190,17 @@ pub struct Config {
     #[arg(long, env = "BOXOFFICE_KAFKA_PARTITIONS", default_value_t = 6)]
     pub kafka_partitions: i32,
 
+    /// How long the `ledger` waits for Kafka to deliver a booking event the broker has
+    /// acknowledged, in milliseconds, before it applies the event from its outbox row instead
+    /// (at most once in effect either way; see `reconcile`). 0 = never: the ledger then trusts
+    /// the broker alone.
+    #[arg(
+        long,
+        env = "BOXOFFICE_LEDGER_RECONCILE_AFTER_MS",
+        default_value_t = 5000
+    )]
+    pub ledger_reconcile_after_ms: u64,
+
     /// Log format.
     #[arg(long, env = "BOXOFFICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,

@@ -7,6 +7,8 @@
 //!      ▼
 //!  <prefix>booking.events (key = round id) ──► group <prefix>ledger   ──► ledger_sales (+ processed_events, one transaction; offset committed after)
 //!  <prefix>coupon.events  (key = coupon id)└─► group <prefix>notifier ──► crate::notify (Redis pub/sub) ──► SSE streams
+//!
+//!  outbox rows acknowledged but not received in time ──► the ledger worker's reconciliation ──► ledger_sales (same apply)
 //! ```
 //!
 //! Several instances may run the pipeline against one database and broker: on PostgreSQL
@@ -16,9 +18,15 @@
 //!
 //! Delivery is at least once end to end (a row published twice, a message redelivered after a
 //! consumer dies before committing); the ledger turns that into exactly once *in effect* by
-//! recording each event id in the same transaction as its effect. With `--kafka-brokers` the
-//! topics are created at start when missing (some brokers, tansu among them, do not create
-//! topics on demand); without, librdkafka's in-process `MockCluster` stands in for the broker.
+//! recording each event id in the same transaction as its effect. The broker's acknowledgement
+//! is not taken as proof of delivery: a broker can acknowledge a message that a consumer group
+//! then never receives (tansu skips the rest of a batch when a group resumes inside it; see
+//! [`crate::reconcile`]), so the ledger worker also applies, from the outbox, booking events
+//! acknowledged more than `--ledger-reconcile-after-ms` ago that it has not seen.
+//!
+//! With `--kafka-brokers` the topics are created at start when missing (some brokers, tansu
+//! among them, do not create topics on demand); without, librdkafka's in-process
+//! `MockCluster` stands in for the broker.
 //!
 //! Each part is a [`Worker`] that tests can stop (as a crash would: no goodbye) and start
 //! again.
@@ -466,8 +474,12 @@ pub async fn start_ledger(state: &AppState) -> anyhow::Result<Worker> {
         },
     )?;
     let state = state.clone();
-    Ok(Worker::spawn("ledger", move |stop| {
-        consume(state, c, stop, "ledger", |state, event| async move {
+    let reconcile_after_ms = state.config.ledger_reconcile_after_ms;
+    Ok(Worker::spawn("ledger", move |stop| async move {
+        // The consumer is the fast way; the reconciliation catches what the broker
+        // acknowledged and did not deliver in time. Both stop (or die) with the worker.
+        let reconcile = crate::reconcile::run(state.clone(), reconcile_after_ms, stop.clone());
+        let consume = consume(state, c, stop, "ledger", |state, event| async move {
             let now = state.clock.now_ms();
             let applied = outbox::apply_to_ledger(&state.db, &event, now).await?;
             let result = if applied { "applied" } else { "duplicate" };
@@ -477,7 +489,8 @@ pub async fn start_ledger(state: &AppState) -> anyhow::Result<Worker> {
                 .with_label_values(&["ledger", result])
                 .inc();
             Ok(())
-        })
+        });
+        tokio::join!(consume, reconcile);
     }))
 }
 

@@ -20,6 +20,8 @@
 //!   notification fan-out, each on Redis (`--redis-url`) or an in-process equivalent.
 //! - [`kafka`]: the outbox relay and the `ledger` and `notifier` consumers (rdkafka; a mock
 //!   cluster without `--kafka-brokers`).
+//! - [`reconcile`]: the ledger's safety net: booking events the broker acknowledged but never
+//!   delivered are applied from the outbox.
 //! - [`reaper`]: expires holds and unpaid bookings.
 //! - [`app`]: [`Application::build`] wires everything and serves on a listener.
 
@@ -37,6 +39,7 @@ pub mod metrics;
 pub mod notify;
 pub mod payments;
 pub mod reaper;
+pub mod reconcile;
 pub mod store;
 pub mod telemetry;
 

@@ -85,7 +85,8 @@ pub struct MetricSet {
     pub kafka_produce: HistogramVec,
     /// Messages behind the partitions' high watermarks, by consumer.
     pub consumer_lag: IntGaugeVec,
-    /// Events consumed by consumer (`ledger`, `notifier`) and result (`applied`, `duplicate`).
+    /// Events consumed by consumer (`ledger`, `notifier`) and result (`applied`, `duplicate`;
+    /// `reconciled`: applied by the ledger from the outbox, not received from the broker in time).
     pub events_consumed: IntCounterVec,
     /// Seconds from an event's state change (its `at`) to its effect in a consumer.
     pub event_lag: HistogramVec,
@@ -343,7 +344,7 @@ impl Metrics {
             events_consumed: counter(
                 &r,
                 "boxoffice_events_consumed_total",
-                "Kafka events consumed by consumer and result (applied, duplicate).",
+                "Kafka events consumed by consumer and result (applied, duplicate; reconciled: applied from the outbox, not received from the broker in time).",
                 &["consumer", "result"],
             ),
             event_lag: histogram(
@@ -433,6 +434,8 @@ impl MetricSet {
                 self.events_consumed.with_label_values(&[c, r]);
             }
         }
+        self.events_consumed
+            .with_label_values(&["ledger", "reconciled"]);
         for (op, outcomes) in PAYMENT_OUTCOMES {
             self.payment_duration.with_label_values(&[op]);
             for o in *outcomes {
