@@ -79,14 +79,24 @@ async fn wait_until_the_ledger_caught_up(app: &TestApp, round: i64, within: Dura
     }
 }
 
-async fn booking_events(app: &TestApp) -> i64 {
+/// The one `i64` column `n` of the one row `sql` returns (with `$1` bound to `bind`).
+async fn scalar(app: &TestApp, sql: &str, bind: Option<i64>) -> i64 {
     use sqlx::Row;
-    sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE topic = 'booking.events'")
+    let mut query = sqlx::query(sql);
+    if let Some(value) = bind {
+        query = query.bind(value);
+    }
+    query
         .fetch_one(&app.state.db.pool)
         .await
         .unwrap()
         .try_get("n")
         .unwrap()
+}
+
+async fn booking_events(app: &TestApp) -> i64 {
+    let sql = "SELECT COUNT(*) AS n FROM outbox WHERE topic = 'booking.events'";
+    scalar(app, sql, None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,28 +293,14 @@ async fn reconciliation_never_skips_an_outbox_id_whose_transaction_commits_after
 
 /// Booking events past outbox id `after` that the ledger has not applied.
 async fn unapplied_booking_events_after(app: &TestApp, after: i64) -> i64 {
-    use sqlx::Row;
-    sqlx::query(
-        "SELECT COUNT(*) AS n FROM outbox o
+    let sql = "SELECT COUNT(*) AS n FROM outbox o
          WHERE o.id > $1 AND o.topic = 'booking.events' AND NOT EXISTS (
-             SELECT 1 FROM processed_events p WHERE p.consumer = 'ledger' AND p.event_id = o.event_id)",
-    )
-    .bind(after)
-    .fetch_one(&app.state.db.pool)
-    .await
-    .unwrap()
-    .try_get("n")
-    .unwrap()
+             SELECT 1 FROM processed_events p WHERE p.consumer = 'ledger' AND p.event_id = o.event_id)";
+    scalar(app, sql, Some(after)).await
 }
 
 async fn last_outbox_id(app: &TestApp) -> i64 {
-    use sqlx::Row;
-    sqlx::query("SELECT COALESCE(MAX(id), 0) AS id FROM outbox")
-        .fetch_one(&app.state.db.pool)
-        .await
-        .unwrap()
-        .try_get("id")
-        .unwrap()
+    scalar(app, "SELECT COALESCE(MAX(id), 0) AS n FROM outbox", None).await
 }
 
 /// What happened once in the app-pause drill (ledger 274 of 275). The relay publishes the rows
