@@ -1,28 +1,21 @@
-//! The scenarios the `scenario` command knows, with their descriptions and defaults.
+//! The scenarios the `scenario` command knows. Each one is a single [`Scenario`] value in
+//! [`SCENARIOS`]: its description, defaults and what running it means — one attack (personas
+//! and weights, how users arrive, what the checker looks at, extra tables), a matrix of child
+//! runs of another scenario (cells and columns), or the runner's own benchmark. The pipeline
+//! in [`crate::run`] reads these values and never asks for a scenario by name.
+//!
+//! Adding a scenario: a [`ScenarioName`] variant, a descriptor below, and its personas in
+//! [`crate::personas`] if it needs new ones. Adding a matrix: a descriptor whose kind is
+//! [`Kind::Matrix`] — its cells (the overrides each child run gets) and its columns.
 
-use clap::ValueEnum;
+use std::collections::BTreeMap;
 
-/// A scenario name on the command line (`list` prints them all).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ScenarioName {
-    /// Describe every scenario.
-    List,
-    /// N users arrive together for one round of C seats: hold, book, pay.
-    FlashSale,
-    /// A realistic mix over a duration: browse, search, hold, abandon, book, pay, cancel.
-    BrowseAndBuy,
-    /// First-come coupon claims against a quota.
-    CouponRush,
-    /// flash-sale once per concurrency strategy, compared in one table.
-    StrategyMatrix,
-    /// A stepped ramp of open-model arrival rates, to find the latency knee.
-    Capacity,
-    /// The runner's own cost: GET /health/live with history on, off, and under wrk.
-    Bench,
-    /// One leg of `bench`: GET /health/live as fast as possible (run by `bench` as a child).
-    #[value(hide = true)]
-    Probe,
-}
+use serde_json::{json, Value};
+
+use crate::checker::Scope;
+use crate::cli::Cli;
+pub use crate::cli::ScenarioName;
+use crate::personas::Persona;
 
 /// Defaults of a scenario; flags override them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -41,94 +34,325 @@ pub struct Defaults {
     pub p99_all_ms: f64,
     /// Most unknown outcomes (timeouts, 5xx), as a fraction of requests.
     pub max_unknown_rate: f64,
+    /// Mean think time between a user's steps, ms.
+    pub think_ms: u64,
 }
 
-impl ScenarioName {
-    /// The command-line name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ScenarioName::List => "list",
-            ScenarioName::FlashSale => "flash-sale",
-            ScenarioName::BrowseAndBuy => "browse-and-buy",
-            ScenarioName::CouponRush => "coupon-rush",
-            ScenarioName::StrategyMatrix => "strategy-matrix",
-            ScenarioName::Capacity => "capacity",
-            ScenarioName::Bench => "bench",
-            ScenarioName::Probe => "probe",
-        }
-    }
+const BASE: Defaults = Defaults {
+    users: 2000,
+    seats: 500,
+    events: 1,
+    rounds_per_event: 1,
+    run_time_s: None,
+    p99_all_ms: 5000.0,
+    max_unknown_rate: 0.0,
+    think_ms: 0,
+};
 
-    /// Every runnable scenario.
-    pub const RUNNABLE: [ScenarioName; 6] = [
-        ScenarioName::FlashSale,
-        ScenarioName::BrowseAndBuy,
-        ScenarioName::CouponRush,
-        ScenarioName::StrategyMatrix,
-        ScenarioName::Capacity,
-        ScenarioName::Bench,
-    ];
+/// One scenario: what the pipeline needs to know to run it.
+#[derive(Debug)]
+pub struct Scenario {
+    /// Its name on the command line.
+    pub name: ScenarioName,
+    /// One line for reports and `scenario list`.
+    pub description: &'static str,
+    /// Defaults that flags override.
+    pub defaults: Defaults,
+    /// What running it means.
+    pub kind: Kind,
+}
+
+/// What running a scenario means.
+#[derive(Debug)]
+pub enum Kind {
+    /// One Goose attack in this process.
+    Attack(Attack),
+    /// Another scenario once per cell, each in a child process, tabulated.
+    Matrix(Matrix),
+    /// The runner's own cost (history on/off, wrk), each leg a child process.
+    Bench,
+}
+
+/// The shape of an attack.
+#[derive(Debug)]
+pub struct Attack {
+    /// Personas with their Goose weights.
+    pub personas: &'static [(Persona, usize)],
+    /// How users arrive when `--rate` is not given.
+    pub arrival: Arrival,
+    /// Whether the run seeds a world (venue, rounds, users) and reads the final state back.
+    pub seeds_world: bool,
+    /// Coupons seeded: quota = seats, this many percent off (None: no coupon).
+    pub coupon_discount: Option<i64>,
+    /// What the checker looks at.
+    pub scope: Scope,
+    /// Extra table of the report, computed from the run.
+    pub table: Option<Table>,
+}
+
+/// How a closed-model attack's users arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Together, released by a gate (a rush).
+    Together,
+    /// As Goose starts them, looping until the run time ends.
+    AsStarted,
+    /// Open-model arrivals at a rate doubling every `--step-secs` (capacity's ramp).
+    Ramp,
+}
+
+/// Extra tables an attack adds to its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// One row per step of the capacity ramp.
+    CapacityRamp,
+}
+
+/// A matrix: the same scenario once per cell, compared in one table.
+#[derive(Debug)]
+pub struct Matrix {
+    /// The scenario every cell runs.
+    pub base: ScenarioName,
+    /// The cells for this command line.
+    pub cells: fn(&Cli) -> Vec<Cell>,
+    /// The table's title, given users and seats.
+    pub title: fn(usize, usize) -> String,
+    /// The table's columns.
+    pub columns: &'static [Column],
+}
+
+/// One cell of a matrix: a child run with overrides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    /// Short name: the child's directory, and the prefix of its transactions and checks.
+    pub key: String,
+    /// Row label in the table.
+    pub label: String,
+    /// Arguments appended to the child's command line (they override the forwarded ones).
+    pub overrides: Vec<String>,
+    /// The cell is a baseline expected to break invariants (its breaks do not fail the
+    /// matrix; the table shows how much).
+    pub expected_to_break: bool,
+}
+
+/// A column of a matrix table, read from a cell's report.
+#[derive(Debug)]
+pub struct Column {
+    /// Header.
+    pub name: &'static str,
+    /// The value of a cell.
+    pub read: fn(&reports::Report) -> Value,
+}
+
+/// Every scenario, in the order `scenario list` shows them.
+pub static SCENARIOS: [Scenario; 7] = [
+    Scenario {
+        name: ScenarioName::FlashSale,
+        description: "N users arrive together for one round of C seats: hold (chosen seats or a quantity), book, pay; checks that no seat is sold twice",
+        defaults: BASE,
+        kind: Kind::Attack(Attack {
+            personas: &[(Persona::FlashBuyer, 1)],
+            arrival: Arrival::Together,
+            seeds_world: true,
+            coupon_discount: None,
+            scope: Scope { seats: true, coupons: false },
+            table: None,
+        }),
+    },
+    Scenario {
+        name: ScenarioName::BrowseAndBuy,
+        description: "a realistic mix over a duration: 70% browsers (list, search, event, availability), 30% shoppers (hold, abandon 25%, book, pay, cancel 10%), with think times",
+        defaults: Defaults {
+            users: 200,
+            events: 6,
+            rounds_per_event: 2,
+            run_time_s: Some(30),
+            p99_all_ms: 1000.0,
+            think_ms: 500,
+            ..BASE
+        },
+        kind: Kind::Attack(Attack {
+            personas: &[(Persona::Browser, 7), (Persona::Shopper, 3)],
+            arrival: Arrival::AsStarted,
+            seeds_world: true,
+            coupon_discount: None,
+            scope: Scope { seats: true, coupons: false },
+            table: None,
+        }),
+    },
+    Scenario {
+        name: ScenarioName::CouponRush,
+        description: "N users claim a first-come coupon with a quota (10% click twice); checks claims <= quota and one per user",
+        defaults: Defaults { seats: 25, ..BASE },
+        kind: Kind::Attack(Attack {
+            personas: &[(Persona::CouponHunter, 1)],
+            arrival: Arrival::Together,
+            seeds_world: true,
+            coupon_discount: Some(10),
+            scope: Scope { seats: false, coupons: true },
+            table: None,
+        }),
+    },
+    Scenario {
+        name: ScenarioName::StrategyMatrix,
+        description: "flash-sale once per concurrency strategy (naive, optimistic, pessimistic, atomic) in child processes, compared in one table",
+        defaults: Defaults { users: 1000, seats: 200, ..BASE },
+        kind: Kind::Matrix(Matrix {
+            base: ScenarioName::FlashSale,
+            cells: strategy_cells,
+            title: |users, seats| {
+                format!("Concurrency strategies under a {users}-user rush for {seats} seats")
+            },
+            columns: &STRATEGY_COLUMNS,
+        }),
+    },
+    Scenario {
+        name: ScenarioName::Capacity,
+        description: "flash buyers arriving at a stepped, open-model rate (--rate doubles every --step-secs) to find where the p99 SLO breaks",
+        defaults: Defaults {
+            users: 200,
+            seats: 100_000,
+            run_time_s: Some(40),
+            p99_all_ms: 250.0,
+            max_unknown_rate: 0.01,
+            ..BASE
+        },
+        kind: Kind::Attack(Attack {
+            personas: &[(Persona::FlashBuyer, 1)],
+            arrival: Arrival::Ramp,
+            seeds_world: true,
+            coupon_discount: None,
+            scope: Scope { seats: true, coupons: false },
+            table: Some(Table::CapacityRamp),
+        }),
+    },
+    Scenario {
+        name: ScenarioName::Bench,
+        description: "the runner's own cost: requests/s on GET /health/live with history on, off, and under wrk",
+        defaults: Defaults { users: 64, seats: 25, run_time_s: Some(5), ..BASE },
+        kind: Kind::Bench,
+    },
+    Scenario {
+        name: ScenarioName::Probe,
+        description: "GET /health/live as fast as possible (one leg of bench)",
+        defaults: BASE,
+        kind: Kind::Attack(Attack {
+            personas: &[(Persona::Prober, 1)],
+            arrival: Arrival::AsStarted,
+            seeds_world: false,
+            coupon_discount: None,
+            scope: Scope { seats: false, coupons: false },
+            table: None,
+        }),
+    },
+];
+
+impl ScenarioName {
+    /// The scenario's descriptor (`None` for `list`).
+    pub fn scenario(self) -> Option<&'static Scenario> {
+        SCENARIOS.iter().find(|s| s.name == self)
+    }
 
     /// One line for reports and `scenario list`.
     pub fn description(self) -> &'static str {
-        match self {
-            ScenarioName::List => "describe every scenario",
-            ScenarioName::FlashSale => "N users arrive together for one round of C seats: hold (chosen seats or a quantity), book, pay; checks that no seat is sold twice",
-            ScenarioName::BrowseAndBuy => "a realistic mix over a duration: 70% browsers (list, search, event, availability), 30% shoppers (hold, abandon 25%, book, pay, cancel 10%), with think times",
-            ScenarioName::CouponRush => "N users claim a first-come coupon with a quota (10% click twice); checks claims <= quota and one per user",
-            ScenarioName::StrategyMatrix => "flash-sale once per concurrency strategy (naive, optimistic, pessimistic, atomic) in child processes, compared in one table",
-            ScenarioName::Capacity => "flash buyers arriving at a stepped, open-model rate (--rate doubles every --step-secs) to find where the p99 SLO breaks",
-            ScenarioName::Bench => "the runner's own cost: requests/s on GET /health/live with history on, off, and under wrk",
-            ScenarioName::Probe => "GET /health/live as fast as possible (one leg of bench)",
-        }
+        self.scenario()
+            .map_or("describe every scenario", |s| s.description)
     }
 
     /// Defaults.
     pub fn defaults(self) -> Defaults {
-        let base = Defaults {
-            users: 2000,
-            seats: 500,
-            events: 1,
-            rounds_per_event: 1,
-            run_time_s: None,
-            p99_all_ms: 5000.0,
-            max_unknown_rate: 0.0,
-        };
-        match self {
-            ScenarioName::BrowseAndBuy => Defaults {
-                users: 200,
-                seats: 500,
-                events: 6,
-                rounds_per_event: 2,
-                run_time_s: Some(30),
-                p99_all_ms: 1000.0,
-                ..base
+        self.scenario().map_or(BASE, |s| s.defaults)
+    }
+}
+
+/// strategy-matrix's cells: one per `--strategies` (default: all).
+fn strategy_cells(cli: &Cli) -> Vec<Cell> {
+    let strategies = if cli.strategies.is_empty() {
+        boxoffice::Strategy::ALL.to_vec()
+    } else {
+        cli.strategies.clone()
+    };
+    strategies
+        .into_iter()
+        .map(|s| Cell {
+            key: s.as_str().to_owned(),
+            label: if s.is_safe() {
+                s.as_str().to_owned()
+            } else {
+                format!("{s} (unsafe baseline)")
             },
-            ScenarioName::CouponRush => Defaults {
-                users: 2000,
-                seats: 25,
-                ..base
-            },
-            ScenarioName::StrategyMatrix => Defaults {
-                users: 1000,
-                seats: 200,
-                ..base
-            },
-            ScenarioName::Capacity => Defaults {
-                users: 200,
-                seats: 100_000,
-                run_time_s: Some(40),
-                p99_all_ms: 250.0,
-                max_unknown_rate: 0.01,
-                ..base
-            },
-            ScenarioName::Bench => Defaults {
-                users: 64,
-                seats: 25,
-                run_time_s: Some(5),
-                ..base
-            },
-            _ => base,
-        }
+            overrides: vec!["--strategy".into(), s.as_str().into()],
+            expected_to_break: !s.is_safe(),
+        })
+        .collect()
+}
+
+fn hold(r: &reports::Report) -> Option<&reports::TransactionStats> {
+    r.transactions.iter().find(|t| t.name == "hold")
+}
+
+fn check_count(r: &reports::Report, check: &str, key: &str) -> Value {
+    json!(r
+        .correctness
+        .checks
+        .iter()
+        .find(|k| k.name == check)
+        .and_then(|k| k.counts.get(key).copied()))
+}
+
+static STRATEGY_COLUMNS: [Column; 9] = [
+    Column {
+        name: "req/s",
+        read: |r| json!((r.summary.throughput_rps * 10.0).round() / 10.0),
+    },
+    Column {
+        name: "hold p50 ms",
+        read: |r| json!(hold(r).map(|h| h.latency.p50)),
+    },
+    Column {
+        name: "hold p95 ms",
+        read: |r| json!(hold(r).map(|h| h.latency.p95)),
+    },
+    Column {
+        name: "hold p99 ms",
+        read: |r| json!(hold(r).map(|h| h.latency.p99)),
+    },
+    Column {
+        name: "holds ok",
+        read: |r| json!(hold(r).map(|h| h.ok)),
+    },
+    Column {
+        name: "conflicts",
+        read: |r| json!(hold(r).map(|h| h.failed)),
+    },
+    Column {
+        name: "confirmed",
+        read: |r| check_count(r, "no-unexpected-sales", "final_confirmed"),
+    },
+    Column {
+        name: "oversold",
+        read: |r| check_count(r, "no-double-sale", "oversold"),
+    },
+    Column {
+        name: "verdict",
+        read: |r| json!(reports::exit_code::describe(r.verdict.exit_code)),
+    },
+];
+
+/// A matrix row from a cell's report.
+pub fn matrix_row(
+    columns: &[Column],
+    cell: &Cell,
+    report: &reports::Report,
+) -> reports::ComparisonRow {
+    let values: BTreeMap<String, Value> = columns
+        .iter()
+        .map(|c| (c.name.to_owned(), (c.read)(report)))
+        .collect();
+    reports::ComparisonRow {
+        label: cell.label.clone(),
+        values,
+        passed: report.verdict.passed,
     }
 }
 
@@ -136,9 +360,9 @@ impl ScenarioName {
 pub fn listing() -> String {
     let mut s =
         String::from("Scenarios (scenario NAME [OPTIONS]; scenario --help for every option):\n\n");
-    for n in ScenarioName::RUNNABLE {
-        let d = n.defaults();
-        s.push_str(&format!("  {:<16} {}\n", n.as_str(), n.description()));
+    for sc in SCENARIOS.iter().filter(|s| s.name != ScenarioName::Probe) {
+        let d = sc.defaults;
+        s.push_str(&format!("  {:<16} {}\n", sc.name.as_str(), sc.description));
         let time = d
             .run_time_s
             .map_or("each user once".to_owned(), |t| format!("{t}s"));
@@ -148,4 +372,29 @@ pub fn listing() -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn every_name_but_list_has_one_descriptor_and_names_round_trip() {
+        for v in ScenarioName::value_variants() {
+            let found = SCENARIOS.iter().filter(|s| s.name == *v).count();
+            assert_eq!(found, usize::from(*v != ScenarioName::List), "{v:?}");
+            assert_eq!(ScenarioName::from_str(v.as_str(), false), Ok(*v));
+        }
+    }
+
+    #[test]
+    fn matrices_run_attacks() {
+        for s in &SCENARIOS {
+            if let Kind::Matrix(m) = &s.kind {
+                let base = m.base.scenario().expect("a descriptor");
+                assert!(matches!(base.kind, Kind::Attack(_)), "{:?}", s.name);
+            }
+        }
+    }
 }

@@ -5,10 +5,9 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use goose::config::GooseConfiguration;
 
-use crate::catalog::ScenarioName;
 use crate::stack::StackSpec;
 use crate::thresholds::{parse_rate, LatencyLimit};
 
@@ -17,10 +16,49 @@ fn parse_duration_ms(s: &str) -> Result<f64, String> {
     chaos::schedule::parse_duration(s).map(|d| d.as_secs_f64() * 1000.0)
 }
 
+/// A scenario name on the command line (`list` prints them all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScenarioName {
+    /// Describe every scenario.
+    List,
+    /// N users arrive together for one round of C seats: hold, book, pay.
+    FlashSale,
+    /// A realistic mix over a duration: browse, search, hold, abandon, book, pay, cancel.
+    BrowseAndBuy,
+    /// First-come coupon claims against a quota.
+    CouponRush,
+    /// flash-sale once per concurrency strategy, compared in one table.
+    StrategyMatrix,
+    /// A stepped ramp of open-model arrival rates, to find the latency knee.
+    Capacity,
+    /// The runner's own cost: GET /health/live with history on, off, and under wrk.
+    Bench,
+    /// One leg of `bench`: GET /health/live as fast as possible (run by `bench` as a child).
+    #[value(hide = true)]
+    Probe,
+}
+
+impl ScenarioName {
+    /// The command-line name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScenarioName::List => "list",
+            ScenarioName::FlashSale => "flash-sale",
+            ScenarioName::BrowseAndBuy => "browse-and-buy",
+            ScenarioName::CouponRush => "coupon-rush",
+            ScenarioName::StrategyMatrix => "strategy-matrix",
+            ScenarioName::Capacity => "capacity",
+            ScenarioName::Bench => "bench",
+            ScenarioName::Probe => "probe",
+        }
+    }
+}
+
 /// Box Office Lab: load, check and judge the box office.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "scenario",
+    args_override_self = true,
     about = "Run a load scenario against the box office and write a latency, correctness and failover report.",
     after_help = "Exit codes: 0 pass, 1 run error, 2 usage error, 3 latency/error-rate/throughput threshold missed, \
                   4 correctness invariant broken (wins over 5 and 3), 5 failover budget exceeded."

@@ -223,7 +223,13 @@ pub struct Recorder {
     tx: Option<mpsc::Sender<Msg>>,
     epoch: Instant,
     counters: Arc<Counters>,
-    live: Option<Arc<crate::live::LiveMetrics>>,
+    observer: Option<Arc<dyn Observer>>,
+}
+
+/// Sees every operation as it is recorded (the runner's live metrics).
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// One finished operation.
+    fn observe(&self, op: OpKind, latency_s: f64, outcome: Outcome);
 }
 
 impl std::fmt::Debug for Msg {
@@ -248,18 +254,17 @@ impl Recorder {
         &self.counters
     }
 
-    /// Also feeds every operation to the runner's live metrics.
-    pub fn with_live(mut self, live: Arc<crate::live::LiveMetrics>) -> Self {
-        live.attach(Arc::clone(&self.counters));
-        self.live = Some(live);
+    /// Also feeds every operation to `observer` (the runner's live metrics).
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
         self
     }
 
     /// Records an operation (counted even when history recording is off).
     pub fn record(&self, op: Op) {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        if let Some(live) = &self.live {
-            live.observe(op.op, op.latency_ms() / 1000.0, op.outcome);
+        if let Some(observer) = &self.observer {
+            observer.observe(op.op, op.latency_ms() / 1000.0, op.outcome);
         }
         if op.outcome != Outcome::Ok {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -351,7 +356,7 @@ pub fn start(path: Option<&Path>, record_ops: bool) -> std::io::Result<(Recorder
         tx: record_ops.then(|| tx.clone()),
         epoch,
         counters: Arc::new(Counters::default()),
-        live: None,
+        observer: None,
     };
     Ok((recorder, HistoryWriter { tx, thread }))
 }

@@ -4,13 +4,13 @@
 //! A run goes one way: [`stack`] provisions the box office, [`seed`] creates its data from
 //! `--seed`, the [`personas`] attack it through Goose while [`history`] records every
 //! operation, [`api`] reads the final state back, [`checker`] judges history against it,
-//! and [`runner`] turns everything into a [`reports::Report`] and a verdict.
+//! and [`run`] turns everything into a [`reports::Report`] and a verdict.
 //!
 //! # Layout
 //! - [`cli`]: the command line (Goose's options flattened in).
-//! - [`catalog`]: the scenarios, their descriptions and defaults.
-//! - [`runner`]: orchestration; start reading here. [`matrix`] and [`bench`] run child
-//!   processes (Goose allows one attack per process).
+//! - [`catalog`]: the scenarios, one descriptor each (defaults, personas, arrival, checker
+//!   scope, matrix cells and columns).
+//! - [`run`]: orchestration, one file per stage; start reading here.
 //! - [`stack`], [`seed`], [`api`]: where the box office runs, what it is seeded with, and the
 //!   admin API client.
 //! - [`context`], [`call`], [`personas`]: what virtual users share, how one request is sent
@@ -20,7 +20,6 @@
 //! - [`thresholds`], [`progress`], [`error`].
 
 pub mod api;
-pub mod bench;
 pub mod call;
 pub mod catalog;
 pub mod checker;
@@ -30,10 +29,9 @@ pub mod error;
 pub mod failover;
 pub mod history;
 pub mod live;
-pub mod matrix;
 pub mod personas;
 pub mod progress;
-pub mod runner;
+pub mod run;
 pub mod seed;
 pub mod stack;
 pub mod thresholds;
@@ -41,4 +39,4 @@ pub mod thresholds;
 pub use catalog::ScenarioName;
 pub use cli::Cli;
 pub use error::{Error, Result};
-pub use runner::{run, summary_text, Outcome};
+pub use run::{run, summary_text, Outcome};

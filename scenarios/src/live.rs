@@ -19,7 +19,6 @@ use prometheus::{
     Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
 };
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::history::{Counters, OpKind, Outcome};
 
@@ -157,7 +156,8 @@ impl LiveMetrics {
         String::from_utf8(out).unwrap_or_default()
     }
 
-    /// Serves `/metrics` on `listen` (port 0 picks one) until the returned task is aborted.
+    /// Serves `/metrics` on `listen` (port 0 picks one) until the returned task is aborted:
+    /// a one-route axum router.
     pub async fn serve(
         self: &Arc<Self>,
         listen: SocketAddr,
@@ -165,31 +165,31 @@ impl LiveMetrics {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let me = Arc::clone(self);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((mut s, _)) = listener.accept().await else {
-                    continue;
-                };
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
                 let me = Arc::clone(&me);
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 2048];
-                    let n = s.read(&mut buf).await.unwrap_or(0);
-                    let head = String::from_utf8_lossy(&buf[..n]);
-                    let (status, body) = if head.starts_with("GET /metrics") {
-                        ("200 OK", me.render())
-                    } else {
-                        ("404 Not Found", "only /metrics lives here\n".to_owned())
-                    };
-                    let resp = format!(
-                        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = s.write_all(resp.as_bytes()).await;
-                    let _ = s.shutdown().await;
-                });
-            }
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        me.render(),
+                    )
+                }
+            }),
+        );
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
         });
         Ok((addr, task))
+    }
+}
+
+impl crate::history::Observer for LiveMetrics {
+    fn observe(&self, op: OpKind, latency_s: f64, outcome: Outcome) {
+        LiveMetrics::observe(self, op, latency_s, outcome);
     }
 }
 

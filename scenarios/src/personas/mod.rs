@@ -13,3 +13,40 @@ pub mod flash_buyer;
 pub mod prober;
 pub mod shopper;
 pub mod steps;
+
+use std::sync::Arc;
+
+use crate::context::RunContext;
+
+/// A persona, as a scenario descriptor names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persona {
+    /// [`flash_buyer`].
+    FlashBuyer,
+    /// [`browser`].
+    Browser,
+    /// [`shopper`].
+    Shopper,
+    /// [`coupon_hunter`].
+    CouponHunter,
+    /// [`prober`].
+    Prober,
+}
+
+impl Persona {
+    /// The persona as a Goose scenario with this weight.
+    pub fn goose_scenario(
+        self,
+        ctx: &Arc<RunContext>,
+        weight: usize,
+    ) -> Result<goose::prelude::Scenario, goose::GooseError> {
+        let scenario = match self {
+            Persona::FlashBuyer => flash_buyer::scenario(ctx),
+            Persona::Browser => browser::scenario(ctx),
+            Persona::Shopper => shopper::scenario(ctx),
+            Persona::CouponHunter => coupon_hunter::scenario(ctx),
+            Persona::Prober => prober::scenario(ctx),
+        };
+        scenario.set_weight(weight)
+    }
+}

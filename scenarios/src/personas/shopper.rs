@@ -12,10 +12,8 @@ use crate::context::{transaction, RunContext, TxFuture};
 use crate::history::OpKind;
 
 /// The persona as a Goose scenario.
-pub fn scenario(ctx: &Arc<RunContext>, weight: usize) -> Result<Scenario, GooseError> {
-    scenario!("Shopper")
-        .set_weight(weight)
-        .map(|s| s.register_transaction(transaction(ctx, "shop", shop)))
+pub fn scenario(ctx: &Arc<RunContext>) -> Scenario {
+    scenario!("Shopper").register_transaction(transaction(ctx, "shop", shop))
 }
 
 /// One shopping trip.

@@ -10,7 +10,7 @@ async fn a_deployed_stack_gets_its_faults_through_its_toxiproxy_api() {
     // A "deployed" stack: the local one, started here; the run only knows its URLs.
     let exe = env!("CARGO_BIN_EXE_scenario");
     let cli = scenarios::Cli::parse_from_args(["scenario", "--app-bin", exe]).unwrap();
-    let mut options = scenarios::runner::stack_options(&cli);
+    let mut options = scenarios::run::plan::stack_options(&cli, None);
     options.instances = 1;
     let stack = scenarios::stack::Stack::start(&scenarios::stack::StackSpec::Local, &options)
         .await

@@ -13,8 +13,11 @@ use serde_json::json;
 use crate::catalog::ScenarioName;
 use crate::cli::Cli;
 use crate::error::{Error, Result};
-use crate::runner::{default_out_dir, stack_options, Outcome};
 use crate::stack::Stack;
+
+use super::child;
+use super::plan::{default_out_dir, stack_options};
+use super::report::Outcome;
 
 /// Most throughput history recording may cost, as a fraction.
 pub const MAX_HISTORY_OVERHEAD: f64 = 0.10;
@@ -35,12 +38,7 @@ async fn probe(
     users: usize,
     secs: usize,
 ) -> Result<reports::Report> {
-    let exe = match std::env::var_os("SCENARIO_EXE") {
-        Some(p) => p.into(),
-        None => std::env::current_exe().map_err(|e| Error::io("finding the scenario binary", e))?,
-    };
-    let mut cmd = tokio::process::Command::new(&exe);
-    cmd.args([
+    let mut args: Vec<String> = [
         "probe",
         "--stack",
         &format!("url={base}"),
@@ -48,28 +46,17 @@ async fn probe(
         &users.to_string(),
         "-t",
         &secs.to_string(),
-        "-q",
-        "--out",
-    ])
-    .arg(out)
-    .args([
         "--admin-email",
         &cli.admin_email,
         "--admin-password",
         &cli.admin_password,
-    ]);
+    ]
+    .map(String::from)
+    .to_vec();
     if !history {
-        cmd.arg("--no-history");
+        args.push("--no-history".into());
     }
-    let status = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .status()
-        .await
-        .map_err(|e| Error::io(format!("running {}", exe.display()), e))?;
-    let text = std::fs::read_to_string(out.join(reports::JSON_FILE))
-        .map_err(|e| Error::io(format!("reading the probe report (child exit {status})"), e))?;
-    reports::Report::from_json(&text).map_err(|e| Error::api("parsing the probe report", e))
+    child::run(&args, out).await
 }
 
 async fn wrk(base: &str, users: usize, secs: usize) -> Option<f64> {
@@ -88,7 +75,7 @@ async fn wrk(base: &str, users: usize, secs: usize) -> Option<f64> {
 }
 
 /// Runs the benchmark.
-pub async fn run(cli: Cli) -> Result<Outcome> {
+pub async fn run(cli: &Cli) -> Result<Outcome> {
     let d = ScenarioName::Bench.defaults();
     let users = cli.goose.users.unwrap_or(d.users);
     let secs: usize = cli
@@ -103,13 +90,13 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         .unwrap_or_else(|| default_out_dir(ScenarioName::Bench.as_str()));
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    let stack = Stack::start(&cli.stack, &stack_options(&cli)).await?;
+    let stack = Stack::start(&cli.stack, &stack_options(cli, None)).await?;
     let started_at = chrono::Utc::now();
     let t0 = std::time::Instant::now();
     let base = stack.base_url.clone();
     let result = async {
-        let on = probe(&cli, &base, &dir.join("history-on"), true, users, secs).await?;
-        let off = probe(&cli, &base, &dir.join("history-off"), false, users, secs).await?;
+        let on = probe(cli, &base, &dir.join("history-on"), true, users, secs).await?;
+        let off = probe(cli, &base, &dir.join("history-off"), false, users, secs).await?;
         let wrk = wrk(&base, users, secs).await;
         Ok::<_, Error>((on, off, wrk))
     }
@@ -117,65 +104,13 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     stack.stop().await;
     let (on, off, wrk_rps) = result?;
 
-    let live = |r: &reports::Report| {
-        r.transactions
-            .iter()
-            .find(|t| t.name == "live")
-            .cloned()
-            .unwrap_or_default()
-    };
-    let (l_on, mut l_off) = (live(&on), live(&off));
-    if l_off.count == 0 {
-        // No history, no aggregates: throughput from the request counter.
-        let counted = off
-            .run
-            .parameters
-            .get("requests_counted")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0);
-        l_off.count = counted;
-        l_off.ok = counted;
-        l_off.throughput_rps = if off.run.duration_s > 0.0 {
-            counted as f64 / off.run.duration_s
-        } else {
-            0.0
-        };
-    }
+    let (l_on, l_off) = live_stats(&on, &off);
     let overhead = if l_off.throughput_rps > 0.0 {
         1.0 - l_on.throughput_rps / l_off.throughput_rps
     } else {
         0.0
     };
-    let mut rows = Vec::new();
-    let mut row =
-        |label: &str, rps: Option<f64>, p: Option<&reports::Percentiles>, passed: bool| {
-            let mut values = BTreeMap::new();
-            values.insert("req/s".to_owned(), json!(rps.map(|r| r.round())));
-            values.insert("p50 ms".to_owned(), json!(p.map(|p| p.p50)));
-            values.insert("p99 ms".to_owned(), json!(p.map(|p| p.p99)));
-            rows.push(reports::ComparisonRow {
-                label: label.to_owned(),
-                values,
-                passed,
-            });
-        };
-    row(
-        "goose, history on",
-        Some(l_on.throughput_rps),
-        Some(&l_on.latency),
-        overhead <= MAX_HISTORY_OVERHEAD,
-    );
-    row("goose, history off", Some(l_off.throughput_rps), None, true);
-    row(
-        if wrk_rps.is_some() {
-            "wrk -t1"
-        } else {
-            "wrk (not installed)"
-        },
-        wrk_rps,
-        None,
-        true,
-    );
+    let rows = rows(&l_on, &l_off, wrk_rps, overhead);
 
     let mut run = on.run.clone();
     run.id = dir
@@ -235,13 +170,81 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             path: format!("history-off/{}", reports::HTML_FILE),
         },
     ];
-    let written =
-        reports::write_all(&report, &dir).map_err(|e| Error::io("writing the bench report", e))?;
-    Ok(Outcome {
-        report,
-        dir,
-        written,
-    })
+    Outcome::write(report, dir)
+}
+
+/// The `live` transaction of each leg; the history-off leg's throughput comes from the
+/// request counter (no history, no aggregates).
+fn live_stats(
+    on: &reports::Report,
+    off: &reports::Report,
+) -> (reports::TransactionStats, reports::TransactionStats) {
+    let live = |r: &reports::Report| {
+        r.transactions
+            .iter()
+            .find(|t| t.name == "live")
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (l_on, mut l_off) = (live(on), live(off));
+    if l_off.count == 0 {
+        // No history, no aggregates: throughput from the request counter.
+        let counted = off
+            .run
+            .parameters
+            .get("requests_counted")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        l_off.count = counted;
+        l_off.ok = counted;
+        l_off.throughput_rps = if off.run.duration_s > 0.0 {
+            counted as f64 / off.run.duration_s
+        } else {
+            0.0
+        };
+    }
+    (l_on, l_off)
+}
+
+/// The comparison table's rows: each leg's throughput and latency.
+fn rows(
+    l_on: &reports::TransactionStats,
+    l_off: &reports::TransactionStats,
+    wrk_rps: Option<f64>,
+    overhead: f64,
+) -> Vec<reports::ComparisonRow> {
+    let mut rows = Vec::new();
+    let mut row =
+        |label: &str, rps: Option<f64>, p: Option<&reports::Percentiles>, passed: bool| {
+            let mut values = BTreeMap::new();
+            values.insert("req/s".to_owned(), json!(rps.map(|r| r.round())));
+            values.insert("p50 ms".to_owned(), json!(p.map(|p| p.p50)));
+            values.insert("p99 ms".to_owned(), json!(p.map(|p| p.p99)));
+            rows.push(reports::ComparisonRow {
+                label: label.to_owned(),
+                values,
+                passed,
+            });
+        };
+    row(
+        "goose, history on",
+        Some(l_on.throughput_rps),
+        Some(&l_on.latency),
+        overhead <= MAX_HISTORY_OVERHEAD,
+    );
+    row("goose, history off", Some(l_off.throughput_rps), None, true);
+    row(
+        if wrk_rps.is_some() {
+            "wrk -t1"
+        } else {
+            "wrk (not installed)"
+        },
+        wrk_rps,
+        None,
+        true,
+    );
+
+    rows
 }
 
 #[cfg(test)]

@@ -1,0 +1,253 @@
+//! Stage 3: the attack. Goose runs the descriptor's personas while every operation goes into
+//! the history; beside it the chaos schedule applies its faults to the stack's targets, and
+//! the [`observe`](super::observe) pollers watch readiness and alerts. Faults still in force
+//! when the load ends are reverted before this stage returns, so the final state is read
+//! from a healed system.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chaos::schedule::{FaultRecord, FaultTarget, Schedule};
+use goose::prelude::*;
+
+use crate::context::RunContext;
+use crate::error::{Error, Result};
+use crate::failover::Readiness;
+use crate::history::{self, HistoryOutput, Recorder};
+use crate::live::{Gauged, LiveMetrics};
+use crate::progress::{self, Progress};
+use crate::seed::World;
+use crate::stack::Stack;
+
+use super::observe;
+use super::plan::Plan;
+
+/// What the attack left: the history's aggregates and what the chaos run saw.
+#[derive(Debug)]
+pub struct Attacked {
+    /// The history's output.
+    pub out: HistoryOutput,
+    /// When the load began and ended (wall clock).
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// See `started_at`.
+    pub finished_at: chrono::DateTime<chrono::Utc>,
+    /// How long the load ran, s.
+    pub duration_s: f64,
+    /// Requests counted on the request path (also without history).
+    pub requests_counted: u64,
+    /// The faults, when the run had a schedule.
+    pub faults: Option<FaultsSeen>,
+}
+
+/// What a chaos run saw besides the history.
+#[derive(Debug, Default)]
+pub struct FaultsSeen {
+    /// The schedule's records.
+    pub records: Vec<FaultRecord>,
+    /// When the schedule started, ms on the history's clock.
+    pub offset_ms: f64,
+    /// Readiness changes.
+    pub readiness: Vec<Readiness>,
+    /// Alerts that fired, with when.
+    pub alerts: Vec<(f64, String)>,
+}
+
+/// The schedule's targets on this stack, each raising `lab_fault_active` while its fault is
+/// in force; a usage error when the schedule names one the stack lacks.
+fn chaos_targets(
+    plan: &Plan,
+    schedule: &Schedule,
+    stack: &Stack,
+    live: &Arc<LiveMetrics>,
+) -> Result<HashMap<String, Arc<dyn FaultTarget>>> {
+    let targets: HashMap<String, Arc<dyn FaultTarget>> = stack
+        .targets()
+        .into_iter()
+        .map(|(name, t)| {
+            let gauged: Arc<dyn FaultTarget> = Arc::new(Gauged::new(&name, t, Arc::clone(live)));
+            (name, gauged)
+        })
+        .collect();
+    for f in &schedule.faults {
+        live.declare_fault(&f.target, &f.action);
+    }
+    if targets.is_empty() {
+        return Err(Error::Usage(format!(
+            "--chaos needs a stack with fault targets: --stack local, --stack docker, or --stack url=… with --chaos-api (the {} stack has none)",
+            plan.cli.stack.name()
+        )));
+    }
+    if let Some(f) = schedule
+        .faults
+        .iter()
+        .find(|f| !targets.contains_key(&f.target))
+    {
+        let mut names: Vec<&str> = targets.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        return Err(Error::Usage(format!(
+            "--chaos: no target {:?} on this stack (targets: {})",
+            f.target,
+            names.join(", ")
+        )));
+    }
+    Ok(targets)
+}
+
+/// The descriptor's personas registered on a Goose attack.
+fn goose_attack(
+    plan: &Plan,
+    config: goose::config::GooseConfiguration,
+    ctx: &Arc<RunContext>,
+) -> Result<GooseAttack> {
+    let mut attack =
+        GooseAttack::initialize_with_config(config).map_err(|e| Error::Goose(e.to_string()))?;
+    for (persona, weight) in plan.attack.personas {
+        let scenario = persona
+            .goose_scenario(ctx, *weight)
+            .map_err(|e| Error::Goose(e.to_string()))?;
+        attack = attack.register_scenario(scenario);
+    }
+    Ok(attack)
+}
+
+/// The chaos schedule and its watchers, running beside the load.
+struct ChaosRun {
+    offset_ms: f64,
+    task: tokio::task::JoinHandle<
+        std::result::Result<Vec<FaultRecord>, chaos::schedule::ScheduleError>,
+    >,
+    readiness: observe::Poller<observe::ReadinessSeen>,
+    alerts: Option<observe::Poller<Vec<(f64, String)>>>,
+}
+
+impl ChaosRun {
+    fn start(
+        plan: &Plan,
+        schedule: &Schedule,
+        targets: HashMap<String, Arc<dyn FaultTarget>>,
+        stack: &Stack,
+        recorder: &Recorder,
+    ) -> Self {
+        plan.say(format!(
+            "chaos: {} fault(s) over {:.0}s ({})",
+            schedule.faults.len(),
+            schedule.span().as_secs_f64(),
+            schedule.name.as_deref().unwrap_or("inline schedule")
+        ));
+        let offset_ms = recorder.now_ms();
+        let sched = schedule.clone();
+        let task = tokio::spawn(async move { chaos::schedule::run(&sched, &targets).await });
+        ChaosRun {
+            offset_ms,
+            task,
+            readiness: observe::readiness(stack.instance_urls(), recorder.clone()),
+            alerts: stack
+                .lab()
+                .and_then(|l| l.prometheus())
+                .map(|p| observe::alerts(p.url(), recorder.clone())),
+        }
+    }
+
+    /// Waits for the schedule (reverting what is still in force) and stops the watchers.
+    async fn finish(self, plan: &Plan) -> FaultsSeen {
+        let records = match self.task.await {
+            Ok(Ok(records)) => records,
+            Ok(Err(e)) => {
+                plan.say(format!("warning: the chaos schedule failed: {e}"));
+                Vec::new()
+            }
+            Err(e) => {
+                plan.say(format!("warning: the chaos schedule panicked: {e}"));
+                Vec::new()
+            }
+        };
+        let alerts = match self.alerts {
+            Some(w) => w.finish().await,
+            None => Vec::new(),
+        };
+        FaultsSeen {
+            records,
+            offset_ms: self.offset_ms,
+            readiness: self.readiness.finish().await.changes,
+            alerts,
+        }
+    }
+}
+
+/// Runs the load (and the chaos schedule) against `stack`.
+pub async fn attack(
+    plan: &Plan,
+    stack: &Stack,
+    world: World,
+    live: &Arc<LiveMetrics>,
+) -> Result<Attacked> {
+    let history_path = plan.dir.join(history::HISTORY_FILE);
+    let record = !plan.cli.no_history;
+    let (recorder, writer) = history::start(record.then_some(history_path.as_path()), record)
+        .map_err(|e| Error::io("starting the history", e))?;
+    live.attach(Arc::clone(recorder.counters()));
+    let recorder = recorder.with_observer(Arc::clone(live) as Arc<dyn history::Observer>);
+    let targets = match &plan.schedule {
+        Some(s) => Some(chaos_targets(plan, s, stack, live)?),
+        None => None,
+    };
+    let ctx = Arc::new(RunContext {
+        recorder: recorder.clone(),
+        world,
+        seed: plan.cli.seed,
+        gate: plan.pacing.gate(plan.users),
+        pacer: plan.pacing.pacer(plan.users),
+        knobs: plan.knobs.clone(),
+    });
+    let config = plan.goose(&stack.base_url);
+    let planned = config
+        .run_time
+        .as_deref()
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let attack = goose_attack(plan, config, &ctx)?;
+
+    let progress = (!plan.cli.quiet()).then(|| {
+        Progress::start(
+            progress::Plan {
+                scenario: plan.name().to_owned(),
+                users: plan.users,
+                duration: planned,
+            },
+            recorder.counters().clone(),
+        )
+    });
+    let started_at = chrono::Utc::now();
+    let t0 = Instant::now();
+    let chaos_run = plan
+        .schedule
+        .as_ref()
+        .zip(targets)
+        .map(|(s, targets)| ChaosRun::start(plan, s, targets, stack, &recorder));
+    let attack_result = attack.execute().await;
+    let duration_s = t0.elapsed().as_secs_f64();
+    let faults = match chaos_run {
+        Some(c) => Some(c.finish(plan).await),
+        None => None,
+    };
+    let finished_at = chrono::Utc::now();
+    if let Some(p) = progress {
+        p.finish().await;
+    }
+    drop(ctx);
+    let out = writer.finish(duration_s);
+    attack_result.map_err(|e| Error::Goose(e.to_string()))?;
+    if let Some(e) = &out.io_error {
+        plan.say(format!("warning: writing the history failed: {e}"));
+    }
+    Ok(Attacked {
+        out,
+        started_at,
+        finished_at,
+        duration_s,
+        requests_counted: recorder.counters().requests.load(Ordering::Relaxed),
+        faults,
+    })
+}

@@ -1,0 +1,129 @@
+//! Stage 2: provision and seed. The runner's live metrics start first (the local stack's
+//! Prometheus scrapes them), then the stack ([`crate::stack`]), then the world the personas
+//! buy from ([`crate::seed`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::api::Api;
+use crate::error::{Error, Result};
+use crate::live::LiveMetrics;
+use crate::seed::{self, World};
+use crate::stack::{Stack, StackSpec};
+
+use super::plan::Plan;
+
+/// A running stack with the runner's metrics beside it.
+#[derive(Debug)]
+pub struct Provisioned {
+    /// The stack.
+    pub stack: Stack,
+    /// The runner's live metrics.
+    pub live: Arc<LiveMetrics>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Provisioned {
+    /// Stops the stack and the metrics server.
+    pub async fn stop(self) {
+        self.stack.stop().await;
+        if let Some(task) = self.server {
+            task.abort();
+        }
+    }
+}
+
+/// Starts the runner's metrics (when asked for, or on the local stack) and the stack.
+pub async fn provision(plan: &Plan) -> Result<Provisioned> {
+    let t = Instant::now();
+    let live = Arc::new(LiveMetrics::new());
+    let is_local = plan.cli.stack == StackSpec::Local;
+    let listen = plan
+        .cli
+        .metrics_listen
+        .or_else(|| is_local.then(|| SocketAddr::from(([127, 0, 0, 1], 0))));
+    let mut server = None;
+    let mut options = plan.stack.clone();
+    if let Some(addr) = listen {
+        let (bound, task) = live
+            .serve(addr)
+            .await
+            .map_err(|e| Error::io(format!("serving the runner's metrics on {addr}"), e))?;
+        plan.say(format!("runner metrics at http://{bound}/metrics"));
+        server = Some((bound, task));
+    }
+    if is_local && !plan.cli.no_prometheus {
+        options.prometheus = Some(compose::LabPrometheus {
+            rule_files: alert_rule_files(),
+            extra_targets: server
+                .iter()
+                .map(|(a, _)| compose::prometheus::ScrapeTarget::new("scenario", a.to_string()))
+                .collect(),
+        });
+    }
+    let stack = match Stack::start(&plan.cli.stack, &options).await {
+        Ok(stack) => stack,
+        Err(e) => {
+            if let Some((_, task)) = server {
+                task.abort();
+            }
+            return Err(e);
+        }
+    };
+    plan.say(format!(
+        "stack {} up at {} in {:.1}s",
+        plan.cli.stack.name(),
+        stack.base_url,
+        t.elapsed().as_secs_f64()
+    ));
+    if let Some(lab) = stack.lab() {
+        plan.say(format!(
+            "fault proxies (Toxiproxy API) at {}",
+            lab.chaos_api()
+        ));
+        if let Some(p) = lab.prometheus() {
+            plan.say(format!("prometheus at {}", p.url()));
+        }
+    }
+    Ok(Provisioned {
+        stack,
+        live,
+        server: server.map(|(_, task)| task),
+    })
+}
+
+/// Seeds the world the descriptor asks for (none for the probe).
+pub async fn seed_world(plan: &Plan, api: &Api, stack: &Stack) -> Result<World> {
+    if !plan.attack.seeds_world {
+        return Ok(World::empty());
+    }
+    let t = Instant::now();
+    let world = seed::seed(api, &stack.admin, &plan.seed_spec()).await?;
+    plan.say(format!(
+        "seeded {} users, {} round(s) of {} seats in {:.1}s",
+        world.users.len(),
+        world.rounds.len(),
+        plan.seats,
+        t.elapsed().as_secs_f64()
+    ));
+    Ok(world)
+}
+
+/// The project's alert rules (alerts/rules/*.yml in the source tree).
+pub fn alert_rule_files() -> Vec<PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("alerts")
+        .join("rules");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}

@@ -1,0 +1,288 @@
+//! Stage 5: the report. The plan, the attack and the judgement become one
+//! [`reports::Report`] — run information and parameters, statistics, timeline, correctness,
+//! failover, the descriptor's extra table, the artifacts kept beside it — written as JSON,
+//! Markdown, HTML and JUnit; and the console's summary of it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::catalog::Table;
+use crate::checker::FinalState;
+use crate::error::{Error, Result};
+use crate::history::{self, HistoryOutput};
+use crate::stack::Stack;
+
+use super::attack::Attacked;
+use super::judge::{Judged, StateKeys};
+use super::plan::{ramp_rates, Pacing, Plan};
+
+/// File name of the final state the checker read.
+pub const FINAL_STATE_FILE: &str = "final-state.json";
+
+/// What a finished run left behind.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The report.
+    pub report: reports::Report,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// The files written.
+    pub written: reports::Written,
+}
+
+impl Outcome {
+    /// The verdict's exit code.
+    pub fn exit_code(&self) -> i32 {
+        self.report.verdict.exit_code
+    }
+    /// Writes `report` into `dir` (JSON, Markdown, HTML, JUnit).
+    pub fn write(report: reports::Report, dir: PathBuf) -> Result<Outcome> {
+        let written = reports::write_all(&report, &dir)
+            .map_err(|e| Error::io(format!("writing the report to {}", dir.display()), e))?;
+        Ok(Outcome {
+            report,
+            dir,
+            written,
+        })
+    }
+}
+
+/// Builds the report of an attack and writes it with its artifacts.
+pub fn write(
+    plan: &Plan,
+    stack: &Stack,
+    keys: &StateKeys,
+    run: Attacked,
+    judged: Judged,
+) -> Result<Outcome> {
+    let mut report = reports::Report::new(run_info(plan, stack, keys, &run));
+    report.summary = judged.summary;
+    report.transactions = judged.transactions;
+    report.timeline = run.out.timeline.clone();
+    report.correctness = judged.correctness;
+    report.failover = judged.failover;
+    report.verdict = judged.verdict;
+    report.comparison = match plan.attack.table {
+        Some(Table::CapacityRamp) => Some(capacity_table(&run.out, plan)),
+        None => None,
+    };
+    report.artifacts = artifacts(plan, stack, &judged.state, &run.out)?;
+    Outcome::write(report, plan.dir.clone())
+}
+
+/// Who ran what, where, with which parameters.
+fn run_info(plan: &Plan, stack: &Stack, keys: &StateKeys, run: &Attacked) -> reports::RunInfo {
+    let stamp =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut p = BTreeMap::new();
+    p.insert("seats".into(), json!(plan.seats));
+    p.insert("rounds".into(), json!(keys.rounds()));
+    p.insert("open_model".into(), json!(plan.pacing.is_open()));
+    match &plan.pacing {
+        Pacing::Open { rates, step } if plan.attack.table == Some(Table::CapacityRamp) => {
+            p.insert("rates_per_s".into(), json!(rates));
+            p.insert("step_secs".into(), json!(step.as_secs()));
+        }
+        Pacing::Open { rates, .. } => {
+            p.insert("rate_per_s".into(), json!(rates.first()));
+        }
+        _ => {}
+    }
+    p.insert("think_ms".into(), json!(plan.knobs.think_ms));
+    p.insert("history".into(), json!(!plan.cli.no_history));
+    // Counted on the request path whether or not history is recorded (the bench's
+    // "history off" leg has no aggregates otherwise).
+    p.insert("requests_counted".into(), json!(run.requests_counted));
+    reports::RunInfo {
+        id: plan.run_id(),
+        scenario: plan.name().to_owned(),
+        description: plan.scenario.description.to_owned(),
+        started_at: stamp(run.started_at),
+        finished_at: stamp(run.finished_at),
+        duration_s: run.duration_s,
+        stack: plan.cli.stack.name().to_owned(),
+        strategy: stack
+            .strategy
+            .map_or_else(|| "as deployed".to_owned(), |s| s.as_str().to_owned()),
+        seed: plan.cli.seed,
+        users: plan.users as u64,
+        target_url: stack.base_url.clone(),
+        parameters: p,
+        host: reports::HostInfo::current(),
+    }
+}
+
+/// Files kept beside the report: the local stack's components and logs, the final state,
+/// the history.
+fn artifacts(
+    plan: &Plan,
+    stack: &Stack,
+    state: &FinalState,
+    out: &HistoryOutput,
+) -> Result<Vec<reports::Artifact>> {
+    let dir = &plan.dir;
+    let mut artifacts = Vec::new();
+    if let Some(lab) = stack.lab() {
+        let components = serde_json::to_string_pretty(&lab.components()).unwrap_or_default();
+        if std::fs::write(dir.join("stack.json"), components).is_ok() {
+            artifacts.push(reports::Artifact {
+                name: "the local stack's components (pids, addresses, proxies)".into(),
+                path: "stack.json".into(),
+            });
+        }
+        for log in lab.keep_logs(dir) {
+            if let Some(file) = log.file_name() {
+                artifacts.push(reports::Artifact {
+                    name: format!("log of {}", file.to_string_lossy().trim_end_matches(".log")),
+                    path: file.to_string_lossy().into_owned(),
+                });
+            }
+        }
+    }
+    write_state(dir, state)?;
+    artifacts.push(reports::Artifact {
+        name: "final state read by the checker".into(),
+        path: FINAL_STATE_FILE.into(),
+    });
+    if out.path.is_some() {
+        artifacts.push(reports::Artifact {
+            name: "client history (one operation per line)".into(),
+            path: history::HISTORY_FILE.into(),
+        });
+    }
+    Ok(artifacts)
+}
+
+fn write_state(dir: &Path, state: &FinalState) -> Result<()> {
+    let text = serde_json::to_string_pretty(state).unwrap_or_default();
+    std::fs::write(dir.join(FINAL_STATE_FILE), text)
+        .map_err(|e| Error::io("writing the final state", e))
+}
+
+/// Capacity: one row per step of the ramp, from the timeline (hold latency is the first
+/// request of each arrival, so it carries the corrected latency).
+fn capacity_table(out: &HistoryOutput, plan: &Plan) -> reports::Comparison {
+    let p99_limit_ms = plan.scenario.defaults.p99_all_ms;
+    let rates = ramp_rates(&plan.cli);
+    let step = plan.cli.step_secs.max(1) as f64;
+    let mut rows = Vec::new();
+    for (i, rate) in rates.iter().enumerate() {
+        let (from, to) = (i as f64 * step, (i + 1) as f64 * step);
+        let points: Vec<_> = out
+            .timeline
+            .points
+            .iter()
+            .filter(|p| p.t_s >= from && p.t_s < to)
+            .collect();
+        let requests: u64 = points.iter().map(|p| p.requests).sum();
+        let errors: u64 = points.iter().map(|p| p.errors).sum();
+        let worst_p99 = points
+            .iter()
+            .flat_map(|p| p.per_transaction.values().map(|s| s.p99_ms))
+            .fold(0.0_f64, f64::max);
+        let mut values = BTreeMap::new();
+        values.insert("arrivals/s".to_owned(), json!(rate));
+        values.insert("requests/s".to_owned(), json!(requests as f64 / step));
+        values.insert("errors".to_owned(), json!(errors));
+        values.insert("worst p99 (ms)".to_owned(), json!(worst_p99));
+        rows.push(reports::ComparisonRow {
+            label: format!("step {} ({rate}/s)", i + 1),
+            values,
+            passed: worst_p99 <= p99_limit_ms,
+        });
+    }
+    reports::Comparison {
+        title: format!("Capacity ramp: open-model arrivals doubling every {step} s (p99 SLO {p99_limit_ms} ms)"),
+        columns: vec!["arrivals/s".into(), "requests/s".into(), "errors".into(), "worst p99 (ms)".into()],
+        rows,
+    }
+}
+
+/// The short summary printed at the end of a run.
+pub fn summary_text(outcome: &Outcome) -> String {
+    let r = &outcome.report;
+    let mut s = String::new();
+    s.push_str(&format!(
+        "{} on {} ({} strategy, seed {}, {} users) in {:.1}s\n",
+        r.run.scenario, r.run.stack, r.run.strategy, r.run.seed, r.run.users, r.run.duration_s
+    ));
+    s.push_str(&format!(
+        "  requests {}  ok {}  failed {}  unknown {}  {:.0} req/s\n",
+        r.summary.requests,
+        r.summary.ok,
+        r.summary.failed,
+        r.summary.unknown,
+        r.summary.throughput_rps
+    ));
+    for t in &r.transactions {
+        s.push_str(&format!(
+            "  {:<13} {:>7} req  ok {:>6}  fail {:>6}  unk {:>4}  p50 {:>8.1} ms  p99 {:>8.1} ms\n",
+            t.name, t.count, t.ok, t.failed, t.unknown, t.latency.p50, t.latency.p99
+        ));
+    }
+    if let Some(c) = &r.comparison {
+        s.push_str(&comparison_text(c));
+    }
+    for c in &r.correctness.checks {
+        let status = match c.status() {
+            reports::CheckStatus::Passed => "pass",
+            reports::CheckStatus::Failed => "FAIL",
+            reports::CheckStatus::Skipped => "skip",
+        };
+        let counts: Vec<String> = c.counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        s.push_str(&format!(
+            "  [{status}] {:<24} {}\n",
+            c.name,
+            counts.join(" ")
+        ));
+    }
+    for o in r
+        .verdict
+        .outcomes
+        .iter()
+        .filter(|o| !o.passed && o.kind != reports::ThresholdKind::Invariant)
+    {
+        s.push_str(&format!(
+            "  [FAIL] {}: {} (limit {})\n",
+            o.name, o.observed, o.limit
+        ));
+    }
+    s.push_str(&format!(
+        "verdict: {} (exit {})\n",
+        reports::exit_code::describe(r.verdict.exit_code),
+        r.verdict.exit_code
+    ));
+    s.push_str(&format!(
+        "report: {}\n        {}\n        {}\n        {}\n",
+        outcome.written.html.display(),
+        outcome.written.markdown.display(),
+        outcome.written.json.display(),
+        outcome.written.junit.display()
+    ));
+    s
+}
+
+fn comparison_text(c: &reports::Comparison) -> String {
+    let mut s = format!("  {}\n", c.title);
+    for row in &c.rows {
+        let cells: Vec<String> = c
+            .columns
+            .iter()
+            .map(|col| {
+                format!(
+                    "{col} {}",
+                    row.values.get(col).map_or("—".into(), |v| v.to_string())
+                )
+            })
+            .collect();
+        s.push_str(&format!(
+            "    {:<28} {}  {}\n",
+            row.label,
+            cells.join("  "),
+            if row.passed { "ok" } else { "FAIL" }
+        ));
+    }
+    s
+}
