@@ -10,7 +10,8 @@ use std::fmt::Write as _;
 
 use crate::text::{self, markup};
 
-const WIDTH: f64 = 960.0;
+/// Width of a full-width chart's canvas; small multiples use less, so their text reads larger.
+pub(crate) const WIDTH: f64 = 960.0;
 const HEIGHT: f64 = 360.0;
 const LEFT: f64 = 72.0;
 const RIGHT: f64 = 24.0;
@@ -78,7 +79,7 @@ pub(crate) struct LegendEntry {
 #[derive(Debug, Clone)]
 pub(crate) struct Chart {
     /// Unique within the page; prefixes element ids.
-    pub id: &'static str,
+    pub id: String,
     pub title: String,
     pub x_label: String,
     pub y_label: String,
@@ -88,17 +89,19 @@ pub(crate) struct Chart {
     pub series: Vec<Series>,
     pub bands: Vec<Band>,
     pub legend: Vec<LegendEntry>,
+    /// Width of the canvas (its text keeps its size: a narrower chart shows it larger).
+    pub width: f64,
 }
 
 impl Chart {
     /// The chart as one `<svg>` element.
     pub(crate) fn render(&self) -> String {
-        let legend = layout_legend(&self.legend);
+        let legend = layout_legend(&self.legend, self.width);
         let rows = legend.last().map_or(0, |entry| entry.row + 1);
         let top = LEGEND_TOP + rows as f64 * LEGEND_ROW + 8.0;
         let frame = Frame {
             left: LEFT,
-            right: WIDTH - RIGHT,
+            right: self.width - RIGHT,
             top,
             bottom: HEIGHT - BOTTOM,
             x_max: if self.x_max.is_finite() && self.x_max > 0.0 {
@@ -112,18 +115,20 @@ impl Chart {
         let mut svg = String::new();
         let _ = write!(
             svg,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{id}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="{id}-title" font-family="{FONT}" font-size="12">"#,
-            id = markup(self.id),
+            r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{id}" viewBox="0 0 {width} {HEIGHT}" role="img" aria-labelledby="{id}-title" font-family="{FONT}" font-size="12">"#,
+            id = markup(&self.id),
+            width = self.width,
         );
         let _ = write!(
             svg,
             r#"<title id="{}-title">{}</title>"#,
-            markup(self.id),
+            markup(&self.id),
             markup(&self.title)
         );
         let _ = write!(
             svg,
-            r##"<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>"##
+            r##"<rect x="0" y="0" width="{}" height="{HEIGHT}" fill="#ffffff"/>"##,
+            self.width
         );
         let _ = write!(
             svg,
@@ -409,6 +414,18 @@ impl Frame {
             series.width,
             markup(&series.label)
         );
+        // A lone point (a transaction that ran in one interval only) also gets a marker, so it
+        // reads as data rather than a speck.
+        for segment in segments.iter().filter(|s| s.len() == 1) {
+            let (x, y) = segment[0];
+            let _ = write!(
+                svg,
+                r#"<circle class="point" cx="{x:.1}" cy="{y:.1}" r="{:.1}" fill="{}"><title>{}</title></circle>"#,
+                (series.width * 1.6).max(3.0),
+                series.color,
+                markup(&series.label)
+            );
+        }
     }
 }
 
@@ -420,13 +437,13 @@ struct PlacedEntry<'a> {
 }
 
 /// Flows legend entries left to right, wrapping to a new row when the width runs out.
-fn layout_legend(entries: &[LegendEntry]) -> Vec<PlacedEntry<'_>> {
+fn layout_legend(entries: &[LegendEntry], chart_width: f64) -> Vec<PlacedEntry<'_>> {
     let mut placed = Vec::with_capacity(entries.len());
     let (mut row, mut x) = (0, LEFT);
     for entry in entries {
         // No font metrics at hand: 7 px per character is generous for 12 px sans-serif.
         let width = 30.0 + entry.label.chars().count() as f64 * 7.0 + 18.0;
-        if x + width > WIDTH - RIGHT && x > LEFT {
+        if x + width > chart_width - RIGHT && x > LEFT {
             row += 1;
             x = LEFT;
         }
@@ -493,7 +510,8 @@ mod tests {
 
     fn chart(points: Vec<(f64, Option<f64>)>, scale: Scale) -> Chart {
         Chart {
-            id: "c",
+            id: "c".to_owned(),
+            width: WIDTH,
             title: "T <1>".into(),
             x_label: "x".into(),
             y_label: "y".into(),
@@ -563,6 +581,11 @@ mod tests {
         let d = &series[..series.find('"').unwrap()];
         assert_eq!(d.matches('M').count(), 2, "{d}");
         assert!(d.ends_with("h0.1"), "a lone point is drawn as a dot: {d}");
+        assert_eq!(
+            svg.matches(r#"<circle class="point""#).count(),
+            1,
+            "and marked"
+        );
     }
 
     #[test]

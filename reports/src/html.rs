@@ -1,9 +1,9 @@
 //! `report.html`: one self-contained page (inline CSS, inline SVG, no script, no external
 //! resource) that opens from disk or from a CI artifact store, offline.
 //!
-//! Layout, top to bottom: the verdict banner, run facts, summary cards, two charts (latency
-//! percentiles per transaction over time, throughput and errors over time, both with fault
-//! windows shaded), then the tables: transactions, correctness, failover, comparison,
+//! Layout, top to bottom: the verdict banner, run facts, summary cards, the charts (requests,
+//! rejections and errors over time, then one small latency chart per transaction — p50, p95,
+//! p99 on its own scale — all with fault windows shaded), then the tables: transactions, correctness, failover, comparison,
 //! thresholds and artifacts. A Content-Security-Policy meta tag forbids every network fetch,
 //! so a reviewer can trust the page does not phone home.
 
@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use crate::chart::{Band, Chart, LegendEntry, Scale, Series, Swatch};
 use crate::exit_code;
-use crate::model::{CheckStatus, Failover, Report};
+use crate::model::{CheckStatus, Failover, Report, TimelinePoint};
 use crate::text::{self, attr, markup};
 
 /// Okabe–Ito colours (colour-blind safe), minus yellow which is unreadable on white.
@@ -21,7 +21,8 @@ const PALETTE: [&str; 7] = [
 ];
 const THROUGHPUT_COLOR: &str = "#0072B2";
 const ERROR_COLOR: &str = "#D55E00";
-const PERCENTILE_MUTED: &str = "#57606a";
+/// Business refusals (sold out, seat taken): expected answers, drawn apart from errors.
+const REJECTED_COLOR: &str = "#999999";
 
 /// p50 dotted and thin, p95 dashed, p99 solid and thick: the eye reads the tail first.
 const PERCENTILE_STYLES: [(&str, Option<&str>, f64); 3] = [
@@ -58,6 +59,8 @@ dl.facts dd { margin: 0; overflow-wrap: anywhere; }
 .card .value { font-size: 22px; font-weight: 600; font-variant-numeric: tabular-nums; }
 figure { margin: 16px 0; border: 1px solid var(--border); border-radius: 8px; padding: 8px; }
 figure svg { display: block; width: 100%; height: auto; }
+.multiples { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 0 16px; }
+.multiples figure { margin: 8px 0; }
 figcaption { color: var(--muted); font-size: 12px; padding: 4px 8px 0; }
 table { border-collapse: collapse; width: 100%; margin: 8px 0 16px; font-variant-numeric: tabular-nums; }
 th, td { padding: 6px 10px; border-bottom: 1px solid var(--border); text-align: left; vertical-align: top; }
@@ -219,7 +222,8 @@ fn summary_cards(page: &mut String, report: &Report) {
     let cards = [
         ("requests", s.requests.to_string()),
         ("ok", s.ok.to_string()),
-        ("failed", s.failed.to_string()),
+        ("rejected", s.rejected.to_string()),
+        ("errors", s.errors.to_string()),
         ("unknown", s.unknown.to_string()),
         (
             "throughput",
@@ -242,23 +246,31 @@ fn charts(page: &mut String, report: &Report) {
     page.push_str("<h2>Over time</h2>\n");
     let bands = fault_bands(report);
     let x_max = x_extent(report);
-    let latency = latency_chart(report, &bands, x_max);
-    let _ = writeln!(
-        page,
-        "<figure>{}<figcaption>Per-interval latency percentiles of every request (failures included), by transaction{}.</figcaption></figure>",
-        latency.render(),
-        if latency.scale == Scale::Log {
-            "; logarithmic scale"
-        } else {
-            ""
-        }
-    );
     let throughput = throughput_chart(report, &bands, x_max);
     let _ = writeln!(
         page,
-        "<figure>{}<figcaption>Requests and errors (failed or unknown outcome) per second, all transactions together.</figcaption></figure>",
+        "<figure>{}<figcaption>Requests, business refusals (rejected: sold out, seat taken — not errors) and errors (error or unknown outcome) per second, all transactions together.</figcaption></figure>",
         throughput.render()
     );
+    // One small chart per transaction, each on its own scale, so a fast transaction does not
+    // vanish against a slow one.
+    page.push_str("<div class=\"multiples\">\n");
+    for (i, name) in transaction_names(report).iter().enumerate() {
+        let latency = latency_chart(report, name, i, &bands, x_max);
+        let _ = writeln!(
+            page,
+            "<figure>{}<figcaption>{}: p50, p95 and p99 of every request in each {} s interval (refusals and errors included){}.</figcaption></figure>",
+            latency.render(),
+            markup(name),
+            report.timeline.interval_s,
+            if latency.scale == Scale::Log {
+                "; logarithmic scale"
+            } else {
+                ""
+            }
+        );
+    }
+    page.push_str("</div>\n");
 }
 
 /// The charts span the whole run, and every fault, even past the last sample.
@@ -329,51 +341,40 @@ fn half_interval(report: &Report) -> f64 {
     }
 }
 
-fn latency_chart(report: &Report, bands: &[Band], x_max: f64) -> Chart {
+fn latency_chart(report: &Report, name: &str, index: usize, bands: &[Band], x_max: f64) -> Chart {
     let points = &report.timeline.points;
     let half = half_interval(report);
-    let mut series = Vec::new();
-    let mut legend = Vec::new();
-    for (i, name) in transaction_names(report).iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        legend.push(LegendEntry {
-            label: name.clone(),
+    let color = PALETTE[index % PALETTE.len()];
+    let series: Vec<Series> = PERCENTILE_STYLES
+        .iter()
+        .enumerate()
+        .map(|(p, (label, dash, width))| Series {
+            label: format!("{name} {label}"),
+            color,
+            dash: *dash,
+            width: *width,
+            fill: false,
+            points: points
+                .iter()
+                .map(|point| {
+                    let stats = point.per_transaction.get(name).filter(|s| s.count > 0);
+                    let value = stats.map(|s| [s.p50_ms, s.p95_ms, s.p99_ms][p]);
+                    (point.t_s + half, value)
+                })
+                .collect(),
+        })
+        .collect();
+    let mut legend: Vec<LegendEntry> = PERCENTILE_STYLES
+        .iter()
+        .map(|(label, dash, width)| LegendEntry {
+            label: (*label).to_owned(),
             swatch: Swatch::Line {
-                color,
-                dash: None,
-                width: 2.5,
-            },
-        });
-        for (p, (label, dash, width)) in PERCENTILE_STYLES.iter().enumerate() {
-            series.push(Series {
-                label: format!("{name} {label}"),
                 color,
                 dash: *dash,
                 width: *width,
-                fill: false,
-                points: points
-                    .iter()
-                    .map(|point| {
-                        let stats = point.per_transaction.get(name).filter(|s| s.count > 0);
-                        let value = stats.map(|s| [s.p50_ms, s.p95_ms, s.p99_ms][p]);
-                        (point.t_s + half, value)
-                    })
-                    .collect(),
-            });
-        }
-    }
-    if !series.is_empty() {
-        for (label, dash, width) in PERCENTILE_STYLES {
-            legend.push(LegendEntry {
-                label: label.to_owned(),
-                swatch: Swatch::Line {
-                    color: PERCENTILE_MUTED,
-                    dash,
-                    width,
-                },
-            });
-        }
-    }
+            },
+        })
+        .collect();
     legend.extend(band_legend(bands));
 
     // A log axis keeps the p50 readable when a fault pushes the p99 up by orders of magnitude.
@@ -390,13 +391,14 @@ fn latency_chart(report: &Report, bands: &[Band], x_max: f64) -> Chart {
         Scale::Linear
     };
     Chart {
-        id: "latency-chart",
-        title: "Latency percentiles over time".to_owned(),
+        id: format!("latency-chart-{index}"),
+        width: 600.0,
+        title: format!("Latency of {name}"),
         x_label: "seconds since start".to_owned(),
         y_label: if scale == Scale::Log {
-            "latency, ms (log scale)".to_owned()
+            "ms (log scale)".to_owned()
         } else {
-            "latency, ms".to_owned()
+            "ms".to_owned()
         },
         x_max,
         scale,
@@ -414,31 +416,25 @@ fn throughput_chart(report: &Report, bands: &[Band], x_max: f64) -> Chart {
     let mut series = Vec::new();
     let mut legend = Vec::new();
     if has_requests {
-        series.push(Series {
-            label: "requests/s".to_owned(),
-            color: THROUGHPUT_COLOR,
-            dash: None,
-            width: 2.0,
-            fill: true,
-            points: timeline
-                .points
-                .iter()
-                .map(|p| (p.t_s + half, Some(per_second(p.requests))))
-                .collect(),
-        });
-        series.push(Series {
-            label: "errors/s".to_owned(),
-            color: ERROR_COLOR,
-            dash: None,
-            width: 2.0,
-            fill: true,
-            points: timeline
-                .points
-                .iter()
-                .map(|p| (p.t_s + half, Some(per_second(p.errors))))
-                .collect(),
-        });
-        for (label, color) in [("requests/s", THROUGHPUT_COLOR), ("errors/s", ERROR_COLOR)] {
+        type Count = fn(&TimelinePoint) -> u64;
+        let kinds: [(&str, &'static str, Count); 3] = [
+            ("requests/s", THROUGHPUT_COLOR, |p| p.requests),
+            ("rejected/s", REJECTED_COLOR, |p| p.rejected),
+            ("errors/s", ERROR_COLOR, |p| p.errors),
+        ];
+        for (label, color, count) in kinds {
+            series.push(Series {
+                label: label.to_owned(),
+                color,
+                dash: None,
+                width: 2.0,
+                fill: true,
+                points: timeline
+                    .points
+                    .iter()
+                    .map(|p| (p.t_s + half, Some(per_second(count(p)))))
+                    .collect(),
+            });
             legend.push(LegendEntry {
                 label: label.to_owned(),
                 swatch: Swatch::Line {
@@ -451,7 +447,8 @@ fn throughput_chart(report: &Report, bands: &[Band], x_max: f64) -> Chart {
     }
     legend.extend(band_legend(bands));
     Chart {
-        id: "throughput-chart",
+        id: "throughput-chart".to_owned(),
+        width: crate::chart::WIDTH,
         title: "Throughput and errors over time".to_owned(),
         x_label: "seconds since start".to_owned(),
         y_label: "per second".to_owned(),
@@ -471,8 +468,8 @@ fn transactions(page: &mut String, report: &Report) {
     }
     page.push_str("<table><thead><tr><th>transaction</th>");
     for h in [
-        "count", "ok", "failed", "unknown", "req/s", "min ms", "mean ms", "p50 ms", "p90 ms",
-        "p95 ms", "p99 ms", "p99.9 ms", "max ms",
+        "count", "ok", "rejected", "errors", "unknown", "req/s", "min ms", "mean ms", "p50 ms",
+        "p90 ms", "p95 ms", "p99 ms", "p99.9 ms", "max ms",
     ] {
         let _ = write!(page, "<th class=\"num\">{h}</th>");
     }
@@ -483,7 +480,8 @@ fn transactions(page: &mut String, report: &Report) {
         for value in [
             tx.count.to_string(),
             tx.ok.to_string(),
-            tx.failed.to_string(),
+            tx.rejected.to_string(),
+            tx.errors.to_string(),
             tx.unknown.to_string(),
             text::rps(tx.throughput_rps),
         ]
@@ -495,7 +493,7 @@ fn transactions(page: &mut String, report: &Report) {
         page.push_str("</tr>\n");
         if let Some(c) = &tx.corrected_latency {
             page.push_str(
-                "<tr class=\"corrected\"><td colspan=\"6\">↳ corrected for coordinated omission</td>",
+                "<tr class=\"corrected\"><td colspan=\"7\">↳ corrected for coordinated omission</td>",
             );
             for value in [c.min, c.mean, c.p50, c.p90, c.p95, c.p99, c.p999, c.max].map(text::ms) {
                 let _ = write!(page, "<td class=\"num\">{}</td>", markup(&value));

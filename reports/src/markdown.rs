@@ -83,18 +83,24 @@ fn summary(out: &mut String, report: &Report) {
     line!(out);
     line!(
         out,
-        "| requests | ok | failed | unknown | throughput (req/s) | error rate |"
+        "| requests | ok | rejected | errors | unknown | throughput (req/s) | error rate |"
     );
-    line!(out, "|---:|---:|---:|---:|---:|---:|");
+    line!(out, "|---:|---:|---:|---:|---:|---:|---:|");
     line!(
         out,
-        "| {} | {} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {} | {} | {} | {} |",
         s.requests,
         s.ok,
-        s.failed,
+        s.rejected,
+        s.errors,
         s.unknown,
         text::rps(s.throughput_rps),
         text::percent(s.error_rate)
+    );
+    line!(
+        out,
+        "_Rejected: business refusals (sold out, seat taken, quota reached, declined), not \
+         errors. The error rate counts errors and unknown outcomes._"
     );
     line!(out);
 }
@@ -109,21 +115,22 @@ fn transactions(out: &mut String, report: &Report) {
     }
     line!(
         out,
-        "| transaction | count | ok | failed | unknown | req/s | p50 ms | p90 ms | p95 ms | p99 ms | p99.9 ms | max ms |"
+        "| transaction | count | ok | rejected | errors | unknown | req/s | p50 ms | p90 ms | p95 ms | p99 ms | p99.9 ms | max ms |"
     );
     line!(
         out,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for tx in &report.transactions {
         let l = &tx.latency;
         line!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             md(&tx.name),
             tx.count,
             tx.ok,
-            tx.failed,
+            tx.rejected,
+            tx.errors,
             tx.unknown,
             text::rps(tx.throughput_rps),
             text::ms(l.p50),
@@ -136,7 +143,7 @@ fn transactions(out: &mut String, report: &Report) {
         if let Some(c) = &tx.corrected_latency {
             line!(
                 out,
-                "| ↳ corrected for coordinated omission | | | | | | {} | {} | {} | {} | {} | {} |",
+                "| ↳ corrected for coordinated omission | | | | | | | {} | {} | {} | {} | {} | {} |",
                 text::ms(c.p50),
                 text::ms(c.p90),
                 text::ms(c.p95),

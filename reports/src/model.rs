@@ -22,7 +22,7 @@ use crate::exit_code;
 /// Additive changes (a new field that older readers can ignore and newer readers default)
 /// bump the minor version; renames, removals, new enum variants and changes of type, meaning
 /// or unit bump the major version. See `reports/SCHEMA.md`.
-pub const SCHEMA_VERSION: &str = "1.0";
+pub const SCHEMA_VERSION: &str = "2.0";
 
 /// The most example ids a [`Check`] keeps; more would bloat the report without helping anyone
 /// find the bug.
@@ -31,9 +31,9 @@ pub const MAX_EXAMPLES: usize = 10;
 /// Everything one run of the lab measured, checked and decided.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Report {
-    /// Schema version of this document, `MAJOR.MINOR` (currently "1.0"). Readers must refuse
+    /// Schema version of this document, `MAJOR.MINOR` (currently "2.0"). Readers must refuse
     /// a major version they do not know and ignore fields they do not know.
-    #[schemars(regex(pattern = r"^1\.[0-9]+$"))]
+    #[schemars(regex(pattern = r"^2\.[0-9]+$"))]
     pub schema_version: String,
     /// What ran, where, with which parameters.
     pub run: RunInfo,
@@ -144,21 +144,105 @@ impl HostInfo {
     }
 }
 
+/// What a request's client saw. Every request is exactly one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// A 2xx: the operation happened.
+    Ok,
+    /// A definite business refusal (seat taken, sold out, quota reached, card declined,
+    /// hold expired): the expected answer for most buyers of a flash sale, not an error.
+    /// (Histories written before schema 2.0 call it `fail`.)
+    #[serde(alias = "fail")]
+    Rejected,
+    /// A definite failure that is not a business answer: a 4xx the client should not have
+    /// caused (validation, authentication, not found), or a read that timed out, lost its
+    /// connection or got a 5xx.
+    Error,
+    /// A state-changing request whose fate the client cannot know: a timeout, a transport
+    /// error or a 5xx. It may or may not have happened; the checker treats it so.
+    Unknown,
+}
+
+impl Outcome {
+    /// Whether it counts against an error rate (errors and unknowns; never rejections).
+    pub fn is_error(self) -> bool {
+        matches!(self, Outcome::Error | Outcome::Unknown)
+    }
+
+    /// Whether the operation happened: yes (ok), no (rejected or error), or maybe.
+    pub fn happened(self) -> Option<bool> {
+        match self {
+            Outcome::Ok => Some(true),
+            Outcome::Rejected | Outcome::Error => Some(false),
+            Outcome::Unknown => None,
+        }
+    }
+
+    /// The lowercase name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Rejected => "rejected",
+            Outcome::Error => "error",
+            Outcome::Unknown => "unknown",
+        }
+    }
+}
+
+/// Requests by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct OutcomeCounts {
+    /// Definite successes.
+    pub ok: u64,
+    /// Definite business refusals (not errors).
+    pub rejected: u64,
+    /// Definite failures that are not business answers.
+    pub errors: u64,
+    /// Unknown outcomes of state-changing requests (timeout, reset, 5xx).
+    pub unknown: u64,
+}
+
+impl OutcomeCounts {
+    /// Counts one request.
+    pub fn add(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Ok => self.ok += 1,
+            Outcome::Rejected => self.rejected += 1,
+            Outcome::Error => self.errors += 1,
+            Outcome::Unknown => self.unknown += 1,
+        }
+    }
+
+    /// Every request.
+    pub fn total(&self) -> u64 {
+        self.ok + self.rejected + self.errors + self.unknown
+    }
+}
+
 /// Totals over every transaction of the run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
-    /// Requests sent (ok + failed + unknown).
+    /// Requests sent (ok + rejected + errors + unknown).
     pub requests: u64,
     /// Requests with a definite success.
     pub ok: u64,
-    /// Requests with a definite failure (the operation did not happen).
-    pub failed: u64,
-    /// Requests whose outcome the client cannot know (timeout, connection reset, 5xx).
+    /// Requests the service refused for a business reason (sold out, seat taken, quota
+    /// reached, card declined): a correct answer, not an error.
+    pub rejected: u64,
+    /// Requests that definitely failed for another reason (a 4xx that is not a business
+    /// refusal; a read's timeout, transport error or 5xx).
+    pub errors: u64,
+    /// State-changing requests whose outcome the client cannot know (timeout, connection
+    /// reset, 5xx).
     pub unknown: u64,
     /// Requests per second over the run.
     pub throughput_rps: f64,
-    /// (failed + unknown) / requests, a fraction in 0..=1; 0 when no request was sent.
+    /// (errors + unknown) / requests, a fraction in 0..=1; 0 when no request was sent.
+    /// Rejections are not errors.
     pub error_rate: f64,
+    /// rejected / requests, a fraction in 0..=1.
+    pub rejected_rate: f64,
 }
 
 impl Summary {
@@ -169,11 +253,13 @@ impl Summary {
         for tx in transactions {
             summary.requests += tx.count;
             summary.ok += tx.ok;
-            summary.failed += tx.failed;
+            summary.rejected += tx.rejected;
+            summary.errors += tx.errors;
             summary.unknown += tx.unknown;
         }
         summary.throughput_rps = per_second(summary.requests, duration_s);
-        summary.error_rate = fraction(summary.failed + summary.unknown, summary.requests);
+        summary.error_rate = fraction(summary.errors + summary.unknown, summary.requests);
+        summary.rejected_rate = fraction(summary.rejected, summary.requests);
         summary
     }
 }
@@ -201,13 +287,15 @@ pub(crate) fn fraction(part: u64, whole: u64) -> f64 {
 pub struct TransactionStats {
     /// Transaction name.
     pub name: String,
-    /// Requests sent (ok + failed + unknown).
+    /// Requests sent (ok + rejected + errors + unknown).
     pub count: u64,
     /// Definite successes.
     pub ok: u64,
-    /// Definite failures.
-    pub failed: u64,
-    /// Unknown outcomes (timeout, reset, 5xx).
+    /// Business refusals (sold out, seat taken, quota reached, declined): not errors.
+    pub rejected: u64,
+    /// Definite failures that are not business answers.
+    pub errors: u64,
+    /// Unknown outcomes of state-changing requests (timeout, reset, 5xx).
     pub unknown: u64,
     /// Requests per second over the run.
     pub throughput_rps: f64,
@@ -278,7 +366,10 @@ pub struct TimelinePoint {
     pub t_s: f64,
     /// Requests that fell in this interval, all transactions together.
     pub requests: u64,
-    /// Of those, failed or unknown.
+    /// Of those, business refusals (not errors).
+    #[serde(default)]
+    pub rejected: u64,
+    /// Of those, errors or unknown outcomes.
     pub errors: u64,
     /// The same per transaction; a transaction with no request in the interval is absent.
     #[serde(default)]
@@ -290,7 +381,10 @@ pub struct TimelinePoint {
 pub struct PointStats {
     /// Requests in the interval.
     pub count: u64,
-    /// Of those, failed or unknown.
+    /// Of those, business refusals (not errors).
+    #[serde(default)]
+    pub rejected: u64,
+    /// Of those, errors or unknown outcomes.
     pub errors: u64,
     /// Median latency of all requests in the interval (failures included), ms.
     pub p50_ms: f64,
@@ -483,7 +577,8 @@ pub struct FaultReport {
     /// recovery time compared with the failover budget); none if it never recovered in the run.
     #[serde(default)]
     pub recovered_within_slo_s: Option<f64>,
-    /// Failed or unknown requests between `start_s` and recovery (or `end_s`).
+    /// Erroneous or unknown requests between `start_s` and recovery (or `end_s`); business
+    /// refusals are not errors.
     pub errors_in_window: u64,
     /// All requests in the same window.
     pub requests_in_window: u64,
@@ -784,21 +879,55 @@ mod tests {
     }
 
     #[test]
-    fn the_summary_adds_up_the_transactions() {
-        let tx = |count, ok, failed, unknown| TransactionStats {
+    fn the_summary_adds_up_the_transactions_and_rejections_are_not_errors() {
+        let tx = |count, ok, rejected, errors, unknown| TransactionStats {
             count,
             ok,
-            failed,
+            rejected,
+            errors,
             unknown,
             ..TransactionStats::default()
         };
-        let summary = Summary::from_transactions(&[tx(100, 90, 5, 5), tx(100, 100, 0, 0)], 10.0);
+        let summary =
+            Summary::from_transactions(&[tx(100, 50, 40, 5, 5), tx(100, 100, 0, 0, 0)], 10.0);
         assert_eq!(summary.requests, 200);
-        assert_eq!(summary.ok, 190);
+        assert_eq!(summary.ok, 150);
+        assert_eq!(summary.rejected, 40);
         assert!((summary.throughput_rps - 20.0).abs() < 1e-9);
         assert!((summary.error_rate - 0.05).abs() < 1e-9);
+        assert!((summary.rejected_rate - 0.20).abs() < 1e-9);
         let empty = Summary::from_transactions(&[], 0.0);
         assert_eq!(empty.error_rate, 0.0);
         assert_eq!(empty.throughput_rps, 0.0);
+    }
+
+    #[test]
+    fn outcomes_count_apart_and_old_histories_still_read() {
+        let mut c = OutcomeCounts::default();
+        for o in [
+            Outcome::Ok,
+            Outcome::Rejected,
+            Outcome::Rejected,
+            Outcome::Error,
+            Outcome::Unknown,
+        ] {
+            c.add(o);
+        }
+        assert_eq!(
+            (c.ok, c.rejected, c.errors, c.unknown, c.total()),
+            (1, 2, 1, 1, 5)
+        );
+        assert!(
+            !Outcome::Rejected.is_error()
+                && Outcome::Error.is_error()
+                && Outcome::Unknown.is_error()
+        );
+        assert_eq!(Outcome::Unknown.happened(), None);
+        let old: Outcome = serde_json::from_str("\"fail\"").unwrap();
+        assert_eq!(old, Outcome::Rejected);
+        assert_eq!(
+            serde_json::to_string(&Outcome::Rejected).unwrap(),
+            "\"rejected\""
+        );
     }
 }

@@ -9,8 +9,8 @@ use serde_json::json;
 
 use crate::model::{
     AlertFiring, Artifact, Check, Comparison, ComparisonRow, Correctness, Failover, FaultReport,
-    HostInfo, Percentiles, Report, RunInfo, Summary, ThresholdKind, ThresholdOutcome,
-    TransactionStats, Verdict, SCHEMA_VERSION,
+    HostInfo, Outcome, OutcomeCounts, Percentiles, Report, RunInfo, Summary, ThresholdKind,
+    ThresholdOutcome, TransactionStats, Verdict, SCHEMA_VERSION,
 };
 use crate::timeline::TimelineBuilder;
 
@@ -28,7 +28,7 @@ const TRANSACTIONS: [(&str, u32, f64); 3] = [
 pub fn sample_report() -> Report {
     let mut rng = XorShift(0x5EED_B0C5);
     let mut timeline = TimelineBuilder::default();
-    let mut histograms: BTreeMap<&str, (Histogram<u64>, u64, u64)> = BTreeMap::new();
+    let mut histograms: BTreeMap<&str, (Histogram<u64>, OutcomeCounts)> = BTreeMap::new();
 
     for second in 0..DURATION_S as u32 {
         for (name, rate, base_ms) in TRANSACTIONS {
@@ -52,15 +52,23 @@ pub fn sample_report() -> Report {
                     (_, _, true) => (base_ms * (2.0 + 4.0 * u.powi(3)), u > 0.03),
                     _ => (base_ms * (0.6 + 1.6 * u.powi(4)), u > 0.002),
                 };
-                timeline.record(t, name, latency_ms, ok);
-                let (histogram, count, errors) = histograms
-                    .entry(name)
-                    .or_insert_with(|| (Histogram::new(3).expect("valid precision"), 0, 0));
+                // Most holds of a rush are refused (seat taken, sold out): not errors.
+                let outcome = match (ok, name) {
+                    (false, _) => Outcome::Unknown,
+                    (true, "hold") if rng.unit() < 0.6 => Outcome::Rejected,
+                    (true, _) => Outcome::Ok,
+                };
+                timeline.record(t, name, latency_ms, outcome);
+                let (histogram, counts) = histograms.entry(name).or_insert_with(|| {
+                    (
+                        Histogram::new(3).expect("valid precision"),
+                        OutcomeCounts::default(),
+                    )
+                });
                 histogram
                     .record((latency_ms * 1000.0) as u64)
                     .expect("sample latencies are far below the histogram's limit");
-                *count += 1;
-                *errors += u64::from(!ok);
+                counts.add(outcome);
             }
         }
     }
@@ -69,15 +77,16 @@ pub fn sample_report() -> Report {
     let transactions: Vec<TransactionStats> = TRANSACTIONS
         .iter()
         .map(|(name, _, _)| {
-            let (histogram, count, errors) = &histograms[name];
+            let (histogram, counts) = &histograms[name];
             let latency = Percentiles::from_histogram(histogram);
             TransactionStats {
                 name: (*name).to_owned(),
-                count: *count,
-                ok: count - errors,
-                failed: errors / 3,
-                unknown: errors - errors / 3,
-                throughput_rps: *count as f64 / DURATION_S,
+                count: counts.total(),
+                ok: counts.ok,
+                rejected: counts.rejected,
+                errors: counts.errors,
+                unknown: counts.unknown,
+                throughput_rps: counts.total() as f64 / DURATION_S,
                 latency,
                 // Stand-in numbers: the sample is a closed-model run, but shows the row.
                 corrected_latency: (*name == "confirm").then_some(Percentiles {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
-use crate::model::{PointStats, Timeline, TimelinePoint};
+use crate::model::{Outcome, PointStats, Timeline, TimelinePoint};
 
 /// Accumulates samples into per-interval, per-transaction histograms.
 #[derive(Debug)]
@@ -30,6 +30,7 @@ struct Cell {
     /// Latencies in microseconds.
     latency_us: Histogram<u32>,
     count: u64,
+    rejected: u64,
     errors: u64,
 }
 
@@ -39,6 +40,7 @@ impl Cell {
             // 2 significant digits keep each cell small; auto-resize means no sample is too slow.
             latency_us: Histogram::new(2).expect("2 significant digits is a valid precision"),
             count: 0,
+            rejected: 0,
             errors: 0,
         }
     }
@@ -74,10 +76,10 @@ impl TimelineBuilder {
     }
 
     /// Records one completed request: when it happened (seconds since the run started),
-    /// which transaction, how long it took (ms) and whether it succeeded (`false` for failed
-    /// and unknown outcomes alike). Negative times count as 0; negative or non-finite latencies as
+    /// which transaction, how long it took (ms) and its outcome (rejections and errors are
+    /// counted apart). Negative times count as 0; negative or non-finite latencies as
     /// 0 ms; a sample with a non-finite time is dropped and counted in [`dropped`](Self::dropped).
-    pub fn record(&mut self, t_s: f64, transaction: &str, latency_ms: f64, ok: bool) {
+    pub fn record(&mut self, t_s: f64, transaction: &str, latency_ms: f64, outcome: Outcome) {
         if !t_s.is_finite() {
             self.dropped += 1;
             return;
@@ -102,8 +104,10 @@ impl TimelineBuilder {
             cell.latency_us.saturating_record(latency_us);
         }
         cell.count += 1;
-        if !ok {
-            cell.errors += 1;
+        match outcome {
+            Outcome::Rejected => cell.rejected += 1,
+            o if o.is_error() => cell.errors += 1,
+            _ => {}
         }
     }
 
@@ -136,11 +140,13 @@ impl TimelineBuilder {
                 for (name, cell) in intervals.remove(&index).unwrap_or_default() {
                     let ms = |q: f64| cell.latency_us.value_at_quantile(q) as f64 / 1000.0;
                     point.requests += cell.count;
+                    point.rejected += cell.rejected;
                     point.errors += cell.errors;
                     point.per_transaction.insert(
                         name,
                         PointStats {
                             count: cell.count,
+                            rejected: cell.rejected,
                             errors: cell.errors,
                             p50_ms: ms(0.50),
                             p95_ms: ms(0.95),
@@ -175,11 +181,12 @@ mod tests {
     #[test]
     fn the_timeline_builder_buckets_samples_per_second_and_per_transaction() {
         let mut builder = TimelineBuilder::default();
-        builder.record(0.1, "hold", 10.0, true);
-        builder.record(0.9, "hold", 20.0, false);
-        builder.record(0.5, "confirm", 100.0, true);
-        builder.record(1.0, "hold", 30.0, true);
-        builder.record(2.999, "confirm", 40.0, false);
+        builder.record(0.1, "hold", 10.0, Outcome::Ok);
+        builder.record(0.9, "hold", 20.0, Outcome::Unknown);
+        builder.record(0.5, "confirm", 100.0, Outcome::Ok);
+        builder.record(1.0, "hold", 30.0, Outcome::Ok);
+        builder.record(1.5, "hold", 31.0, Outcome::Rejected);
+        builder.record(2.999, "confirm", 40.0, Outcome::Unknown);
         let timeline = builder.build();
 
         assert_eq!(timeline.interval_s, 1.0);
@@ -193,7 +200,12 @@ mod tests {
         assert!(close(first.per_transaction["hold"].p50_ms, 10.0));
         assert!(close(first.per_transaction["hold"].p99_ms, 20.0));
         assert!(close(first.per_transaction["confirm"].p95_ms, 100.0));
-        assert_eq!((second.t_s, second.requests, second.errors), (1.0, 1, 0));
+        // A rejection is counted, and apart from the errors.
+        assert_eq!(
+            (second.t_s, second.requests, second.rejected, second.errors),
+            (1.0, 2, 1, 0)
+        );
+        assert_eq!(second.per_transaction["hold"].rejected, 1);
         assert!(!second.per_transaction.contains_key("confirm"));
         assert_eq!((third.t_s, third.requests, third.errors), (2.0, 1, 1));
     }
@@ -201,8 +213,8 @@ mod tests {
     #[test]
     fn empty_intervals_are_filled_with_zero_points() {
         let mut builder = TimelineBuilder::default();
-        builder.record(0.5, "hold", 5.0, true);
-        builder.record(4.5, "hold", 5.0, true);
+        builder.record(0.5, "hold", 5.0, Outcome::Ok);
+        builder.record(4.5, "hold", 5.0, Outcome::Ok);
         let timeline = builder.build();
         let requests: Vec<u64> = timeline.points.iter().map(|p| p.requests).collect();
         assert_eq!(requests, [1, 0, 0, 0, 1]);
@@ -212,9 +224,9 @@ mod tests {
     #[test]
     fn samples_may_arrive_out_of_order() {
         let mut builder = TimelineBuilder::default();
-        builder.record(3.2, "hold", 1.0, true);
-        builder.record(0.2, "hold", 1.0, true);
-        builder.record(3.7, "hold", 1.0, true);
+        builder.record(3.2, "hold", 1.0, Outcome::Ok);
+        builder.record(0.2, "hold", 1.0, Outcome::Ok);
+        builder.record(3.7, "hold", 1.0, Outcome::Ok);
         let timeline = builder.build();
         assert_eq!(timeline.points[0].requests, 1);
         assert_eq!(timeline.points[3].requests, 2);
@@ -223,7 +235,7 @@ mod tests {
     #[test]
     fn cover_extends_the_timeline_to_the_end_of_the_run() {
         let mut builder = TimelineBuilder::default();
-        builder.record(1.5, "hold", 5.0, true);
+        builder.record(1.5, "hold", 5.0, Outcome::Ok);
         builder.cover(10.0);
         let timeline = builder.build();
         assert_eq!(timeline.points.len(), 10);
@@ -241,10 +253,10 @@ mod tests {
     #[test]
     fn custom_intervals_bucket_by_their_width_and_bad_input_is_tolerated() {
         let mut builder = TimelineBuilder::new(0.5);
-        builder.record(0.25, "hold", 1.0, true);
-        builder.record(0.75, "hold", -3.0, true);
-        builder.record(-1.0, "hold", f64::NAN, false);
-        builder.record(f64::NAN, "hold", 1.0, true);
+        builder.record(0.25, "hold", 1.0, Outcome::Ok);
+        builder.record(0.75, "hold", -3.0, Outcome::Ok);
+        builder.record(-1.0, "hold", f64::NAN, Outcome::Unknown);
+        builder.record(f64::NAN, "hold", 1.0, Outcome::Ok);
         assert_eq!(builder.dropped(), 1);
         let timeline = builder.build();
         assert_eq!(timeline.interval_s, 0.5);

@@ -96,9 +96,11 @@ fn the_schema_rejects_a_report_of_another_major_version() {
     let validator = jsonschema::validator_for(&schema).unwrap();
     let mut instance: serde_json::Value =
         serde_json::from_str(&render_json(&sample_report())).unwrap();
-    instance["schema_version"] = "2.0".into();
+    instance["schema_version"] = "1.0".into();
     assert!(!validator.is_valid(&instance));
-    instance["schema_version"] = "1.7".into();
+    instance["schema_version"] = "3.0".into();
+    assert!(!validator.is_valid(&instance));
+    instance["schema_version"] = "2.7".into();
     assert!(
         validator.is_valid(&instance),
         "minor versions are compatible"
@@ -250,13 +252,23 @@ fn the_html_references_no_external_resource() {
 
 #[test]
 fn the_html_has_one_svg_per_chart() {
+    // The throughput chart, then one latency chart per transaction (each on its own scale).
     let html = render_html(&sample_report());
-    assert_eq!(html.matches("<svg").count(), 2);
-    assert_eq!(html.matches("</svg>").count(), 2);
-    assert!(html.contains("Latency percentiles over time"));
+    assert_eq!(html.matches("<svg").count(), 4);
+    assert_eq!(html.matches("</svg>").count(), 4);
     assert!(html.contains("Throughput and errors over time"));
     for transaction in ["browse", "hold", "confirm"] {
-        assert!(html.contains(&format!("<title>{transaction} p99</title>")));
+        assert!(html.contains(&format!("Latency of {transaction}")));
+        for p in ["p50", "p95", "p99"] {
+            assert!(html.contains(&format!("<title>{transaction} {p}</title>")));
+        }
+    }
+    // Refusals are their own series, apart from the errors.
+    for series in ["requests/s", "rejected/s", "errors/s"] {
+        assert!(
+            html.contains(&format!("<title>{series}</title>")),
+            "{series}"
+        );
     }
 }
 
@@ -264,9 +276,9 @@ fn the_html_has_one_svg_per_chart() {
 fn the_html_shades_a_fault_window_when_a_fault_is_present() {
     let mut report = sample_report();
     let html = render_html(&report);
-    // One band per fault on each of the two charts, labelled with target and kind.
-    assert_eq!(html.matches(r#"<rect class="fault""#).count(), 2);
-    assert_eq!(html.matches("redis · kill</text>").count(), 2);
+    // One band per fault on each of the four charts, labelled with target and kind.
+    assert_eq!(html.matches(r#"<rect class="fault""#).count(), 4);
+    assert_eq!(html.matches("redis · kill</text>").count(), 4);
     assert!(html.contains("fault window"));
 
     report.failover.faults.push(FaultReport {
@@ -277,7 +289,7 @@ fn the_html_shades_a_fault_window_when_a_fault_is_present() {
         ..FaultReport::default()
     });
     let html = render_html(&report);
-    assert_eq!(html.matches(r#"<rect class="fault""#).count(), 4);
+    assert_eq!(html.matches(r#"<rect class="fault""#).count(), 8);
 
     report.failover = Failover::no_faults();
     let html = render_html(&report);
@@ -317,8 +329,9 @@ fn the_html_escapes_hostile_text() {
 fn a_run_with_zero_requests_still_renders_and_its_charts_say_no_data() {
     let report = empty_report();
     let html = render_html(&report);
-    assert_eq!(html.matches("<svg").count(), 2);
-    assert_eq!(html.matches(">no data</text>").count(), 2);
+    // No transaction, so no latency chart: the throughput chart says there is no data.
+    assert_eq!(html.matches("<svg").count(), 1);
+    assert_eq!(html.matches(">no data</text>").count(), 1);
     assert!(html.contains("No request was sent."));
     assert!(render_markdown(&report).contains("No request was sent."));
     roxmltree::Document::parse(&render_junit(&report)).expect("well-formed junit");

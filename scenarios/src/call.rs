@@ -1,10 +1,10 @@
 //! One request of a virtual user: sent through Goose (so Goose's own metrics see it), timed,
-//! classified ok / fail / unknown, and turned into a history [`Op`].
+//! classified ok / rejected / error / unknown, and turned into a history [`Op`].
 
 use goose::prelude::*;
 use serde_json::Value;
 
-use crate::history::{Op, OpKind, Outcome, Recorder};
+use crate::history::{classify, Op, OpKind, Outcome, Recorder};
 
 /// What to send.
 #[derive(Debug)]
@@ -152,7 +152,7 @@ pub async fn send(
     };
     let complete_ms = recorder.now_ms();
     Ok(Response {
-        outcome: Outcome::from_status(status),
+        outcome: classify(req.op, status),
         status,
         error: error.or_else(|| status.filter(|s| *s >= 400).map(|s| s.to_string())),
         body,

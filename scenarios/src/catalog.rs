@@ -32,8 +32,8 @@ pub struct Defaults {
     pub run_time_s: Option<usize>,
     /// p99 limit on every transaction, ms.
     pub p99_all_ms: f64,
-    /// Most unknown outcomes (timeouts, 5xx), as a fraction of requests.
-    pub max_unknown_rate: f64,
+    /// Most errors and unknown outcomes (not rejections), as a fraction of requests.
+    pub max_error_rate: f64,
     /// Mean think time between a user's steps, ms.
     pub think_ms: u64,
 }
@@ -45,7 +45,7 @@ const BASE: Defaults = Defaults {
     rounds_per_event: 1,
     run_time_s: None,
     p99_all_ms: 5000.0,
-    max_unknown_rate: 0.0,
+    max_error_rate: 0.0,
     think_ms: 0,
 };
 
@@ -214,7 +214,7 @@ pub static SCENARIOS: [Scenario; 7] = [
             seats: 100_000,
             run_time_s: Some(40),
             p99_all_ms: 250.0,
-            max_unknown_rate: 0.01,
+            max_error_rate: 0.01,
             ..BASE
         },
         kind: Kind::Attack(Attack {
@@ -323,7 +323,7 @@ static STRATEGY_COLUMNS: [Column; 9] = [
     },
     Column {
         name: "conflicts",
-        read: |r| json!(hold(r).map(|h| h.failed)),
+        read: |r| json!(hold(r).map(|h| h.rejected)),
     },
     Column {
         name: "confirmed",

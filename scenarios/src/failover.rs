@@ -10,8 +10,9 @@
 //!               start   first error   noticed       end   first success   back within SLO
 //! ```
 //!
-//! "Errors" are unknown outcomes (timeouts, connection errors, 5xx): a 4xx is a definite,
-//! correct answer (a sold-out seat) even during a fault. "Back within SLO" is the start of the
+//! "Errors" are error and unknown outcomes (timeouts, connection errors, 5xx, a 4xx that
+//! is not a business answer): a business refusal (a sold-out seat) is a correct answer even
+//! during a fault. "Back within SLO" is the start of the
 //! first [`SUSTAIN_S`] consecutive one-second buckets, at or after the first error, in which
 //! the error rate is at most the SLO's and the p99 at most its limit; it is reported as a
 //! duration from the fault's start, which is what the `--max-recovery` budget bounds.

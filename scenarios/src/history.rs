@@ -23,26 +23,24 @@ use serde::{Deserialize, Serialize};
 /// File name of the history inside a run directory.
 pub const HISTORY_FILE: &str = "history.jsonl";
 
-/// What an operation's client saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    /// A 2xx: the operation happened.
-    Ok,
-    /// A 4xx: the operation definitely did not happen.
-    Fail,
-    /// A timeout, a connection error or a 5xx: it may or may not have happened.
-    Unknown,
-}
+/// What an operation's client saw: ok, rejected (a business refusal), error or unknown
+/// (see [`reports::Outcome`]).
+pub use reports::Outcome;
 
-impl Outcome {
-    /// Classifies an HTTP status; `None` (no response at all) is unknown.
-    pub fn from_status(status: Option<u16>) -> Self {
-        match status {
-            Some(s) if (200..300).contains(&s) => Outcome::Ok,
-            Some(s) if (400..500).contains(&s) => Outcome::Fail,
-            _ => Outcome::Unknown,
-        }
+/// Statuses that are a definite business refusal: payment required (declined), conflict
+/// (seat taken, sold out, quota reached, already claimed), gone (hold expired).
+const REFUSALS: [u16; 3] = [402, 409, 410];
+
+/// Classifies an HTTP answer to `op`: 2xx ok; a business refusal rejected; any other 4xx an
+/// error; a 5xx or no answer at all (timeout, transport) unknown when `op` changes state (it
+/// may have happened), else an error.
+pub fn classify(op: OpKind, status: Option<u16>) -> Outcome {
+    match status {
+        Some(s) if (200..300).contains(&s) => Outcome::Ok,
+        Some(s) if REFUSALS.contains(&s) => Outcome::Rejected,
+        Some(s) if (400..500).contains(&s) => Outcome::Error,
+        _ if op.is_write() => Outcome::Unknown,
+        _ => Outcome::Error,
     }
 }
 
@@ -204,7 +202,9 @@ impl Op {
 pub struct Counters {
     /// Operations completed.
     pub requests: AtomicU64,
-    /// Of those, failed or unknown.
+    /// Of those, business refusals (not errors).
+    pub rejected: AtomicU64,
+    /// Of those, errors or unknown outcomes.
     pub errors: AtomicU64,
     /// Virtual users that started working.
     pub users_started: AtomicU64,
@@ -266,7 +266,9 @@ impl Recorder {
         if let Some(observer) = &self.observer {
             observer.observe(op.op, op.latency_ms() / 1000.0, op.outcome);
         }
-        if op.outcome != Outcome::Ok {
+        if op.outcome == Outcome::Rejected {
+            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        } else if op.outcome.is_error() {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(tx) = &self.tx {
@@ -283,14 +285,10 @@ pub struct TxAggregate {
     pub latency_us: Histogram<u64>,
     /// Latency from the intended start (open model), microseconds.
     pub corrected_us: Option<Histogram<u64>>,
-    /// Definite successes.
-    pub ok: u64,
-    /// Definite failures.
-    pub failed: u64,
-    /// Unknown outcomes.
-    pub unknown: u64,
-    /// Failures and unknowns by error code.
-    pub errors: BTreeMap<String, u64>,
+    /// Requests by outcome.
+    pub counts: reports::OutcomeCounts,
+    /// Everything but successes, by error code.
+    pub codes: BTreeMap<String, u64>,
 }
 
 impl TxAggregate {
@@ -298,16 +296,14 @@ impl TxAggregate {
         Self {
             latency_us: Histogram::new(3).expect("3 significant digits is valid"),
             corrected_us: None,
-            ok: 0,
-            failed: 0,
-            unknown: 0,
-            errors: BTreeMap::new(),
+            counts: reports::OutcomeCounts::default(),
+            codes: BTreeMap::new(),
         }
     }
 
     /// Requests of every outcome.
     pub fn count(&self) -> u64 {
-        self.ok + self.failed + self.unknown
+        self.counts.total()
     }
 }
 
@@ -341,7 +337,11 @@ pub struct HistoryWriter {
 /// Starts a history: a writer thread writing to `path` (or nowhere when `None`) and the
 /// recorder the virtual users share. `record_ops = false` turns the channel off entirely
 /// (the benchmark's "history off"); counters still work.
-pub fn start(path: Option<&Path>, record_ops: bool) -> std::io::Result<(Recorder, HistoryWriter)> {
+pub fn start(
+    path: Option<&Path>,
+    record_ops: bool,
+    interval_s: f64,
+) -> std::io::Result<(Recorder, HistoryWriter)> {
     let file = path
         .map(File::create)
         .transpose()?
@@ -351,7 +351,7 @@ pub fn start(path: Option<&Path>, record_ops: bool) -> std::io::Result<(Recorder
     let path_owned = path.map(Path::to_path_buf);
     let thread = std::thread::Builder::new()
         .name("history-writer".into())
-        .spawn(move || write_loop(rx, file, path_owned))?;
+        .spawn(move || write_loop(rx, file, path_owned, interval_s))?;
     let recorder = Recorder {
         tx: record_ops.then(|| tx.clone()),
         epoch,
@@ -398,9 +398,10 @@ fn write_loop(
     rx: mpsc::Receiver<Msg>,
     mut file: Option<BufWriter<File>>,
     path: Option<PathBuf>,
+    interval_s: f64,
 ) -> HistoryOutput {
     let mut transactions: BTreeMap<OpKind, TxAggregate> = BTreeMap::new();
-    let mut timeline = reports::TimelineBuilder::new(1.0);
+    let mut timeline = reports::TimelineBuilder::new(interval_s);
     let mut writes = Vec::new();
     let mut samples = Vec::new();
     let mut recorded = 0u64;
@@ -438,29 +439,25 @@ fn write_loop(
                 corrected,
             );
         }
-        match op.outcome {
-            Outcome::Ok => agg.ok += 1,
-            Outcome::Fail => agg.failed += 1,
-            Outcome::Unknown => agg.unknown += 1,
-        }
+        agg.counts.add(op.outcome);
         if op.outcome != Outcome::Ok {
             let code = op
                 .error
                 .clone()
                 .or_else(|| op.status.map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown".into());
-            *agg.errors.entry(code).or_default() += 1;
+            *agg.codes.entry(code).or_default() += 1;
         }
         timeline.record(
             op.complete_ms / 1000.0,
             op.op.as_str(),
             op.latency_ms(),
-            op.outcome == Outcome::Ok,
+            op.outcome,
         );
         samples.push(Sample {
             t_ms: op.complete_ms,
             latency_ms: op.latency_ms(),
-            error: op.outcome == Outcome::Unknown,
+            error: op.outcome.is_error(),
         });
         if op.op.is_write() {
             writes.push(*op);
@@ -489,8 +486,9 @@ pub struct Sample {
     pub t_ms: f64,
     /// How long it took, ms.
     pub latency_ms: f64,
-    /// Whether its outcome was unknown (a timeout, a connection error, a 5xx): what a fault
-    /// causes. A 4xx is a definite answer, not an error of the system.
+    /// Whether it was an error or an unknown outcome (a timeout, a connection error, a 5xx,
+    /// a 4xx that is not a business answer): what a fault causes. A business refusal (sold
+    /// out, seat taken) is a correct answer, not an error of the system.
     pub error: bool,
 }
 
@@ -517,30 +515,41 @@ mod tests {
 
     #[test]
     fn statuses_are_classified_like_jepsen_outcomes() {
-        assert_eq!(Outcome::from_status(Some(201)), Outcome::Ok);
-        assert_eq!(Outcome::from_status(Some(409)), Outcome::Fail);
-        assert_eq!(Outcome::from_status(Some(503)), Outcome::Unknown);
-        assert_eq!(Outcome::from_status(None), Outcome::Unknown);
+        assert_eq!(classify(OpKind::Hold, Some(201)), Outcome::Ok);
+        assert_eq!(classify(OpKind::Hold, Some(409)), Outcome::Rejected);
+        assert_eq!(classify(OpKind::Pay, Some(402)), Outcome::Rejected);
+        assert_eq!(classify(OpKind::Book, Some(410)), Outcome::Rejected);
+        assert_eq!(classify(OpKind::Hold, Some(422)), Outcome::Error);
+        assert_eq!(classify(OpKind::Hold, Some(401)), Outcome::Error);
+        assert_eq!(classify(OpKind::Hold, Some(503)), Outcome::Unknown);
+        assert_eq!(classify(OpKind::Pay, None), Outcome::Unknown);
+        // A read changes nothing: its failure is an error, never an unknown.
+        assert_eq!(classify(OpKind::ListEvents, Some(503)), Outcome::Error);
+        assert_eq!(classify(OpKind::Availability, None), Outcome::Error);
     }
 
     #[test]
     fn recorded_operations_come_back_from_the_file_and_the_aggregates() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(HISTORY_FILE);
-        let (rec, writer) = start(Some(&path), true).unwrap();
+        let (rec, writer) = start(Some(&path), true, 1.0).unwrap();
         let mut op = Op::new(OpKind::Hold, 7, Outcome::Ok);
         op.invoke_ms = 1.0;
         op.complete_ms = 3.5;
         op.seat_ids = vec![1, 2];
         rec.record(op.clone());
         rec.record(Op::new(OpKind::ListEvents, 7, Outcome::Unknown));
+        rec.record(Op::new(OpKind::Claim, 8, Outcome::Rejected));
         let out = writer.finish(2.0);
-        assert_eq!(out.recorded, 2);
-        assert_eq!(out.writes, vec![op.clone()]);
-        assert_eq!(out.transactions[&OpKind::Hold].ok, 1);
-        assert_eq!(out.transactions[&OpKind::ListEvents].unknown, 1);
+        assert_eq!(out.recorded, 3);
+        assert_eq!(out.writes[0], op);
+        assert_eq!(out.transactions[&OpKind::Hold].counts.ok, 1);
+        assert_eq!(out.transactions[&OpKind::Claim].counts.rejected, 1);
+        assert_eq!(out.transactions[&OpKind::ListEvents].counts.unknown, 1);
         assert_eq!(read(&path).unwrap()[0], op);
+        // The refusal is counted apart: one error, one rejection.
         assert_eq!(rec.counters().errors.load(Ordering::Relaxed), 1);
+        assert_eq!(rec.counters().rejected.load(Ordering::Relaxed), 1);
         assert!(out.timeline.points.len() >= 2);
         let p = reports::Percentiles::from_histogram(&out.transactions[&OpKind::Hold].latency_us);
         assert!((p.p50 - 2.5).abs() < 0.01, "{p:?}");

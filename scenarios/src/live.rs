@@ -5,7 +5,7 @@
 //! | metric | type | labels | meaning |
 //! |---|---|---|---|
 //! | `lab_transaction_duration_seconds` | histogram | `transaction` | client-side latency of each operation |
-//! | `lab_transactions_total` | counter | `transaction`, `result` (`ok`, `fail`, `unknown`) | operations by outcome |
+//! | `lab_transactions_total` | counter | `transaction`, `result` (`ok`, `rejected`, `error`, `unknown`) | operations by outcome |
 //! | `lab_active_users` | gauge | | virtual users inside a journey right now |
 //! | `lab_arrivals_total` | counter | | journeys begun (arrivals of the open model) |
 //! | `lab_fault_active` | gauge | `target`, `action` | 1 while a scheduled fault is in force |
@@ -118,7 +118,8 @@ impl LiveMetrics {
         self.duration.with_label_values(&[tx]).observe(latency_s);
         let result = match outcome {
             Outcome::Ok => "ok",
-            Outcome::Fail => "fail",
+            Outcome::Rejected => "rejected",
+            Outcome::Error => "error",
             Outcome::Unknown => "unknown",
         };
         self.transactions.with_label_values(&[tx, result]).inc();

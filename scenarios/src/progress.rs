@@ -93,6 +93,7 @@ pub fn render(plan: &Plan, c: &Counters, elapsed: Duration, rps: f64) -> String 
     let started = c.users_started.load(Ordering::Relaxed);
     let done = c.users_done.load(Ordering::Relaxed);
     let requests = c.requests.load(Ordering::Relaxed);
+    let rejected = c.rejected.load(Ordering::Relaxed);
     let errors = c.errors.load(Ordering::Relaxed);
     let remaining = match plan.duration {
         Some(d) => format!("~{}s", d.saturating_sub(elapsed).as_secs()),
@@ -113,7 +114,7 @@ pub fn render(plan: &Plan, c: &Counters, elapsed: Duration, rps: f64) -> String 
         format!("users {}", plan.users)
     };
     format!(
-        "{}  {users}  requests {requests} ({rps:.0}/s)  errors {errors}  elapsed {}s  remaining {remaining}",
+        "{}  {users}  requests {requests} ({rps:.0}/s)  rejected {rejected}  errors {errors}  elapsed {}s  remaining {remaining}",
         plan.scenario,
         elapsed.as_secs()
     )
@@ -129,6 +130,7 @@ mod tests {
         c.users_started.store(10, Ordering::Relaxed);
         c.users_done.store(5, Ordering::Relaxed);
         c.requests.store(30, Ordering::Relaxed);
+        c.rejected.store(11, Ordering::Relaxed);
         c.errors.store(2, Ordering::Relaxed);
         let plan = Plan {
             scenario: "flash-sale".into(),
@@ -136,6 +138,6 @@ mod tests {
             duration: None,
         };
         let line = render(&plan, &c, Duration::from_secs(4), 7.5);
-        assert_eq!(line, "flash-sale  users 10/10 (done 5)  requests 30 (8/s)  errors 2  elapsed 4s  remaining ~4s");
+        assert_eq!(line, "flash-sale  users 10/10 (done 5)  requests 30 (8/s)  rejected 11  errors 2  elapsed 4s  remaining ~4s");
     }
 }

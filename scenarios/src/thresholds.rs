@@ -68,9 +68,9 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
 pub struct Thresholds {
     /// Limits on p50, p95, p99, by percentile name.
     pub latency: BTreeMap<&'static str, Vec<LatencyLimit>>,
-    /// Most (failed + unknown) / requests, over all transactions.
+    /// Most (errors + unknown) / requests, over all transactions (rejections are not errors).
     pub max_error_rate: Option<f64>,
-    /// Most unknown / requests (timeouts, 5xx: the system's fault, not the buyer's).
+    /// Most unknown / requests (a write's timeout, transport error or 5xx).
     pub max_unknown_rate: Option<f64>,
     /// Least requests per second over the run.
     pub min_throughput_rps: Option<f64>,

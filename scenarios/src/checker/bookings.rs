@@ -38,7 +38,7 @@ pub fn lost_bookings(history: &[Op], state: &FinalState) -> Option<Vec<(f64, Str
 fn lost_in(history: &[Op], finals: &HashMap<i64, &BookingRecord>) -> Vec<(f64, String)> {
     let cancel_asked: HashSet<i64> = history
         .iter()
-        .filter(|o| o.op == OpKind::Cancel && o.outcome != Outcome::Fail)
+        .filter(|o| o.op == OpKind::Cancel && o.outcome.happened() != Some(false))
         .filter_map(|o| o.booking_id)
         .collect();
     let mut lost = Vec::new();
@@ -232,7 +232,7 @@ mod tests {
     #[test]
     fn a_confirmed_booking_whose_payment_was_declined_is_unexpected() {
         let (mut h, b, hd) = happy_purchase(1, 1, &[1]);
-        h[2].outcome = Outcome::Fail;
+        h[2].outcome = Outcome::Rejected;
         h[2].status = Some(402);
         let (c, _) = no_unexpected_sales(&h, &state(vec![b], vec![hd]));
         assert!(!c.passed);

@@ -107,7 +107,7 @@ mod tests {
         let h = vec![
             claim(1, Outcome::Ok),
             claim(2, Outcome::Ok),
-            claim(3, Outcome::Fail),
+            claim(3, Outcome::Rejected),
         ];
         assert!(coupon_quota(&h, &with(2, 2, 0)).passed);
     }

@@ -168,7 +168,7 @@ pub async fn pay(
         ctx.recorder.record(op);
         match outcome {
             Outcome::Ok => return Ok(true),
-            Outcome::Fail => return Ok(false),
+            Outcome::Rejected | Outcome::Error => return Ok(false),
             Outcome::Unknown => continue,
         }
     }

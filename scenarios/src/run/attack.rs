@@ -185,8 +185,12 @@ pub async fn attack(
 ) -> Result<Attacked> {
     let history_path = plan.dir.join(history::HISTORY_FILE);
     let record = !plan.cli.no_history;
-    let (recorder, writer) = history::start(record.then_some(history_path.as_path()), record)
-        .map_err(|e| Error::io("starting the history", e))?;
+    let (recorder, writer) = history::start(
+        record.then_some(history_path.as_path()),
+        record,
+        plan.timeline_interval_s(),
+    )
+    .map_err(|e| Error::io("starting the history", e))?;
     live.attach(Arc::clone(recorder.counters()));
     let recorder = recorder.with_observer(Arc::clone(live) as Arc<dyn history::Observer>);
     let targets = match &plan.schedule {

@@ -97,9 +97,10 @@ pub fn transactions(out: &HistoryOutput, duration_s: f64) -> Vec<reports::Transa
         .map(|(k, a)| reports::TransactionStats {
             name: k.as_str().to_owned(),
             count: a.count(),
-            ok: a.ok,
-            failed: a.failed,
-            unknown: a.unknown,
+            ok: a.counts.ok,
+            rejected: a.counts.rejected,
+            errors: a.counts.errors,
+            unknown: a.counts.unknown,
             throughput_rps: if duration_s > 0.0 {
                 a.count() as f64 / duration_s
             } else {

@@ -169,6 +169,17 @@ impl Plan {
             .map_or(self.scenario.defaults.p99_all_ms, |l| l.limit_ms)
     }
 
+    /// Width of the timeline's intervals: a one-shot rush is over in seconds, so it gets
+    /// quarter-second intervals (its charts show lines, not a dot or two); timed runs, whose
+    /// per-second figures the capacity table and the failover section read, get 1 s.
+    pub fn timeline_interval_s(&self) -> f64 {
+        if self.run_time_s.is_none() && self.cli.goose.run_time.is_none() {
+            0.25
+        } else {
+            1.0
+        }
+    }
+
     /// Prints a line unless `-q`.
     pub fn say(&self, msg: impl AsRef<str>) {
         if !self.cli.quiet() {
@@ -312,14 +323,14 @@ pub fn thresholds_for(cli: &Cli, name: ScenarioName) -> Thresholds {
         cli.p99.clone()
     };
     t.latency.insert("p99", p99);
-    t.max_error_rate = cli.max_error_rate;
-    // Under chaos, unknown outcomes are what a fault causes; the failover section and
+    // Under chaos, errors are what a fault causes; the failover section and
     // `--max-recovery` judge them instead, unless a limit is asked for explicitly.
-    t.max_unknown_rate = match (cli.max_unknown_rate, &cli.chaos) {
+    t.max_error_rate = match (cli.max_error_rate, &cli.chaos) {
         (Some(r), _) => Some(r),
         (None, Some(_)) => None,
-        (None, None) => Some(d.max_unknown_rate),
+        (None, None) => Some(d.max_error_rate),
     };
+    t.max_unknown_rate = cli.max_unknown_rate;
     t.min_throughput_rps = cli.min_throughput;
     t
 }
@@ -379,7 +390,11 @@ mod tests {
             "a postgres failover needs a standby"
         );
         assert_eq!(p.run_time_s, Some(5 + 15));
-        assert_eq!(p.thresholds.max_unknown_rate, None);
+        assert_eq!(p.thresholds.max_error_rate, None);
+        assert_eq!(
+            plan(&["flash-sale"]).unwrap().thresholds.max_error_rate,
+            Some(0.0)
+        );
         let e = plan(&["flash-sale", "--chaos", "postgres:explode@2s"]).unwrap_err();
         assert!(
             matches!(e, Error::Usage(ref m) if m.starts_with("--chaos")),

@@ -209,17 +209,19 @@ pub fn summary_text(outcome: &Outcome) -> String {
         r.run.scenario, r.run.stack, r.run.strategy, r.run.seed, r.run.users, r.run.duration_s
     ));
     s.push_str(&format!(
-        "  requests {}  ok {}  failed {}  unknown {}  {:.0} req/s\n",
+        "  requests {}  ok {}  rejected {}  errors {}  unknown {}  {:.0} req/s  error rate {:.2}%\n",
         r.summary.requests,
         r.summary.ok,
-        r.summary.failed,
+        r.summary.rejected,
+        r.summary.errors,
         r.summary.unknown,
-        r.summary.throughput_rps
+        r.summary.throughput_rps,
+        r.summary.error_rate * 100.0
     ));
     for t in &r.transactions {
         s.push_str(&format!(
-            "  {:<13} {:>7} req  ok {:>6}  fail {:>6}  unk {:>4}  p50 {:>8.1} ms  p99 {:>8.1} ms\n",
-            t.name, t.count, t.ok, t.failed, t.unknown, t.latency.p50, t.latency.p99
+            "  {:<13} {:>7} req  ok {:>6}  rejected {:>6}  err {:>4}  unk {:>4}  p50 {:>8.1} ms  p99 {:>8.1} ms\n",
+            t.name, t.count, t.ok, t.rejected, t.errors, t.unknown, t.latency.p50, t.latency.p99
         ));
     }
     if let Some(c) = &r.comparison {

@@ -274,13 +274,7 @@ impl Runner {
         let res = req.send().await.expect("the box office answers");
         let status = res.status().as_u16();
         let body: Value = res.json().await.unwrap_or(Value::Null);
-        let outcome = if status < 400 {
-            scenarios::history::Outcome::Ok
-        } else if status < 500 {
-            scenarios::history::Outcome::Fail
-        } else {
-            scenarios::history::Outcome::Unknown
-        };
+        let outcome = scenarios::history::classify(scenarios::history::OpKind::Hold, Some(status));
         self.lab
             .live
             .observe_named(transaction, began.elapsed().as_secs_f64(), outcome);
