@@ -46,9 +46,9 @@ use rdkafka::ClientConfig;
 use tokio::sync::{watch, OnceCell};
 use tracing::Instrument as _;
 
-use crate::app::AppState;
 use crate::metrics::Metrics;
 use crate::notify::Notification;
+use crate::state::AppState;
 use crate::store::outbox::{self, Event, BOOKING_TOPIC, COUPON_TOPIC};
 
 /// Where the brokers are, resolved once per instance (starting the mock cluster if needed).

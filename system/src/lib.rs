@@ -23,7 +23,9 @@
 //! - [`reconcile`]: the ledger's safety net: booking events the broker acknowledged but never
 //!   delivered are applied from the outbox.
 //! - [`reaper`]: expires holds and unpaid bookings.
-//! - [`app`]: [`Application::build`] wires everything and serves on a listener.
+//! - [`state`]: [`AppState`], what handlers share, and [`AppState::build`], which connects it.
+//! - [`app`]: [`Application::build`] binds a listener and serves the router, the reaper and
+//!   the Kafka pipeline until stopped.
 
 pub mod api;
 pub mod app;
@@ -40,11 +42,13 @@ pub mod notify;
 pub mod payments;
 pub mod reaper;
 pub mod reconcile;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 
-pub use app::{AppState, Application};
+pub use app::Application;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;
 pub use domain::Strategy;
 pub use error::ApiError;
+pub use state::AppState;

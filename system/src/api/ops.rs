@@ -8,7 +8,7 @@ use axum::Json;
 
 use super::extract::AppPath;
 use super::model::HealthResponse;
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::auth::AdminUser;
 use crate::domain::CouponCode;
 use crate::error::{ApiError, ErrorBody, Result};
