@@ -9,11 +9,11 @@
 //! set by the `/metrics` handler ([`crate::api::ops::metrics`]) when it is scraped, at most
 //! once per second ([`Metrics::refresh_due`]); this module reads no store.
 //!
-//! [`spec`] reads the metric table of `system/METRICS.md`, so that tests (here and in the
-//! lab's `scenarios` crate) can hold the table and the registry equal.
+//! [`HttpMetrics`] (in `http.rs`) keeps the request series of each served route resolved, off
+//! the per-request path. [`spec`] reads the metric table of `system/METRICS.md`, so that
+//! tests (here and in the lab's `scenarios` crate) can hold the table and the registry equal.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus::{
@@ -164,6 +164,27 @@ fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registr
     m
 }
 
+/// A counter without labels (one series).
+fn single_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    register(registry, IntCounter::new(name, help).expect("valid metric"))
+}
+
+/// A gauge without labels (one series).
+fn single_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    register(registry, IntGauge::new(name, help).expect("valid metric"))
+}
+
+/// A floating-point gauge without labels (one series).
+fn single_float_gauge(registry: &Registry, name: &str, help: &str) -> Gauge {
+    register(registry, Gauge::new(name, help).expect("valid metric"))
+}
+
+/// A histogram without labels (one series), with the latency [`BUCKETS`].
+fn single_histogram(registry: &Registry, name: &str, help: &str) -> Histogram {
+    let opts = HistogramOpts::new(name, help).buckets(BUCKETS.to_vec());
+    register(registry, Histogram::with_opts(opts).expect("valid metric"))
+}
+
 impl Metrics {
     /// Creates and registers every metric, with `strategy` as the strategy label of the
     /// series created at zero.
@@ -230,14 +251,7 @@ impl Metrics {
                 "Holds and bookings expired by the reaper, by kind.",
                 &["kind"],
             ),
-            oversold_seats: register(
-                &r,
-                IntGauge::new(
-                    "boxoffice_oversold_seats",
-                    "Seats claimed by more than one live hold or booking, according to the database. Must be 0.",
-                )
-                .expect("valid metric"),
-            ),
+            oversold_seats: single_gauge(&r, "boxoffice_oversold_seats", "Seats claimed by more than one live hold or booking, according to the database. Must be 0."),
             build_info: gauge(
                 &r,
                 "boxoffice_build_info",
@@ -262,77 +276,19 @@ impl Metrics {
                 "Time spent waiting for a lock, by result (acquired, timeout, error).",
                 &["result"],
             ),
-            lock_hold: register(
-                &r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "boxoffice_lock_hold_seconds",
-                        "Time a lock was held, from acquisition to release.",
-                    )
-                    .buckets(BUCKETS.to_vec()),
-                )
-                .expect("valid metric"),
-            ),
+            lock_hold: single_histogram(&r, "boxoffice_lock_hold_seconds", "Time a lock was held, from acquisition to release."),
             db_pool_connections: gauge(
                 &r,
                 "boxoffice_db_pool_connections",
                 "Database pool connections by state (in_use, idle, max), read at scrape.",
                 &["state"],
             ),
-            db_acquire: register(
-                &r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "boxoffice_db_acquire_seconds",
-                        "Time to get a pooled connection for a write transaction.",
-                    )
-                    .buckets(BUCKETS.to_vec()),
-                )
-                .expect("valid metric"),
-            ),
-            outbox_published: register(
-                &r,
-                IntCounter::new(
-                    "boxoffice_outbox_published_total",
-                    "Outbox rows published to Kafka and acknowledged.",
-                )
-                .expect("valid metric"),
-            ),
-            outbox_publish_failures: register(
-                &r,
-                IntCounter::new(
-                    "boxoffice_outbox_publish_failures_total",
-                    "Outbox rows whose publication failed; they are retried.",
-                )
-                .expect("valid metric"),
-            ),
-            outbox_backlog: register(
-                &r,
-                IntGauge::new(
-                    "boxoffice_outbox_backlog",
-                    "Outbox rows not yet published, read at scrape.",
-                )
-                .expect("valid metric"),
-            ),
-            outbox_oldest_age: register(
-                &r,
-                Gauge::new(
-                    "boxoffice_outbox_oldest_unsent_age_seconds",
-                    "Age of the oldest unpublished outbox row (0 when none), read at scrape.",
-                )
-                .expect("valid metric"),
-            ),
-            outbox_relay_lag: register(
-                &r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "boxoffice_outbox_relay_lag_seconds",
-                        "Seconds from an outbox row's creation to the broker's acknowledgement.",
-                    )
-                    .buckets(BUCKETS.to_vec()),
-                )
-                .expect("valid metric"),
-            ),
+            db_acquire: single_histogram(&r, "boxoffice_db_acquire_seconds", "Time to get a pooled connection for a write transaction."),
+            outbox_published: single_counter(&r, "boxoffice_outbox_published_total", "Outbox rows published to Kafka and acknowledged."),
+            outbox_publish_failures: single_counter(&r, "boxoffice_outbox_publish_failures_total", "Outbox rows whose publication failed; they are retried."),
+            outbox_backlog: single_gauge(&r, "boxoffice_outbox_backlog", "Outbox rows not yet published, read at scrape."),
+            outbox_oldest_age: single_float_gauge(&r, "boxoffice_outbox_oldest_unsent_age_seconds", "Age of the oldest unpublished outbox row (0 when none), read at scrape."),
+            outbox_relay_lag: single_histogram(&r, "boxoffice_outbox_relay_lag_seconds", "Seconds from an outbox row's creation to the broker's acknowledgement."),
             kafka_produce: histogram(
                 &r,
                 "boxoffice_kafka_produce_duration_seconds",
@@ -357,14 +313,7 @@ impl Metrics {
                 "Seconds from a state change to its effect in a Kafka consumer (outbox, relay, broker, consumer).",
                 &["consumer"],
             ),
-            sse_connections: register(
-                &r,
-                IntGauge::new(
-                    "boxoffice_sse_connections",
-                    "Open notification streams (Server-Sent Events).",
-                )
-                .expect("valid metric"),
-            ),
+            sse_connections: single_gauge(&r, "boxoffice_sse_connections", "Open notification streams (Server-Sent Events)."),
             payments: counter(
                 &r,
                 "boxoffice_payments_total",
@@ -491,119 +440,6 @@ impl MetricSet {
     }
 }
 
-/// The HTTP families' children (`boxoffice_http_requests_total`,
-/// `boxoffice_http_request_duration_seconds`) resolved once per route, method and status
-/// class instead of on every request: `with_label_values` hashes the labels and takes the
-/// family's lock, which on a cache hit costs more than the handler.
-///
-/// The table is built with the router from the routes it serves; each slot is filled on first
-/// use, so a series still appears only once a request has produced it (as with
-/// `with_label_values`). A route or method outside the table falls back to
-/// `with_label_values`.
-#[derive(Debug)]
-pub struct HttpMetrics {
-    metrics: Metrics,
-    /// Matched route pattern → its slots; immutable after [`HttpMetrics::new`], so reading it
-    /// takes no lock.
-    routes: HashMap<Box<str>, RouteSlots>,
-}
-
-/// One route's children by method index ([`method_index`]).
-#[derive(Debug, Default)]
-struct RouteSlots([MethodSlots; METHODS.len()]);
-
-/// One route and method's children: a counter per status class, one histogram.
-#[derive(Debug, Default)]
-struct MethodSlots {
-    requests: [OnceLock<IntCounter>; STATUS_CLASSES.len()],
-    duration: OnceLock<Histogram>,
-}
-
-/// Methods with a slot; any other method takes the `with_label_values` path.
-const METHODS: [http::Method; 7] = [
-    http::Method::GET,
-    http::Method::POST,
-    http::Method::PUT,
-    http::Method::DELETE,
-    http::Method::PATCH,
-    http::Method::HEAD,
-    http::Method::OPTIONS,
-];
-
-/// The `status_class` label values, by hundreds (`1xx` … `5xx`).
-const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-
-fn method_index(method: &http::Method) -> Option<usize> {
-    METHODS.iter().position(|m| m == method)
-}
-
-/// The index of `status`'s class in [`STATUS_CLASSES`] (anything from 500 on is `5xx`).
-fn status_class(status: http::StatusCode) -> usize {
-    match status.as_u16() {
-        100..=199 => 0,
-        200..=299 => 1,
-        300..=399 => 2,
-        400..=499 => 3,
-        _ => 4,
-    }
-}
-
-impl HttpMetrics {
-    /// A table for `routes` (matched patterns such as `/v1/holds/{id}`, and `unmatched`).
-    pub fn new<R: Into<Box<str>>>(metrics: Metrics, routes: impl IntoIterator<Item = R>) -> Self {
-        let routes = routes
-            .into_iter()
-            .map(|r| (r.into(), RouteSlots::default()))
-            .collect();
-        Self { metrics, routes }
-    }
-
-    /// Counts one request of `route` (a matched pattern) and `method` that ended with
-    /// `status` after `elapsed`.
-    pub fn observe(
-        &self,
-        route: &str,
-        method: &http::Method,
-        status: http::StatusCode,
-        elapsed: Duration,
-    ) {
-        let class = status_class(status);
-        let slots = self
-            .routes
-            .get(route)
-            .zip(method_index(method))
-            .map(|(r, m)| &r.0[m]);
-        let Some(slots) = slots else {
-            self.metrics
-                .http_requests
-                .with_label_values(&[route, method.as_str(), STATUS_CLASSES[class]])
-                .inc();
-            self.metrics
-                .http_duration
-                .with_label_values(&[route, method.as_str()])
-                .observe(elapsed.as_secs_f64());
-            return;
-        };
-        slots.requests[class]
-            .get_or_init(|| {
-                self.metrics.http_requests.with_label_values(&[
-                    route,
-                    method.as_str(),
-                    STATUS_CLASSES[class],
-                ])
-            })
-            .inc();
-        slots
-            .duration
-            .get_or_init(|| {
-                self.metrics
-                    .http_duration
-                    .with_label_values(&[route, method.as_str()])
-            })
-            .observe(elapsed.as_secs_f64());
-    }
-}
-
 /// An open notification stream: counted while it lives.
 #[derive(Debug)]
 pub struct SseGuard(IntGauge);
@@ -622,4 +458,7 @@ impl Drop for SseGuard {
     }
 }
 
+mod http;
 pub mod spec;
+
+pub use http::HttpMetrics;
