@@ -12,7 +12,8 @@
 //! - [`config`]: every option, as a CLI flag and an environment variable.
 //! - [`domain`]: validated newtypes (`Email`, `Quantity`, `Money`, …) and the strategy enum; no I/O.
 //! - [`store`]: the database (PostgreSQL or SQLite through sqlx), one file per aggregate;
-//!   [`store::holds`] holds the concurrency strategies.
+//!   [`store::holds`] holds the concurrency strategies (its module doc has the guarantees
+//!   table), one file per strategy family.
 //! - [`api`]: the HTTP API (axum) under `/v1`, its OpenAPI document and error mapping.
 //! - [`auth`]: password hashing and JWT access tokens.
 //! - [`payments`]: the simulated payment provider (its own binary) and the client that calls it.
@@ -23,6 +24,8 @@
 //! - [`reconcile`]: the ledger's safety net: booking events the broker acknowledged but never
 //!   delivered are applied from the outbox.
 //! - [`reaper`]: expires holds and unpaid bookings.
+//! - [`metrics`]: the Prometheus registry (specified in `system/METRICS.md`);
+//!   [`telemetry`]: ECS JSON logs and OpenTelemetry traces with W3C context propagation.
 //! - [`state`]: [`AppState`], what handlers share, and [`AppState::build`], which connects it.
 //! - [`app`]: [`Application::build`] binds a listener and serves the router, the reaper and
 //!   the Kafka pipeline until stopped.

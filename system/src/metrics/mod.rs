@@ -7,7 +7,7 @@
 //! built, so that `rate()` and dashboards see a series before the first event. Gauges that
 //! describe shared state (seats by state, the outbox backlog, the pool, dependencies) are
 //! set by the `/metrics` handler ([`crate::api::ops::metrics`]) when it is scraped, at most
-//! once per second ([`Metrics::refresh_due`]); this module reads no store.
+//! once per second ([`MetricSet::refresh_due`]); this module reads no store.
 //!
 //! [`HttpMetrics`] (in `http.rs`) keeps the request series of each served route resolved, off
 //! the per-request path. [`spec`] reads the metric table of `system/METRICS.md`, so that
