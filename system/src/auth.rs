@@ -10,8 +10,8 @@ use axum::http::request::Parts;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::app::AppState;
 use crate::error::{ApiError, Result};
+use crate::state::AppState;
 
 /// The claims inside an access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]

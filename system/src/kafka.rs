@@ -46,10 +46,11 @@ use rdkafka::ClientConfig;
 use tokio::sync::{watch, OnceCell};
 use tracing::Instrument as _;
 
-use crate::app::AppState;
 use crate::metrics::Metrics;
 use crate::notify::Notification;
+use crate::state::AppState;
 use crate::store::outbox::{self, Event, BOOKING_TOPIC, COUPON_TOPIC};
+use crate::store::WriteTx;
 
 /// Where the brokers are, resolved once per instance (starting the mock cluster if needed).
 #[derive(Debug, Clone, Default)]
@@ -278,25 +279,7 @@ async fn relay(
         if *stop.borrow() {
             return;
         }
-        // PostgreSQL: the batch stays row-locked (SKIP LOCKED) until it is marked sent, so
-        // several instances' relays never publish the same rows at once. SQLite (one
-        // instance) must not hold its only write lock while publishing.
-        let mut tx = None;
-        let rows = match state.db.backend {
-            crate::store::Backend::Postgres => match state.db.begin_write().await {
-                Ok(mut t) => {
-                    let rows = outbox::unsent_on(t.conn(), 500, " FOR UPDATE SKIP LOCKED").await;
-                    tx = Some(t);
-                    rows
-                }
-                Err(e) => Err(e.into()),
-            },
-            crate::store::Backend::Sqlite => outbox::unsent(&state.db, 500).await,
-        };
-        let rows = rows.unwrap_or_else(|e| {
-            tracing::warn!(error = %e.message, "relay could not read the outbox");
-            Vec::new()
-        });
+        let (mut tx, rows) = claim_batch(&state).await;
         if rows.is_empty() {
             if let Some(t) = tx.take() {
                 let _ = t.rollback().await;
@@ -308,46 +291,7 @@ async fn relay(
             continue;
         }
         // Enqueued in row order (join_all polls in order), so per-partition order holds.
-        let sends = rows.iter().map(|r| {
-            let topic = format!("{prefix}{}", r.topic);
-            let producer = &producer;
-            let metrics = &state.metrics;
-            let clock = &state.clock;
-            // One span per row, child of the request that wrote it (its trace context rides
-            // in the payload), whose own context rides in the message headers.
-            let span = tracing::info_span!(
-                "outbox.publish",
-                otel.kind = "producer",
-                messaging.system = "kafka",
-                messaging.destination.name = %topic,
-            );
-            let headers = if crate::telemetry::tracing_enabled() {
-                crate::telemetry::adopt_stored_parent(&span, &outbox::stored_trace(&r.payload));
-                crate::telemetry::inject_kafka_span(&span, OwnedHeaders::new())
-            } else {
-                OwnedHeaders::new()
-            };
-            async move {
-                let began = std::time::Instant::now();
-                let record = FutureRecord::to(&topic)
-                    .key(&r.key)
-                    .payload(&r.payload)
-                    .headers(headers);
-                let sent = producer
-                    .send(record, Timeout::After(Duration::from_secs(10)))
-                    .await;
-                metrics
-                    .kafka_produce
-                    .with_label_values(&[r.topic.as_str()])
-                    .observe(began.elapsed().as_secs_f64());
-                if sent.is_ok() {
-                    let lag_ms = (clock.now_ms() - r.created_at).max(0);
-                    metrics.outbox_relay_lag.observe(lag_ms as f64 / 1000.0);
-                }
-                sent.map(|_| r.id).map_err(|(e, _)| e)
-            }
-            .instrument(span)
-        });
+        let sends = rows.iter().map(|r| publish(&state, &producer, &prefix, r));
         let results = futures::future::join_all(sends).await;
         let mut sent = Vec::with_capacity(results.len());
         let mut failed = 0u64;
@@ -365,15 +309,8 @@ async fn relay(
             // One line per batch, not per row: an outage fails whole batches.
             tracing::warn!(error = %e, failed, "relay: publish failed; will retry");
         }
-        if matches!(
-            &first_error,
-            Some(rdkafka::error::KafkaError::MessageProduction(
-                rdkafka::types::RDKafkaErrorCode::ProducerFenced
-                    | rdkafka::types::RDKafkaErrorCode::InvalidProducerEpoch
-                    | rdkafka::types::RDKafkaErrorCode::UnknownProducerId
-                    | rdkafka::types::RDKafkaErrorCode::OutOfOrderSequenceNumber
-            ))
-        ) && producer.client().fatal_error().is_none()
+        if first_error.as_ref().is_some_and(refuses_producer)
+            && producer.client().fatal_error().is_none()
         {
             // The broker refuses this producer's identity even though librdkafka did not
             // flag it fatal (seen with tansu after timeouts): start over with a new one.
@@ -403,6 +340,91 @@ async fn relay(
             }
         }
     }
+}
+
+/// Reads the next batch of unpublished outbox rows (500 at most; none when the read fails).
+/// PostgreSQL: the batch stays row-locked (SKIP LOCKED) in the returned transaction until it
+/// is marked sent, so several instances' relays never publish the same rows at once. SQLite
+/// (one instance) must not hold its only write lock while publishing: no transaction.
+async fn claim_batch(state: &AppState) -> (Option<WriteTx>, Vec<outbox::Pending>) {
+    let mut tx = None;
+    let rows = match state.db.backend {
+        crate::store::Backend::Postgres => match state.db.begin_write().await {
+            Ok(mut t) => {
+                let rows = outbox::unsent_on(t.conn(), 500, " FOR UPDATE SKIP LOCKED").await;
+                tx = Some(t);
+                rows
+            }
+            Err(e) => Err(e.into()),
+        },
+        crate::store::Backend::Sqlite => outbox::unsent(&state.db, 500).await,
+    };
+    let rows = rows.unwrap_or_else(|e| {
+        tracing::warn!(error = %e.message, "relay could not read the outbox");
+        Vec::new()
+    });
+    (tx, rows)
+}
+
+/// Publishes one outbox row and waits for the broker's acknowledgement (10 s at most),
+/// counting the produce duration and, when acknowledged, the relay lag. The row's id on
+/// success.
+fn publish<'a>(
+    state: &'a AppState,
+    producer: &'a FutureProducer,
+    prefix: &str,
+    r: &'a outbox::Pending,
+) -> impl std::future::Future<Output = Result<i64, rdkafka::error::KafkaError>> + 'a {
+    let topic = format!("{prefix}{}", r.topic);
+    let metrics = &state.metrics;
+    let clock = &state.clock;
+    // One span per row, child of the request that wrote it (its trace context rides
+    // in the payload), whose own context rides in the message headers.
+    let span = tracing::info_span!(
+        "outbox.publish",
+        otel.kind = "producer",
+        messaging.system = "kafka",
+        messaging.destination.name = %topic,
+    );
+    let headers = if crate::telemetry::tracing_enabled() {
+        crate::telemetry::adopt_stored_parent(&span, &outbox::stored_trace(&r.payload));
+        crate::telemetry::inject_kafka_span(&span, OwnedHeaders::new())
+    } else {
+        OwnedHeaders::new()
+    };
+    async move {
+        let began = std::time::Instant::now();
+        let record = FutureRecord::to(&topic)
+            .key(&r.key)
+            .payload(&r.payload)
+            .headers(headers);
+        let sent = producer
+            .send(record, Timeout::After(Duration::from_secs(10)))
+            .await;
+        metrics
+            .kafka_produce
+            .with_label_values(&[r.topic.as_str()])
+            .observe(began.elapsed().as_secs_f64());
+        if sent.is_ok() {
+            let lag_ms = (clock.now_ms() - r.created_at).max(0);
+            metrics.outbox_relay_lag.observe(lag_ms as f64 / 1000.0);
+        }
+        sent.map(|_| r.id).map_err(|(e, _)| e)
+    }
+    .instrument(span)
+}
+
+/// Whether a publish error means the broker refuses this producer's identity.
+fn refuses_producer(e: &rdkafka::error::KafkaError) -> bool {
+    matches!(
+        e,
+        rdkafka::error::KafkaError::MessageProduction(
+            rdkafka::types::RDKafkaErrorCode::ProducerFenced
+                | rdkafka::types::RDKafkaErrorCode::InvalidProducerEpoch
+                | rdkafka::types::RDKafkaErrorCode::UnknownProducerId
+                | rdkafka::types::RDKafkaErrorCode::OutOfOrderSequenceNumber
+        )
+    )
 }
 
 /// A consumer's librdkafka context: turns the statistics it emits every second into the

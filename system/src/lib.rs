@@ -12,7 +12,8 @@
 //! - [`config`]: every option, as a CLI flag and an environment variable.
 //! - [`domain`]: validated newtypes (`Email`, `Quantity`, `Money`, …) and the strategy enum; no I/O.
 //! - [`store`]: the database (PostgreSQL or SQLite through sqlx), one file per aggregate;
-//!   [`store::holds`] holds the concurrency strategies.
+//!   [`store::holds`] holds the concurrency strategies (its module doc has the guarantees
+//!   table), one file per strategy family.
 //! - [`api`]: the HTTP API (axum) under `/v1`, its OpenAPI document and error mapping.
 //! - [`auth`]: password hashing and JWT access tokens.
 //! - [`payments`]: the simulated payment provider (its own binary) and the client that calls it.
@@ -23,7 +24,11 @@
 //! - [`reconcile`]: the ledger's safety net: booking events the broker acknowledged but never
 //!   delivered are applied from the outbox.
 //! - [`reaper`]: expires holds and unpaid bookings.
-//! - [`app`]: [`Application::build`] wires everything and serves on a listener.
+//! - [`metrics`]: the Prometheus registry (specified in `system/METRICS.md`);
+//!   [`telemetry`]: ECS JSON logs and OpenTelemetry traces with W3C context propagation.
+//! - [`state`]: [`AppState`], what handlers share, and [`AppState::build`], which connects it.
+//! - [`app`]: [`Application::build`] binds a listener and serves the router, the reaper and
+//!   the Kafka pipeline until stopped.
 
 pub mod api;
 pub mod app;
@@ -40,11 +45,13 @@ pub mod notify;
 pub mod payments;
 pub mod reaper;
 pub mod reconcile;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 
-pub use app::{AppState, Application};
+pub use app::Application;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;
 pub use domain::Strategy;
 pub use error::ApiError;
+pub use state::AppState;

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use crate::app::AppState;
 use crate::error::Result;
+use crate::state::AppState;
 
 /// One sweep; returns (holds expired, bookings expired).
 pub async fn run_once(state: &AppState) -> Result<(u64, u64)> {

@@ -33,8 +33,8 @@
 //! id up to the largest one visible is stable. A long transaction delays reconciliation (never
 //! the consumer) until it ends.
 
-use crate::app::AppState;
 use crate::error::Result;
+use crate::state::AppState;
 use crate::store::outbox::{self, Event, BOOKING_TOPIC};
 use crate::store::{Backend, Db};
 

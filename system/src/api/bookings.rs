@@ -6,10 +6,10 @@ use axum::Json;
 
 use super::extract::{idempotency_key, AppJson, AppPath};
 use super::model::{BookingList, BookingRequest, BookingResponse, PayRequest};
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::domain::CouponCode;
 use crate::error::{ErrorBody, Result};
+use crate::state::AppState;
 use crate::store::bookings;
 
 /// Turn an active hold into a booking awaiting payment, optionally with a claimed coupon.

@@ -8,10 +8,10 @@ use axum::Json;
 
 use super::extract::{AppJson, AppPath, AppQuery};
 use super::model::*;
-use crate::app::AppState;
 use crate::auth::AdminUser;
 use crate::domain::{limits, Money, Text, Tier};
 use crate::error::{ApiError, ErrorBody, Result};
+use crate::state::AppState;
 use crate::store::catalog::{self, RowSpec, SectionSpec};
 
 /// Create a venue with its seat map (admin).

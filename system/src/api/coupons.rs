@@ -6,10 +6,10 @@ use axum::Json;
 
 use super::extract::{AppJson, AppPath};
 use super::model::{ClaimResponse, CouponRequest, CouponResponse};
-use crate::app::AppState;
 use crate::auth::{AdminUser, AuthUser};
 use crate::domain::{CouponCode, DiscountPercent, Quota};
 use crate::error::{ErrorBody, Result};
+use crate::state::AppState;
 use crate::store::coupons;
 
 /// Create a coupon with a quota and a discount (admin).

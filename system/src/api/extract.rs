@@ -1,88 +1,62 @@
 //! Extractors that turn axum's plain-text rejections into the service's JSON errors:
 //! malformed JSON is a 400, unknown fields and wrong types a 422, a body over the limit a
 //! 413, a missing content type a 415, a bad path or query parameter a 400.
+//!
+//! Each extractor is axum's own (`Json`, `Path`, `Query`) through `#[derive(FromRequest)]` /
+//! `#[derive(FromRequestParts)]` with `via(…)`; what is ours is only the mapping of each
+//! rejection to an [`ApiError`], the `From` impls below.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::request::Parts;
+use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
-use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
 /// A JSON body whose rejection is an [`ApiError`].
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
 pub struct AppJson<T>(pub T);
 
-impl<S, T> FromRequest<S> for AppJson<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
+/// Path parameters whose rejection is an [`ApiError`] (400 `invalid_path`).
+#[derive(Debug, Clone, Copy, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct AppPath<T>(pub T);
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(AppJson(v)),
-            Err(rejection) => Err(json_rejection(rejection)),
+/// Query parameters whose rejection is an [`ApiError`] (400 `invalid_query`).
+#[derive(Debug, Clone, Copy, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct AppQuery<T>(pub T);
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let message = rejection.body_text();
+        match rejection {
+            JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("malformed_json", message),
+            JsonRejection::JsonDataError(_) => ApiError::unprocessable("invalid_body", message),
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as Content-Type: application/json",
+            ),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is larger than the service accepts",
+            ),
+            other => ApiError::bad_request("invalid_body", other.body_text()),
         }
     }
 }
 
-fn json_rejection(rejection: JsonRejection) -> ApiError {
-    let message = rejection.body_text();
-    match rejection {
-        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("malformed_json", message),
-        JsonRejection::JsonDataError(_) => ApiError::unprocessable("invalid_body", message),
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as Content-Type: application/json",
-        ),
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            "the request body is larger than the service accepts",
-        ),
-        other => ApiError::bad_request("invalid_body", other.body_text()),
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::bad_request("invalid_path", rejection.body_text())
     }
 }
 
-/// Path parameters whose rejection is an [`ApiError`] (400 `invalid_path`).
-#[derive(Debug, Clone, Copy)]
-pub struct AppPath<T>(pub T);
-
-impl<S, T> FromRequestParts<S> for AppPath<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|p| AppPath(p.0))
-            .map_err(|e: PathRejection| ApiError::bad_request("invalid_path", e.body_text()))
-    }
-}
-
-/// Query parameters whose rejection is an [`ApiError`] (400 `invalid_query`).
-#[derive(Debug, Clone, Copy)]
-pub struct AppQuery<T>(pub T);
-
-impl<S, T> FromRequestParts<S> for AppQuery<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|q| AppQuery(q.0))
-            .map_err(|e: QueryRejection| ApiError::bad_request("invalid_query", e.body_text()))
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::bad_request("invalid_query", rejection.body_text())
     }
 }
 

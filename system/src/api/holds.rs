@@ -6,10 +6,10 @@ use axum::Json;
 
 use super::extract::{AppJson, AppPath};
 use super::model::{HoldRequestBody, HoldResponse};
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::domain::{Quantity, SeatIds};
 use crate::error::{ApiError, ErrorBody, Result};
+use crate::state::AppState;
 use crate::store::holds::{self, HoldRequest, StrategyOptions};
 
 /// Hold chosen seats (`seat_ids`) or a number of seats, best available (`quantity`).

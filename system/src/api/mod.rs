@@ -28,9 +28,9 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::metrics::HttpMetrics;
+use crate::state::AppState;
 use observe::{ObserveLayer, UNMATCHED};
 
 #[derive(OpenApi)]

@@ -10,10 +10,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::ErrorBody;
 use crate::notify::Notification;
+use crate::state::AppState;
 
 /// The caller's booking changes as they happen (Server-Sent Events; the event name is the
 /// kind, the data a JSON `Notification`). Only changes after the connection are sent.

@@ -136,49 +136,16 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use axum::body::Body;
     use axum::routing::get;
     use axum::Router;
-    use serde_json::Value;
     use tower::ServiceExt as _;
     use tracing_subscriber::layer::SubscriberExt as _;
 
     use super::*;
     use crate::metrics::Metrics;
+    use crate::telemetry::test_writer::Buffer as Lines;
     use crate::telemetry::{log_filter, EcsLayer};
-
-    /// Log lines written by the layer, kept in memory.
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Lines {
-        type Writer = Lines;
-        fn make_writer(&'a self) -> Lines {
-            self.clone()
-        }
-    }
-
-    impl Lines {
-        fn json(&self) -> Vec<Value> {
-            String::from_utf8(self.0.lock().unwrap().clone())
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-                .collect()
-        }
-    }
 
     fn app(metrics: &Metrics) -> Router {
         let table = HttpMetrics::new(metrics.clone(), ["/items/{id}", UNMATCHED]);
@@ -238,7 +205,7 @@ mod tests {
         let _default = tracing::subscriber::set_default(subscriber);
         get_status(&app, "/items/7").await;
         get_status(&app, "/boom").await;
-        let lines = lines.json();
+        let lines = lines.lines();
         assert_eq!(lines.len(), 2, "{lines:?}");
         let (served, failed) = (&lines[0], &lines[1]);
         assert_eq!(served["event.dataset"], "boxoffice.access");
@@ -266,6 +233,6 @@ mod tests {
             .with(EcsLayer::new(lines.clone()));
         let _default = tracing::subscriber::set_default(subscriber);
         get_status(&app, "/items/7").await;
-        assert!(lines.json().is_empty());
+        assert!(lines.lines().is_empty());
     }
 }

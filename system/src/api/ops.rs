@@ -1,5 +1,8 @@
-//! Operations: health checks, metrics, and the admin audit views the lab's checker reads when
-//! it cannot reach the database itself (a deployed stack).
+//! Operations: health checks, metrics (with the gauges read from the store and the
+//! dependencies at scrape time), and the admin audit views the lab's checker reads when it
+//! cannot reach the database itself (a deployed stack).
+
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -8,10 +11,10 @@ use axum::Json;
 
 use super::extract::AppPath;
 use super::model::HealthResponse;
-use crate::app::AppState;
 use crate::auth::AdminUser;
 use crate::domain::CouponCode;
 use crate::error::{ApiError, ErrorBody, Result};
+use crate::state::AppState;
 use crate::store::audit::{
     self, BookingRecord, CouponAudit, HoldRecord, PaymentsAudit, RoundAudit,
 };
@@ -82,7 +85,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<HealthRes
 /// Prometheus metrics (text exposition format).
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    crate::metrics::refresh(&state).await;
+    refresh_scraped_gauges(&state).await;
     (
         [(
             header::CONTENT_TYPE,
@@ -90,6 +93,76 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics.render(),
     )
+}
+
+/// How long each scrape-time read may take before its gauge keeps its last value.
+const SCRAPE_READ_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// Refreshes the gauges read at scrape time: the pool (free), and, at most once a second,
+/// seats by state, the outbox backlog and its oldest row, and the dependencies' up gauges.
+/// Each read is bounded by [`SCRAPE_READ_TIMEOUT`]; a failed database read leaves the last
+/// value and marks the database down.
+async fn refresh_scraped_gauges(state: &AppState) {
+    let m = &state.metrics;
+    let pool = &state.db.pool;
+    let size = i64::from(pool.size());
+    let idle = pool.num_idle() as i64;
+    m.db_pool_connections
+        .with_label_values(&["in_use"])
+        .set((size - idle).max(0));
+    m.db_pool_connections.with_label_values(&["idle"]).set(idle);
+    m.db_pool_connections
+        .with_label_values(&["max"])
+        .set(i64::from(state.config.db_max_connections));
+    if !m.refresh_due() {
+        return;
+    }
+    let payments = tokio::time::timeout(SCRAPE_READ_TIMEOUT, state.payments.healthy());
+    let redis = async {
+        match state.config.redis_url {
+            Some(_) => Some(matches!(
+                tokio::time::timeout(SCRAPE_READ_TIMEOUT, state.cache.ping()).await,
+                Ok(Ok(()))
+            )),
+            None => None,
+        }
+    };
+    let (db_ok, pay_ok, redis_ok) = tokio::join!(refresh_store_gauges(state), payments, redis);
+    m.dependency("database", db_ok);
+    m.dependency("payments", matches!(pay_ok, Ok(true)));
+    if let Some(up) = redis_ok {
+        m.dependency("redis", up);
+    }
+}
+
+/// Sets seats by state and the outbox backlog from the database; false when a read failed.
+async fn refresh_store_gauges(state: &AppState) -> bool {
+    let m = &state.metrics;
+    let seats = tokio::time::timeout(SCRAPE_READ_TIMEOUT, audit::seats_by_state(&state.db));
+    let outbox = tokio::time::timeout(
+        SCRAPE_READ_TIMEOUT,
+        crate::store::outbox::backlog_and_oldest(&state.db),
+    );
+    let (seats, outbox) = tokio::join!(seats, outbox);
+    let mut ok = true;
+    match seats {
+        Ok(Ok(by_state)) => {
+            for s in ["available", "held", "sold"] {
+                let n = by_state.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
+                m.seats.with_label_values(&[s]).set(n);
+            }
+        }
+        _ => ok = false,
+    }
+    match outbox {
+        Ok(Ok((backlog, oldest))) => {
+            m.outbox_backlog.set(backlog);
+            let age = oldest.map_or(0.0, |at| (state.clock.now_ms() - at).max(0) as f64 / 1000.0);
+            m.outbox_oldest_age.set(age);
+        }
+        _ => ok = false,
+    }
+    ok
 }
 
 /// Invariants of a round's inventory, read from the database (admin).

@@ -6,9 +6,9 @@ use axum::Json;
 
 use super::extract::AppJson;
 use super::model::{RegisterRequest, TokenRequest, TokenResponse, UserResponse};
-use crate::app::AppState;
 use crate::domain::{Email, Password, Text};
 use crate::error::{ApiError, ErrorBody, Result};
+use crate::state::AppState;
 use crate::store::users;
 
 /// Register a buyer account.

@@ -6,10 +6,14 @@
 //! Counters and histograms with known label values are created at zero when the registry is
 //! built, so that `rate()` and dashboards see a series before the first event. Gauges that
 //! describe shared state (seats by state, the outbox backlog, the pool, dependencies) are
-//! refreshed when `/metrics` is scraped ([`refresh`]), at most once per second.
+//! set by the `/metrics` handler ([`crate::api::ops::metrics`]) when it is scraped, at most
+//! once per second ([`MetricSet::refresh_due`]); this module reads no store.
+//!
+//! [`HttpMetrics`] (in `http.rs`) keeps the request series of each served route resolved, off
+//! the per-request path. [`spec`] reads the metric table of `system/METRICS.md`, so that
+//! tests (here and in the lab's `scenarios` crate) can hold the table and the registry equal.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus::{
@@ -160,6 +164,27 @@ fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registr
     m
 }
 
+/// A counter without labels (one series).
+fn single_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    register(registry, IntCounter::new(name, help).expect("valid metric"))
+}
+
+/// A gauge without labels (one series).
+fn single_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    register(registry, IntGauge::new(name, help).expect("valid metric"))
+}
+
+/// A floating-point gauge without labels (one series).
+fn single_float_gauge(registry: &Registry, name: &str, help: &str) -> Gauge {
+    register(registry, Gauge::new(name, help).expect("valid metric"))
+}
+
+/// A histogram without labels (one series), with the latency [`BUCKETS`].
+fn single_histogram(registry: &Registry, name: &str, help: &str) -> Histogram {
+    let opts = HistogramOpts::new(name, help).buckets(BUCKETS.to_vec());
+    register(registry, Histogram::with_opts(opts).expect("valid metric"))
+}
+
 impl Metrics {
     /// Creates and registers every metric, with `strategy` as the strategy label of the
     /// series created at zero.
@@ -226,14 +251,7 @@ impl Metrics {
                 "Holds and bookings expired by the reaper, by kind.",
                 &["kind"],
             ),
-            oversold_seats: register(
-                &r,
-                IntGauge::new(
-                    "boxoffice_oversold_seats",
-                    "Seats claimed by more than one live hold or booking, according to the database. Must be 0.",
-                )
-                .expect("valid metric"),
-            ),
+            oversold_seats: single_gauge(&r, "boxoffice_oversold_seats", "Seats claimed by more than one live hold or booking, according to the database. Must be 0."),
             build_info: gauge(
                 &r,
                 "boxoffice_build_info",
@@ -258,77 +276,19 @@ impl Metrics {
                 "Time spent waiting for a lock, by result (acquired, timeout, error).",
                 &["result"],
             ),
-            lock_hold: register(
-                &r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "boxoffice_lock_hold_seconds",
-                        "Time a lock was held, from acquisition to release.",
-                    )
-                    .buckets(BUCKETS.to_vec()),
-                )
-                .expect("valid metric"),
-            ),
+            lock_hold: single_histogram(&r, "boxoffice_lock_hold_seconds", "Time a lock was held, from acquisition to release."),
             db_pool_connections: gauge(
                 &r,
                 "boxoffice_db_pool_connections",
                 "Database pool connections by state (in_use, idle, max), read at scrape.",
                 &["state"],
             ),
-            db_acquire: register(
-                &r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "boxoffice_db_acquire_seconds",
-                        "Time to get a pooled connection for a write transaction.",
-                    )
-                    .buckets(BUCKETS.to_vec()),
-                )
-                .expect("valid metric"),
-            ),
-            outbox_published: register(
-                &r,
-                IntCounter::new(
-                    "boxoffice_outbox_published_total",
-                    "Outbox rows published to Kafka and acknowledged.",
-                )
-                .expect("valid metric"),
-            ),
-            outbox_publish_failures: register(
-                &r,
-                IntCounter::new(
-                    "boxoffice_outbox_publish_failures_total",
-                    "Outbox rows whose publication failed; they are retried.",
-                )
-                .expect("valid metric"),
-            ),
-            outbox_backlog: register(
-                &r,
-                IntGauge::new(
-                    "boxoffice_outbox_backlog",
-                    "Outbox rows not yet published, read at scrape.",
-                )
-                .expect("valid metric"),
-            ),
-            outbox_oldest_age: register(
-                &r,
-                Gauge::new(
-                    "boxoffice_outbox_oldest_unsent_age_seconds",
-                    "Age of the oldest unpublished outbox row (0 when none), read at scrape.",
-                )
-                .expect("valid metric"),
-            ),
-            outbox_relay_lag: register(
-                &r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "boxoffice_outbox_relay_lag_seconds",
-                        "Seconds from an outbox row's creation to the broker's acknowledgement.",
-                    )
-                    .buckets(BUCKETS.to_vec()),
-                )
-                .expect("valid metric"),
-            ),
+            db_acquire: single_histogram(&r, "boxoffice_db_acquire_seconds", "Time to get a pooled connection for a write transaction."),
+            outbox_published: single_counter(&r, "boxoffice_outbox_published_total", "Outbox rows published to Kafka and acknowledged."),
+            outbox_publish_failures: single_counter(&r, "boxoffice_outbox_publish_failures_total", "Outbox rows whose publication failed; they are retried."),
+            outbox_backlog: single_gauge(&r, "boxoffice_outbox_backlog", "Outbox rows not yet published, read at scrape."),
+            outbox_oldest_age: single_float_gauge(&r, "boxoffice_outbox_oldest_unsent_age_seconds", "Age of the oldest unpublished outbox row (0 when none), read at scrape."),
+            outbox_relay_lag: single_histogram(&r, "boxoffice_outbox_relay_lag_seconds", "Seconds from an outbox row's creation to the broker's acknowledgement."),
             kafka_produce: histogram(
                 &r,
                 "boxoffice_kafka_produce_duration_seconds",
@@ -353,14 +313,7 @@ impl Metrics {
                 "Seconds from a state change to its effect in a Kafka consumer (outbox, relay, broker, consumer).",
                 &["consumer"],
             ),
-            sse_connections: register(
-                &r,
-                IntGauge::new(
-                    "boxoffice_sse_connections",
-                    "Open notification streams (Server-Sent Events).",
-                )
-                .expect("valid metric"),
-            ),
+            sse_connections: single_gauge(&r, "boxoffice_sse_connections", "Open notification streams (Server-Sent Events)."),
             payments: counter(
                 &r,
                 "boxoffice_payments_total",
@@ -475,7 +428,7 @@ impl MetricSet {
 
     /// True (and the clock reset) when the scrape-time gauges are due: at most once a second,
     /// so that several scrapers do not multiply the database reads.
-    fn refresh_due(&self) -> bool {
+    pub fn refresh_due(&self) -> bool {
         let mut last = self.refreshed.lock().unwrap_or_else(|p| p.into_inner());
         match *last {
             Some(t) if t.elapsed() < Duration::from_secs(1) => false,
@@ -484,119 +437,6 @@ impl MetricSet {
                 true
             }
         }
-    }
-}
-
-/// The HTTP families' children (`boxoffice_http_requests_total`,
-/// `boxoffice_http_request_duration_seconds`) resolved once per route, method and status
-/// class instead of on every request: `with_label_values` hashes the labels and takes the
-/// family's lock, which on a cache hit costs more than the handler.
-///
-/// The table is built with the router from the routes it serves; each slot is filled on first
-/// use, so a series still appears only once a request has produced it (as with
-/// `with_label_values`). A route or method outside the table falls back to
-/// `with_label_values`.
-#[derive(Debug)]
-pub struct HttpMetrics {
-    metrics: Metrics,
-    /// Matched route pattern → its slots; immutable after [`HttpMetrics::new`], so reading it
-    /// takes no lock.
-    routes: HashMap<Box<str>, RouteSlots>,
-}
-
-/// One route's children by method index ([`method_index`]).
-#[derive(Debug, Default)]
-struct RouteSlots([MethodSlots; METHODS.len()]);
-
-/// One route and method's children: a counter per status class, one histogram.
-#[derive(Debug, Default)]
-struct MethodSlots {
-    requests: [OnceLock<IntCounter>; STATUS_CLASSES.len()],
-    duration: OnceLock<Histogram>,
-}
-
-/// Methods with a slot; any other method takes the `with_label_values` path.
-const METHODS: [http::Method; 7] = [
-    http::Method::GET,
-    http::Method::POST,
-    http::Method::PUT,
-    http::Method::DELETE,
-    http::Method::PATCH,
-    http::Method::HEAD,
-    http::Method::OPTIONS,
-];
-
-/// The `status_class` label values, by hundreds (`1xx` … `5xx`).
-const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-
-fn method_index(method: &http::Method) -> Option<usize> {
-    METHODS.iter().position(|m| m == method)
-}
-
-/// The index of `status`'s class in [`STATUS_CLASSES`] (anything from 500 on is `5xx`).
-fn status_class(status: http::StatusCode) -> usize {
-    match status.as_u16() {
-        100..=199 => 0,
-        200..=299 => 1,
-        300..=399 => 2,
-        400..=499 => 3,
-        _ => 4,
-    }
-}
-
-impl HttpMetrics {
-    /// A table for `routes` (matched patterns such as `/v1/holds/{id}`, and `unmatched`).
-    pub fn new<R: Into<Box<str>>>(metrics: Metrics, routes: impl IntoIterator<Item = R>) -> Self {
-        let routes = routes
-            .into_iter()
-            .map(|r| (r.into(), RouteSlots::default()))
-            .collect();
-        Self { metrics, routes }
-    }
-
-    /// Counts one request of `route` (a matched pattern) and `method` that ended with
-    /// `status` after `elapsed`.
-    pub fn observe(
-        &self,
-        route: &str,
-        method: &http::Method,
-        status: http::StatusCode,
-        elapsed: Duration,
-    ) {
-        let class = status_class(status);
-        let slots = self
-            .routes
-            .get(route)
-            .zip(method_index(method))
-            .map(|(r, m)| &r.0[m]);
-        let Some(slots) = slots else {
-            self.metrics
-                .http_requests
-                .with_label_values(&[route, method.as_str(), STATUS_CLASSES[class]])
-                .inc();
-            self.metrics
-                .http_duration
-                .with_label_values(&[route, method.as_str()])
-                .observe(elapsed.as_secs_f64());
-            return;
-        };
-        slots.requests[class]
-            .get_or_init(|| {
-                self.metrics.http_requests.with_label_values(&[
-                    route,
-                    method.as_str(),
-                    STATUS_CLASSES[class],
-                ])
-            })
-            .inc();
-        slots
-            .duration
-            .get_or_init(|| {
-                self.metrics
-                    .http_duration
-                    .with_label_values(&[route, method.as_str()])
-            })
-            .observe(elapsed.as_secs_f64());
     }
 }
 
@@ -618,238 +458,7 @@ impl Drop for SseGuard {
     }
 }
 
-/// Refreshes the gauges read at scrape time: the pool (free), and, at most once a second,
-/// seats by state, the outbox backlog and its oldest row, and the dependencies' up gauges.
-/// Each database read is bounded by a short timeout; a failed read leaves the last value and
-/// marks the database down.
-pub async fn refresh(state: &crate::AppState) {
-    let m = &state.metrics;
-    let pool = &state.db.pool;
-    let size = i64::from(pool.size());
-    let idle = pool.num_idle() as i64;
-    m.db_pool_connections
-        .with_label_values(&["in_use"])
-        .set((size - idle).max(0));
-    m.db_pool_connections.with_label_values(&["idle"]).set(idle);
-    m.db_pool_connections
-        .with_label_values(&["max"])
-        .set(i64::from(state.config.db_max_connections));
-    if !m.refresh_due() {
-        return;
-    }
-    let timeout = Duration::from_millis(800);
-    let db = async {
-        let seats = tokio::time::timeout(timeout, crate::store::audit::seats_by_state(&state.db));
-        let outbox =
-            tokio::time::timeout(timeout, crate::store::outbox::backlog_and_oldest(&state.db));
-        let (seats, outbox) = tokio::join!(seats, outbox);
-        let mut ok = true;
-        match seats {
-            Ok(Ok(by_state)) => {
-                for s in ["available", "held", "sold"] {
-                    let n = by_state.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
-                    m.seats.with_label_values(&[s]).set(n);
-                }
-            }
-            _ => ok = false,
-        }
-        match outbox {
-            Ok(Ok((backlog, oldest))) => {
-                m.outbox_backlog.set(backlog);
-                let age =
-                    oldest.map_or(0.0, |at| (state.clock.now_ms() - at).max(0) as f64 / 1000.0);
-                m.outbox_oldest_age.set(age);
-            }
-            _ => ok = false,
-        }
-        ok
-    };
-    let payments = tokio::time::timeout(timeout, state.payments.healthy());
-    let redis = async {
-        match state.config.redis_url {
-            Some(_) => Some(matches!(
-                tokio::time::timeout(timeout, state.cache.ping()).await,
-                Ok(Ok(()))
-            )),
-            None => None,
-        }
-    };
-    let (db_ok, pay_ok, redis_ok) = tokio::join!(db, payments, redis);
-    m.dependency("database", db_ok);
-    m.dependency("payments", matches!(pay_ok, Ok(true)));
-    if let Some(up) = redis_ok {
-        m.dependency("redis", up);
-    }
-}
+mod http;
+pub mod spec;
 
-/// The metric table of `system/METRICS.md` and the same view of a live registry, so that
-/// tests can hold the specification and the code equal.
-pub mod spec {
-    use std::collections::{BTreeMap, BTreeSet};
-
-    /// One metric family: its type (`counter`, `gauge`, `histogram`) and label names.
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub struct Family {
-        /// `counter`, `gauge`, `histogram`, `summary` or `untyped`.
-        pub kind: String,
-        /// Label names, sorted, without `le`.
-        pub labels: BTreeSet<String>,
-    }
-
-    /// The families of the Markdown table whose header row starts with `| name | type |
-    /// labels |`: rows `| \`name\` | type | label, label | unit | meaning |`.
-    pub fn from_markdown(text: &str) -> BTreeMap<String, Family> {
-        let mut out = BTreeMap::new();
-        let mut in_table = false;
-        for line in text.lines() {
-            let cells: Vec<&str> = line
-                .trim()
-                .trim_matches('|')
-                .split('|')
-                .map(str::trim)
-                .collect();
-            if !line.trim_start().starts_with('|') {
-                in_table = false;
-                continue;
-            }
-            if cells.len() >= 3 && cells[0] == "name" && cells[1] == "type" {
-                in_table = true;
-                continue;
-            }
-            if !in_table || cells[0].starts_with("---") || cells.len() < 3 {
-                continue;
-            }
-            let name = cells[0].trim_matches('`').to_owned();
-            let labels = cells[2]
-                .split(',')
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_owned)
-                .collect();
-            out.insert(
-                name,
-                Family {
-                    kind: cells[1].to_owned(),
-                    labels,
-                },
-            );
-        }
-        out
-    }
-
-    /// The families in a Prometheus text exposition (`# TYPE` lines and sample labels).
-    pub fn from_exposition(text: &str) -> BTreeMap<String, Family> {
-        let mut out: BTreeMap<String, Family> = BTreeMap::new();
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let mut parts = rest.split_whitespace();
-                if let (Some(name), Some(kind)) = (parts.next(), parts.next()) {
-                    out.insert(
-                        name.to_owned(),
-                        Family {
-                            kind: kind.to_owned(),
-                            labels: BTreeSet::new(),
-                        },
-                    );
-                }
-                continue;
-            }
-            if line.starts_with('#') || line.trim().is_empty() {
-                continue;
-            }
-            let name_end = line.find(['{', ' ']).unwrap_or(line.len());
-            let sample = &line[..name_end];
-            let family = out
-                .keys()
-                .filter(|f| {
-                    sample == f.as_str()
-                        || ["_bucket", "_sum", "_count"]
-                            .iter()
-                            .any(|s| sample.strip_suffix(s) == Some(f.as_str()))
-                })
-                .max_by_key(|f| f.len())
-                .cloned();
-            let (Some(family), Some(open)) = (family, line.find('{')) else {
-                continue;
-            };
-            let close = line.rfind('}').unwrap_or(line.len());
-            let labels = parse_label_names(&line[open + 1..close]);
-            if let Some(f) = out.get_mut(&family) {
-                f.labels.extend(labels.into_iter().filter(|l| l != "le"));
-            }
-        }
-        out
-    }
-
-    fn parse_label_names(s: &str) -> Vec<String> {
-        // name="value",name="value" with escaped quotes inside values.
-        let mut names = Vec::new();
-        let mut rest = s;
-        while let Some(eq) = rest.find('=') {
-            names.push(rest[..eq].trim().trim_start_matches(',').to_owned());
-            let after = &rest[eq + 1..];
-            let mut chars = after.char_indices().skip(1);
-            let mut end = after.len();
-            let mut escaped = false;
-            for (i, c) in chars.by_ref() {
-                match (escaped, c) {
-                    (true, _) => escaped = false,
-                    (false, '\\') => escaped = true,
-                    (false, '"') => {
-                        end = i + 1;
-                        break;
-                    }
-                    _ => {}
-                }
-            }
-            rest = &after[end.min(after.len())..];
-        }
-        names
-    }
-
-    /// A readable difference between the specification and what is emitted; empty when equal.
-    pub fn diff(spec: &BTreeMap<String, Family>, emitted: &BTreeMap<String, Family>) -> String {
-        let mut out = String::new();
-        for (name, f) in spec {
-            match emitted.get(name) {
-                None => out.push_str(&format!("in METRICS.md, not emitted: {name}\n")),
-                Some(e) if e != f => out.push_str(&format!(
-                    "{name}: METRICS.md says {} {:?}, emitted {} {:?}\n",
-                    f.kind, f.labels, e.kind, e.labels
-                )),
-                _ => {}
-            }
-        }
-        for name in emitted.keys().filter(|n| !spec.contains_key(*n)) {
-            out.push_str(&format!("emitted, not in METRICS.md: {name}\n"));
-        }
-        out
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn the_exposition_parser_reads_families_and_label_names() {
-            let text = "# HELP a_total x\n# TYPE a_total counter\na_total{x=\"1\",y=\"a,b=\\\"c\\\"\"} 3\n\
-                        # TYPE h_seconds histogram\nh_seconds_bucket{r=\"1\",le=\"0.5\"} 1\nh_seconds_sum{r=\"1\"} 1\n\
-                        # TYPE g gauge\ng 0\n";
-            let f = from_exposition(text);
-            assert_eq!(f["a_total"].labels, ["x", "y"].map(String::from).into());
-            assert_eq!(f["h_seconds"].labels, ["r"].map(String::from).into());
-            assert_eq!(f["h_seconds"].kind, "histogram");
-            assert!(f["g"].labels.is_empty());
-        }
-
-        #[test]
-        fn the_markdown_parser_reads_the_table_rows() {
-            let md = "intro\n\n| name | type | labels | unit | meaning |\n|---|---|---|---|---|\n\
-                      | `a_total` | counter | x, y | 1 | m |\n| `g` | gauge | | 1 | m |\n\nafter | no\n";
-            let f = from_markdown(md);
-            assert_eq!(f.len(), 2);
-            assert_eq!(f["a_total"].labels, ["x", "y"].map(String::from).into());
-            assert!(f["g"].labels.is_empty());
-        }
-    }
-}
+pub use http::HttpMetrics;

@@ -1,0 +1,277 @@
+//! `atomic`: one conditional `UPDATE … WHERE status = 'available'` that must take every
+//! requested seat, and the unique index on live `hold_seats.guard` as the last guard. On
+//! PostgreSQL it is one statement ([`hold_postgres`]); on SQLite a read first refuses what
+//! cannot succeed ([`refuse_hopeless`]) and the rest goes to the group-commit writer
+//! ([`group_commit`]), falling back to [`hold`] on its own.
+
+use sqlx::Row;
+
+use super::rows::{hold as placed, insert_hold, insert_hold_seats, NewHold};
+use super::{seats_unavailable, unknown_seats, Attempt, Hold, HoldRequest, Placed};
+use crate::error::{ApiError, Result};
+use crate::store::hold_batch::{Job, Outcome};
+use crate::store::{placeholders, Backend, Db};
+
+/// Places a hold through the SQLite group-commit writer. `None` when the writer could not
+/// decide it (its batch failed as a whole, or the writer is gone): nothing was written.
+pub(super) async fn group_commit(
+    db: &Db,
+    h: NewHold,
+    request: &HoldRequest,
+) -> Result<Option<Placed>> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let job = Job {
+        round_id: h.round_id,
+        user_id: h.user_id,
+        request: request.clone(),
+        now: h.now,
+        expires_at: h.expires_at,
+        reply,
+    };
+    if db.hold_queue().send(job).is_err() {
+        return Ok(None);
+    }
+    match answer.await {
+        Ok(Outcome::Placed(hold)) => Ok(Some(Placed { hold, retries: 0 })),
+        Ok(Outcome::Refused(e)) => Err(e),
+        Ok(Outcome::Alone) | Err(_) => Ok(None),
+    }
+}
+
+/// Answers from one read, without the write path, a hold that cannot succeed: 404 for an
+/// unknown round, 422 for seats that are not the round's, 409 when chosen seats are taken or
+/// fewer seats than asked are left. A refusal read from a committed snapshot is a correct
+/// answer at that moment; a hold that passes is decided under the write lock.
+pub(super) async fn refuse_hopeless(db: &Db, round_id: i64, request: &HoldRequest) -> Result<()> {
+    let (wanted, known, free, rounds) = match request {
+        HoldRequest::Seats(ids) => {
+            let ids = ids.as_slice();
+            let sql = format!(
+                "SELECT (SELECT COUNT(*) FROM rounds WHERE id = $1) AS rounds, COUNT(*) AS known,
+                        COALESCE(SUM(CASE WHEN status = 'available' THEN 1 ELSE 0 END), 0) AS free
+                 FROM seats WHERE round_id = $1 AND id IN ({})",
+                placeholders(2, ids.len())
+            );
+            let mut q = sqlx::query(&sql).bind(round_id);
+            for id in ids {
+                q = q.bind(*id);
+            }
+            let row = q.fetch_one(&db.pool).await?;
+            let wanted = ids.len() as i64;
+            let known: i64 = row.try_get("known")?;
+            (
+                wanted,
+                known,
+                row.try_get::<i64, _>("free")?,
+                row.try_get::<i64, _>("rounds")?,
+            )
+        }
+        HoldRequest::Quantity(q) => {
+            let wanted = i64::from(q.get());
+            let row = sqlx::query(
+                "SELECT (SELECT COUNT(*) FROM rounds WHERE id = $1) AS rounds,
+                        (SELECT COUNT(*) FROM (SELECT 1 FROM seats
+                           WHERE round_id = $1 AND status = 'available' LIMIT $2)) AS free",
+            )
+            .bind(round_id)
+            .bind(wanted)
+            .fetch_one(&db.pool)
+            .await?;
+            (
+                wanted,
+                wanted,
+                row.try_get::<i64, _>("free")?,
+                row.try_get::<i64, _>("rounds")?,
+            )
+        }
+    };
+    if rounds == 0 {
+        return Err(ApiError::not_found("round"));
+    }
+    if known != wanted {
+        return Err(unknown_seats());
+    }
+    if free < wanted {
+        return Err(seats_unavailable());
+    }
+    Ok(())
+}
+
+/// Why an atomic hold took nothing: the round is missing (404), some chosen seats are not
+/// the round's (422), or they are taken (409). Only runs on the failure path.
+async fn explain_atomic_failure(db: &Db, round_id: i64, request: &HoldRequest) -> Attempt {
+    // One round trip: does the round exist, and how many of the chosen seats are its own?
+    let (sql, ids): (String, &[i64]) = match request {
+        HoldRequest::Seats(ids) => (
+            format!(
+                "SELECT (SELECT COUNT(*) FROM rounds WHERE id = $1) AS rounds,
+                        (SELECT COUNT(*) FROM seats WHERE round_id = $1 AND id IN ({})) AS known",
+                placeholders(2, ids.as_slice().len())
+            ),
+            ids.as_slice(),
+        ),
+        HoldRequest::Quantity(_) => (
+            "SELECT (SELECT COUNT(*) FROM rounds WHERE id = $1) AS rounds, CAST(0 AS BIGINT) AS known".to_owned(),
+            &[],
+        ),
+    };
+    let mut q = sqlx::query(&sql).bind(round_id);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    let row = match q.fetch_one(&db.pool).await {
+        Ok(row) => row,
+        Err(e) => return e.into(),
+    };
+    let rounds: i64 = row.try_get("rounds").unwrap_or(0);
+    let known: i64 = row.try_get("known").unwrap_or(0);
+    if rounds == 0 {
+        return Attempt::Final(ApiError::not_found("round"));
+    }
+    if known != ids.len() as i64 {
+        return Attempt::Final(unknown_seats());
+    }
+    Attempt::Final(seats_unavailable())
+}
+
+/// The atomic strategy on PostgreSQL in one statement (one round trip, autocommit): lock the
+/// wanted available seats, insert the hold only if all of them were found, mark them held and
+/// record the claims, with data-modifying CTEs. Rows another transaction has locked are
+/// skipped for best-available holds and waited for (then re-checked) for chosen seats.
+pub(super) async fn hold_postgres(
+    db: &Db,
+    h: NewHold,
+    request: &HoldRequest,
+) -> Result<Hold, Attempt> {
+    let NewHold {
+        round_id,
+        user_id,
+        now,
+        expires_at,
+        ..
+    } = h;
+    let (picked, wanted) = match request {
+        HoldRequest::Seats(ids) => (
+            format!(
+                "SELECT id, price FROM seats WHERE round_id = $2 AND status = 'available' AND id IN ({})
+                 ORDER BY id FOR UPDATE",
+                placeholders(6, ids.as_slice().len())
+            ),
+            ids.as_slice().len() as i64,
+        ),
+        HoldRequest::Quantity(q) => (
+            "SELECT id, price FROM seats WHERE round_id = $2 AND status = 'available'
+             ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED"
+                .to_owned(),
+            i64::from(q.get()),
+        ),
+    };
+    let sql = format!(
+        "WITH picked AS ({picked}),
+         h AS (
+             INSERT INTO holds (round_id, user_id, status, amount, seat_count, strategy, created_at, expires_at)
+             SELECT $2, $1, 'active', COALESCE(SUM(price), 0), COUNT(*), 'atomic', $4, $5 FROM picked
+             HAVING COUNT(*) = $3
+             RETURNING id),
+         upd AS (
+             UPDATE seats s SET status = 'held', hold_id = h.id, booking_id = NULL, version = s.version + 1
+             FROM h, picked WHERE s.id = picked.id AND s.status = 'available'
+             RETURNING s.id, s.price),
+         claims AS (
+             INSERT INTO hold_seats (hold_id, seat_id, round_id, live, guard)
+             SELECT h.id, upd.id, $2, 1, upd.id FROM h, upd)
+         SELECT h.id AS hold_id, upd.id AS seat_id, upd.price AS price FROM h, upd ORDER BY upd.id"
+    );
+    let mut q = sqlx::query(&sql)
+        .bind(user_id)
+        .bind(round_id)
+        .bind(wanted)
+        .bind(now)
+        .bind(expires_at);
+    if let HoldRequest::Seats(ids) = request {
+        for seat in ids.as_slice() {
+            q = q.bind(*seat);
+        }
+    }
+    let rows = q.fetch_all(&db.pool).await?;
+    if rows.is_empty() {
+        return Err(explain_atomic_failure(db, round_id, request).await);
+    }
+    let id: i64 = rows[0].try_get("hold_id")?;
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut amount = 0;
+    for row in &rows {
+        ids.push(row.try_get::<i64, _>("seat_id")?);
+        amount += row.try_get::<i64, _>("price")?;
+    }
+    debug_assert_eq!(ids.len() as i64, wanted);
+    Ok(placed(id, round_id, user_id, amount, expires_at, ids))
+}
+
+/// One conditional update that must take every seat, guarded by the unique index.
+pub(super) async fn hold(db: &Db, h: NewHold, request: &HoldRequest) -> Result<Hold, Attempt> {
+    let NewHold {
+        round_id,
+        user_id,
+        expires_at,
+        ..
+    } = h;
+    let mut tx = db.begin_write().await?;
+    let id = insert_hold(tx.conn(), h, 0, 0).await?;
+    let (sql, wanted) = match request {
+        HoldRequest::Seats(ids) => (
+            format!(
+                "UPDATE seats SET status = 'held', hold_id = $1, booking_id = NULL, version = version + 1
+                 WHERE round_id = $2 AND status = 'available' AND id IN ({}) RETURNING id, price",
+                placeholders(3, ids.as_slice().len())
+            ),
+            ids.as_slice().len(),
+        ),
+        HoldRequest::Quantity(q) => {
+            let skip = if db.backend == Backend::Postgres {
+                " FOR UPDATE SKIP LOCKED"
+            } else {
+                ""
+            };
+            (
+                format!(
+                    "UPDATE seats SET status = 'held', hold_id = $1, booking_id = NULL, version = version + 1
+                     WHERE status = 'available' AND id IN (
+                         SELECT id FROM seats WHERE round_id = $2 AND status = 'available'
+                         ORDER BY id LIMIT $3{skip})
+                     RETURNING id, price"
+                ),
+                q.get() as usize,
+            )
+        }
+    };
+    let mut q = sqlx::query(&sql).bind(id).bind(round_id);
+    match request {
+        HoldRequest::Seats(ids) => {
+            for seat in ids.as_slice() {
+                q = q.bind(*seat);
+            }
+        }
+        HoldRequest::Quantity(n) => q = q.bind(i64::from(n.get())),
+    }
+    let rows = q.fetch_all(tx.conn()).await?;
+    if rows.len() != wanted {
+        tx.rollback().await?;
+        return Err(explain_atomic_failure(db, round_id, request).await);
+    }
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut amount = 0i64;
+    for row in &rows {
+        ids.push(row.try_get::<i64, _>("id")?);
+        amount += row.try_get::<i64, _>("price")?;
+    }
+    sqlx::query("UPDATE holds SET amount = $1, seat_count = $2 WHERE id = $3")
+        .bind(amount)
+        .bind(ids.len() as i64)
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+    insert_hold_seats(tx.conn(), id, round_id, &ids, true).await?;
+    tx.commit().await?;
+    Ok(placed(id, round_id, user_id, amount, expires_at, ids))
+}
