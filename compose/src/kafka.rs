@@ -22,7 +22,7 @@ use tempfile::TempDir;
 use crate::net::free_port;
 use crate::process;
 use crate::process::tail;
-use crate::sys::Signal;
+use chaos::process::Signal;
 
 const INSTALL_HINT: &str = "install it with \
      `cargo install --locked tansu@0.6.0 --features dynostore,libsql,postgres` \
@@ -160,7 +160,7 @@ impl LocalKafka {
 
     /// Kills the broker with SIGKILL.
     pub async fn kill(&self) -> anyhow::Result<()> {
-        Ok(process::stop_slot(&self.child, Signal::Kill, STOP_GRACE).await?)
+        Ok(process::stop_slot(&self.child, Signal::SIGKILL, STOP_GRACE).await?)
     }
 
     /// Starts the broker again on the same port and storage (killing it first if it runs).
@@ -185,7 +185,7 @@ impl LocalKafka {
 impl Drop for LocalKafka {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.lock().ok().and_then(|mut c| c.take()) {
-            let _ = process::terminate_blocking(&mut child, Signal::Interrupt, STOP_GRACE);
+            let _ = process::terminate_blocking(&mut child, Signal::SIGINT, STOP_GRACE);
         }
         if let Some(dir) = self.dir.lock().ok().and_then(|mut d| d.take()) {
             if std::env::var("BOXOFFICE_KEEP_STACK").as_deref() == Ok("1") {
@@ -240,7 +240,7 @@ async fn spawn(
             return Ok(child);
         }
         if began.elapsed() > READY_TIMEOUT {
-            let _ = process::terminate_async(&mut child, Signal::Kill, STOP_GRACE).await;
+            let _ = process::terminate_async(&mut child, Signal::SIGKILL, STOP_GRACE).await;
             bail!(
                 "tansu on port {port} did not listen within {READY_TIMEOUT:?}; log tail:\n{}",
                 tail(&log_path, 20)

@@ -43,7 +43,7 @@ use crate::process;
 use crate::process::tail;
 use crate::prometheus::{LocalPrometheus, PrometheusOptions, ScrapeTarget};
 use crate::redis::RedisFailover;
-use crate::sys::{self, Signal};
+use chaos::process::{self as signal, Signal};
 
 /// How long an instance may take to answer `/health/live` after it was started.
 const APP_READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -598,7 +598,7 @@ impl FaultTarget for RedisCluster {
                 FaultAction::Pause => node
                     .pid()
                     .context("redis is not running")
-                    .and_then(|p| Ok(sys::send_signal(p, Signal::Stop)?)),
+                    .and_then(|p| Ok(signal::send(p, Signal::SIGSTOP)?)),
                 _ => return Err(unsupported("redis", action)),
             };
             r.map_err(|e| failed("redis", action, format!("{e:#}")))
@@ -624,7 +624,7 @@ impl FaultTarget for RedisCluster {
                 FaultAction::Pause => {
                     for n in [&self.set.primary, &self.set.replica] {
                         if let Some(p) = n.pid() {
-                            let _ = sys::send_signal(p, Signal::Continue);
+                            let _ = signal::send(p, Signal::SIGCONT);
                         }
                     }
                     Ok(())
@@ -657,7 +657,7 @@ impl FaultTarget for KafkaNode {
                     .broker
                     .pid()
                     .context("kafka is not running")
-                    .and_then(|p| Ok(sys::send_signal(p, Signal::Stop)?)),
+                    .and_then(|p| Ok(signal::send(p, Signal::SIGSTOP)?)),
                 _ => return Err(unsupported("kafka", action)),
             };
             r.map_err(|e| failed("kafka", action, format!("{e:#}")))
@@ -675,7 +675,7 @@ impl FaultTarget for KafkaNode {
                     .broker
                     .pid()
                     .context("kafka is not running")
-                    .and_then(|p| Ok(sys::send_signal(p, Signal::Continue)?)),
+                    .and_then(|p| Ok(signal::send(p, Signal::SIGCONT)?)),
                 _ => return Err(unsupported("kafka", action)),
             };
             r.map_err(|e| failed("kafka", action, format!("{e:#}")))
@@ -754,7 +754,7 @@ impl AppInstance {
                 break;
             }
             if Instant::now() > deadline {
-                let _ = process::terminate_async(&mut child, Signal::Kill, Duration::ZERO).await;
+                let _ = process::terminate_async(&mut child, Signal::SIGKILL, Duration::ZERO).await;
                 bail!(
                     "{} did not answer /health/live within {APP_READY_TIMEOUT:?}; log tail:\n{}",
                     self.name,
@@ -773,7 +773,7 @@ impl AppInstance {
 
     async fn terminate(&self) {
         let _ = self
-            .signal_stop(Signal::Interrupt, Duration::from_secs(10))
+            .signal_stop(Signal::SIGINT, Duration::from_secs(10))
             .await;
     }
 }
@@ -782,15 +782,15 @@ impl FaultTarget for AppInstance {
     fn apply<'a>(&'a self, action: &'a FaultAction) -> FaultFuture<'a> {
         Box::pin(async move {
             let r = match action {
-                FaultAction::Kill => self.signal_stop(Signal::Kill, Duration::ZERO).await,
+                FaultAction::Kill => self.signal_stop(Signal::SIGKILL, Duration::ZERO).await,
                 FaultAction::Stop => {
-                    self.signal_stop(Signal::Interrupt, Duration::from_secs(10))
+                    self.signal_stop(Signal::SIGINT, Duration::from_secs(10))
                         .await
                 }
                 FaultAction::Pause => self
                     .pid()
                     .context("the instance is not running")
-                    .and_then(|p| Ok(sys::send_signal(p, Signal::Stop)?)),
+                    .and_then(|p| Ok(signal::send(p, Signal::SIGSTOP)?)),
                 _ => return Err(unsupported(&self.name, action)),
             };
             r.map_err(|e| failed(&self.name, action, format!("{e:#}")))
@@ -804,7 +804,7 @@ impl FaultTarget for AppInstance {
                 FaultAction::Pause => self
                     .pid()
                     .context("the instance is not running")
-                    .and_then(|p| Ok(sys::send_signal(p, Signal::Continue)?)),
+                    .and_then(|p| Ok(signal::send(p, Signal::SIGCONT)?)),
                 _ => return Err(unsupported(&self.name, action)),
             };
             r.map_err(|e| failed(&self.name, action, format!("{e:#}")))
@@ -820,9 +820,8 @@ impl Drop for AppInstance {
             .unwrap_or_else(PoisonError::into_inner)
             .take()
         {
-            let _ = sys::send_signal(child.id(), Signal::Continue);
-            let _ =
-                process::terminate_blocking(&mut child, Signal::Interrupt, Duration::from_secs(5));
+            let _ = signal::send(child.id(), Signal::SIGCONT);
+            let _ = process::terminate_blocking(&mut child, Signal::SIGINT, Duration::from_secs(5));
         }
     }
 }

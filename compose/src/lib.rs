@@ -30,7 +30,8 @@
 //! - [`shared`] holds the server shared by a test binary, and [`fresh_postgres_database`].
 //! - [`net`] holds [`free_port`].
 //! - `process` spawns children that die with us, as `nobody` when we are root.
-//! - `sys` holds the only `unsafe` code (signals, `PR_SET_PDEATHSIG`, `atexit`).
+//! - `sys` holds the only `unsafe` code (`PR_SET_PDEATHSIG`, `atexit`); signals go through
+//!   [`chaos::process::send`].
 //!
 //! # Environment
 //!

@@ -31,7 +31,7 @@ use tempfile::TempDir;
 
 use crate::net::free_port;
 use crate::process::{self, Ending, Identity};
-use crate::sys::Signal;
+use chaos::process::{self as signal, Signal};
 
 /// Settings every server gets unless the caller overrides them. Durability stays on so that
 /// what the lab measures (and what a crash loses) is what production would see.
@@ -215,7 +215,7 @@ impl LocalPostgres {
             .take();
         let ending = match child {
             Some(mut child) => Some(
-                process::terminate_async(&mut child, Signal::Interrupt, STOP_TIMEOUT)
+                process::terminate_async(&mut child, Signal::SIGINT, STOP_TIMEOUT)
                     .await
                     .with_context(|| format!("Failed to stop PostgreSQL (pid {})", self.pid()))?,
             ),
@@ -257,13 +257,13 @@ impl LocalPostgres {
     /// Kills the postmaster with SIGKILL (a crash: no checkpoint, clients see their
     /// connections die). The data dir stays; [`LocalPostgres::start_again`] runs crash recovery.
     pub async fn kill(&self) -> anyhow::Result<()> {
-        Ok(process::stop_slot(&self.child, Signal::Kill, Duration::ZERO).await?)
+        Ok(process::stop_slot(&self.child, Signal::SIGKILL, Duration::ZERO).await?)
     }
 
     /// Fast shutdown (SIGINT: sessions rolled back, checkpoint), keeping the data dir so that
     /// [`LocalPostgres::start_again`] brings the same cluster back on the same port.
     pub async fn shutdown(&self) -> anyhow::Result<()> {
-        Ok(process::stop_slot(&self.child, Signal::Interrupt, STOP_TIMEOUT).await?)
+        Ok(process::stop_slot(&self.child, Signal::SIGINT, STOP_TIMEOUT).await?)
     }
 
     /// Starts the server again on its port after [`LocalPostgres::kill`] or
@@ -307,12 +307,12 @@ impl LocalPostgres {
     /// Freezes the postmaster and every backend (SIGSTOP): connections stay open, nothing
     /// answers. [`LocalPostgres::resume`] thaws them.
     pub fn pause(&self) -> anyhow::Result<()> {
-        self.signal_all(Signal::Stop)
+        self.signal_all(Signal::SIGSTOP)
     }
 
     /// Thaws a paused server (SIGCONT).
     pub fn resume(&self) -> anyhow::Result<()> {
-        self.signal_all(Signal::Continue)
+        self.signal_all(Signal::SIGCONT)
     }
 
     /// Signals the postmaster and its children (the backends, found through /proc).
@@ -321,8 +321,8 @@ impl LocalPostgres {
         let mut pids = vec![pid];
         pids.extend(children_of(pid));
         for p in pids {
-            match crate::sys::send_signal(p, signal) {
-                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+            match signal::send(p, signal) {
+                Err(e) if signal::is_gone(&e) => {}
                 other => other.with_context(|| format!("Failed to signal PostgreSQL pid {p}"))?,
             }
         }
@@ -447,7 +447,7 @@ impl LocalPostgres {
         if let Ok(mut slot) = self.child.try_lock() {
             if let Some(mut child) = slot.take() {
                 if let Err(error) =
-                    process::terminate_blocking(&mut child, Signal::Quit, DROP_TIMEOUT)
+                    process::terminate_blocking(&mut child, Signal::SIGQUIT, DROP_TIMEOUT)
                 {
                     eprintln!(
                         "compose: failed to stop PostgreSQL (pid {}): {error}",
@@ -618,7 +618,7 @@ async fn run_initdb(
     let status = match process::wait_async(&mut child, INITDB_TIMEOUT).await? {
         Some(status) => status,
         None => {
-            let _ = process::terminate_blocking(&mut child, Signal::Kill, Duration::ZERO);
+            let _ = process::terminate_blocking(&mut child, Signal::SIGKILL, Duration::ZERO);
             bail!(
                 "initdb did not finish within {} s\n{}",
                 INITDB_TIMEOUT.as_secs(),
@@ -699,7 +699,7 @@ async fn start_server(
                 }
             }
             Err(reason) => {
-                let _ = process::terminate_async(&mut child, Signal::Quit, DROP_TIMEOUT).await;
+                let _ = process::terminate_async(&mut child, Signal::SIGQUIT, DROP_TIMEOUT).await;
                 bail!(
                     "PostgreSQL ({}) did not become ready on {HOST}:{port}: {}\n{}",
                     bin_dir.join("postgres").display(),

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
-use crate::sys::{self, Signal};
+use crate::sys;
+use chaos::process::{self as signal, Signal};
 
 /// How often we poll a child for its exit; short, because shutdowns usually take milliseconds.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -171,9 +172,9 @@ pub(crate) async fn terminate_async(
 }
 
 fn signal_child(child: &Child, signal: Signal) -> io::Result<()> {
-    match sys::send_signal(child.id(), signal) {
+    match signal::send(child.id(), signal) {
         // Exited between try_wait and kill: it is a zombie until reaped, which the wait does.
-        Err(error) if error.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        Err(error) if signal::is_gone(&error) => Ok(()),
         other => other,
     }
 }
@@ -204,7 +205,7 @@ pub(crate) async fn stop_slot(
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take();
     if let Some(mut child) = child {
-        let _ = sys::send_signal(child.id(), Signal::Continue);
+        let _ = signal::send(child.id(), Signal::SIGCONT);
         terminate_async(&mut child, signal, grace).await?;
     }
     Ok(())

@@ -26,7 +26,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use crate::net::free_port;
 use crate::process;
 use crate::process::tail;
-use crate::sys::Signal;
+use chaos::process::Signal;
 
 const INSTALL_HINT: &str =
     "install them with `apt-get install -y prometheus prometheus-alertmanager` (Debian/Ubuntu)";
@@ -371,7 +371,7 @@ impl LocalPrometheus {
 impl Drop for LocalPrometheus {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.lock().ok().and_then(|mut c| c.take()) {
-            let _ = process::terminate_blocking(&mut child, Signal::Interrupt, STOP_GRACE);
+            let _ = process::terminate_blocking(&mut child, Signal::SIGINT, STOP_GRACE);
         }
         if let Some(dir) = self.dir.lock().ok().and_then(|mut d| d.take()) {
             keep_or_remove(dir);
@@ -471,7 +471,7 @@ impl LocalAlertmanager {
 impl Drop for LocalAlertmanager {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.lock().ok().and_then(|mut c| c.take()) {
-            let _ = process::terminate_blocking(&mut child, Signal::Interrupt, STOP_GRACE);
+            let _ = process::terminate_blocking(&mut child, Signal::SIGINT, STOP_GRACE);
         }
         if let Some(dir) = self.dir.lock().ok().and_then(|mut d| d.take()) {
             keep_or_remove(dir);

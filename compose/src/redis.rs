@@ -27,7 +27,8 @@ use tokio::sync::OnceCell;
 use crate::net::free_port;
 use crate::process::tail;
 use crate::process::{self};
-use crate::sys::{self, Signal};
+use crate::sys;
+use chaos::process::Signal;
 
 const INSTALL_HINT: &str = "install it with `apt-get install -y redis-server redis-sentinel` \
      (Debian/Ubuntu), or put redis-server on PATH";
@@ -122,7 +123,7 @@ impl LocalRedis {
 
     /// Kills the server with SIGKILL (a crash: clients see their connections reset).
     pub async fn kill(&self) -> anyhow::Result<()> {
-        Ok(process::stop_slot(&self.child, Signal::Kill, STOP_GRACE).await?)
+        Ok(process::stop_slot(&self.child, Signal::SIGKILL, STOP_GRACE).await?)
     }
 
     /// Starts the server again on the same port (killing it first if it runs). Its data is
@@ -153,7 +154,7 @@ impl LocalRedis {
 impl Drop for LocalRedis {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.lock().ok().and_then(|mut c| c.take()) {
-            let _ = process::terminate_blocking(&mut child, Signal::Interrupt, STOP_GRACE);
+            let _ = process::terminate_blocking(&mut child, Signal::SIGINT, STOP_GRACE);
         }
         if let Some(dir) = self.dir.lock().ok().and_then(|mut d| d.take()) {
             keep_or_remove(dir);
@@ -199,7 +200,7 @@ async fn wait_ready(mut child: Child, port: u16, log: &Path) -> anyhow::Result<C
             return Ok(child);
         }
         if began.elapsed() > READY_TIMEOUT {
-            let _ = process::terminate_async(&mut child, Signal::Kill, STOP_GRACE).await;
+            let _ = process::terminate_async(&mut child, Signal::SIGKILL, STOP_GRACE).await;
             bail!(
                 "redis on port {port} did not answer PING within {READY_TIMEOUT:?}; log tail:\n{}",
                 tail(log, 20)
@@ -300,7 +301,7 @@ impl RedisFailover {
 impl Drop for RedisFailover {
     fn drop(&mut self) {
         if let Some(mut child) = self.sentinel.lock().ok().and_then(|mut c| c.take()) {
-            let _ = process::terminate_blocking(&mut child, Signal::Interrupt, STOP_GRACE);
+            let _ = process::terminate_blocking(&mut child, Signal::SIGINT, STOP_GRACE);
         }
     }
 }
@@ -327,7 +328,7 @@ pub fn fresh_redis_prefix() -> String {
 extern "C" fn stop_shared_at_exit() {
     if let Some(server) = SHARED.get() {
         if let Some(mut child) = server.child.lock().ok().and_then(|mut c| c.take()) {
-            let _ = process::terminate_blocking(&mut child, Signal::Kill, STOP_GRACE);
+            let _ = process::terminate_blocking(&mut child, Signal::SIGKILL, STOP_GRACE);
         }
     }
 }
