@@ -50,7 +50,8 @@ impl ContainerAction {
     }
 }
 
-/// Checks that `docker info` answers within a few seconds.
+/// Checks that `docker info` answers within 5 s. The workspace's one Docker probe: compose's
+/// docker stack asks it too (`compose::docker::docker_available`).
 pub fn docker_available() -> Result<(), ContainerError> {
     let mut child = Command::new("docker")
         .args(["info", "--format", "{{.ServerVersion}}"])
