@@ -41,15 +41,12 @@ impl ProcessFault {
 /// wants it gone can test [`is_gone`]) and `EPERM` if it belongs to another user. Refuses pids
 /// ≤ 1, which would signal a process group, every process, or init.
 pub fn send(pid: u32, signal: Signal) -> io::Result<()> {
-    let pid = i32::try_from(pid)
-        .ok()
-        .filter(|p| *p > 1)
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("refusing to signal pid {pid}"),
-            )
-        })?;
+    let pid = i32::try_from(pid).ok().filter(|p| *p > 1).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing to signal pid {pid}"),
+        )
+    })?;
     nix::sys::signal::kill(Pid::from_raw(pid), signal).map_err(io::Error::from)
 }
 
