@@ -1,6 +1,10 @@
 //! Container faults through the `docker` CLI (kill, pause, unpause, stop, start), for game
 //! days on the docker-compose stack. Before acting it checks that a daemon answers, so on a
 //! machine without Docker the user gets one clear sentence instead of a socket error.
+//!
+//! It shells out to the `docker` CLI rather than using a Docker API crate (bollard): five verbs and
+//! a probe do not justify an API client in the `chaos` binary, and the CLI honours the user's
+//! `DOCKER_HOST` and contexts.
 
 use std::process::Command;
 use std::time::Duration;

@@ -13,6 +13,10 @@
 //! ├── initdb.log
 //! └── postgres.log               server stderr, appended across start attempts
 //! ```
+//!
+//! It runs the installed binaries rather than `postgresql_embedded` or `pg-embed`, which download
+//! PostgreSQL at test time: nothing is fetched here, and the lab holds the postmaster's `Child` for
+//! its kill, pause and crash-recovery drills.
 
 use std::env;
 use std::ffi::OsStr;

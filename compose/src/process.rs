@@ -12,6 +12,10 @@
 //! output appended to one log, a readiness probe, kill / stop / start again on the same port,
 //! pause and resume, and a stop on drop. What differs per server is a [`Server`]: its command
 //! and its probe.
+//!
+//! Hand-written rather than built on a process crate (`process-wrap`, `command-group`): those
+//! manage process groups, while the lab needs the tie to the parent's death set from a long-lived
+//! spawner thread, readiness probes, and restarts on the same port.
 
 use std::fs::{self, OpenOptions};
 use std::future::Future;

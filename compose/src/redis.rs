@@ -12,6 +12,10 @@
 //! ├── redis.log        server log, appended across restarts
 //! └── sentinel.conf    (failover drills only; Sentinel rewrites it)
 //! ```
+//!
+//! Readiness checks and drills speak Redis's inline protocol over a fresh TCP connection
+//! (`raw_command`) rather than through the `redis` crate: one blocking command with short timeouts
+//! is all they need, with no reconnect or retry logic to hide a half-started or frozen server.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;

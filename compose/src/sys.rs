@@ -4,6 +4,9 @@
 //! must then drop to an unprivileged uid), tying a child's life to ours with `PR_SET_PDEATHSIG`,
 //! and registering an exit hook for the shared server. Signals go through
 //! [`chaos::process::send`], the workspace's one signal helper.
+//!
+//! These stay on `libc` rather than `nix`: `pre_exec` is `unsafe` whatever wraps the calls inside
+//! it, and `nix` has no `atexit`.
 #![allow(unsafe_code)]
 
 use std::io;

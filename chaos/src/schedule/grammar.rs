@@ -1,5 +1,8 @@
 //! The schedule grammar: fault text (`redis:kill@20s+10s`) and TOML drill files parsed into a
 //! [`Schedule`], with start-time spreads drawn from the schedule's seed.
+//!
+//! Durations are parsed here rather than with `humantime`: the grammar also takes a bare number of
+//! seconds and `~spread` suffixes, and every error names the fault it came from.
 
 use std::path::Path;
 use std::time::Duration;
