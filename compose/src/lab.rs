@@ -469,16 +469,16 @@ impl<C: ProcessFaults> Target<C> {
         })
     }
 
-    async fn fault(&self, action: &FaultAction, revert: bool) -> Result<(), ScheduleError> {
+    async fn fault(&self, action: &FaultAction, phase: Phase) -> Result<(), ScheduleError> {
         if let Some(proxy) = self.proxy.as_ref().filter(|_| is_network(action)) {
-            return match revert {
-                false => proxy.apply(action).await,
-                true => proxy.revert(action).await,
+            return match phase {
+                Phase::Apply => proxy.apply(action).await,
+                Phase::Revert => proxy.revert(action).await,
             };
         }
-        let outcome = match revert {
-            false => self.component.apply(action).await,
-            true => self.component.revert(action).await,
+        let outcome = match phase {
+            Phase::Apply => self.component.apply(action).await,
+            Phase::Revert => self.component.revert(action).await,
         };
         match outcome {
             Some(done) => done.map_err(|e| ScheduleError::Failed {
@@ -496,12 +496,19 @@ impl<C: ProcessFaults> Target<C> {
 
 impl<C: ProcessFaults> FaultTarget for Target<C> {
     fn apply<'a>(&'a self, action: &'a FaultAction) -> FaultFuture<'a> {
-        Box::pin(self.fault(action, false))
+        Box::pin(self.fault(action, Phase::Apply))
     }
 
     fn revert<'a>(&'a self, action: &'a FaultAction) -> FaultFuture<'a> {
-        Box::pin(self.fault(action, true))
+        Box::pin(self.fault(action, Phase::Revert))
     }
+}
+
+/// Whether a fault starts or ends.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    Apply,
+    Revert,
 }
 
 fn is_network(action: &FaultAction) -> bool {
