@@ -1,6 +1,10 @@
 //! A client for the Toxiproxy HTTP API. It speaks only what Toxiproxy 2.x speaks (plus
 //! `/metrics`), so the same client drives this crate's [`crate::server::ProxyServer`] and a
 //! real Toxiproxy container in the docker-compose stack.
+//!
+//! It is written over `reqwest` rather than taken from a Toxiproxy client crate: a dozen routes,
+//! sharing their types ([`crate::ToxicSpec`], [`crate::ProxyInfo`]) with the server so the two
+//! cannot drift, plus `/metrics`.
 
 use std::collections::BTreeMap;
 

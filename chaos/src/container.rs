@@ -1,6 +1,10 @@
 //! Container faults through the `docker` CLI (kill, pause, unpause, stop, start), for game
 //! days on the docker-compose stack. Before acting it checks that a daemon answers, so on a
 //! machine without Docker the user gets one clear sentence instead of a socket error.
+//!
+//! It shells out to the `docker` CLI rather than using a Docker API crate (bollard): five verbs and
+//! a probe do not justify an API client in the `chaos` binary, and the CLI honours the user's
+//! `DOCKER_HOST` and contexts.
 
 use std::process::Command;
 use std::time::Duration;
@@ -50,7 +54,8 @@ impl ContainerAction {
     }
 }
 
-/// Checks that `docker info` answers within a few seconds.
+/// Checks that `docker info` answers within 5 s. The workspace's one Docker probe: compose's
+/// docker stack asks it too (`compose::docker::docker_available`).
 pub fn docker_available() -> Result<(), ContainerError> {
     let mut child = Command::new("docker")
         .args(["info", "--format", "{{.ServerVersion}}"])

@@ -2,10 +2,15 @@
 //! system sees it: the socket stays open, the kernel still completes TCP handshakes into the
 //! backlog, but nothing answers) and resume (SIGCONT).
 //!
-//! The one `unsafe` call of the crate (`libc::kill`) lives here, behind a safe wrapper.
-#![allow(unsafe_code)]
+//! [`send`] is the workspace's one way to signal a process (compose stops and pauses its
+//! servers with it too); it goes through the `nix` crate, so no `unsafe` is needed here.
 
 use std::io;
+
+use nix::unistd::Pid;
+
+/// A signal to send with [`send`] (`Signal::SIGKILL`, `Signal::SIGSTOP`, …).
+pub use nix::sys::signal::Signal;
 
 /// A process fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,37 +26,38 @@ pub enum ProcessFault {
 }
 
 impl ProcessFault {
-    fn signal(self) -> libc::c_int {
+    /// The signal that causes this fault.
+    pub fn signal(self) -> Signal {
         match self {
-            ProcessFault::Kill => libc::SIGKILL,
-            ProcessFault::Pause => libc::SIGSTOP,
-            ProcessFault::Resume => libc::SIGCONT,
-            ProcessFault::Terminate => libc::SIGTERM,
+            ProcessFault::Kill => Signal::SIGKILL,
+            ProcessFault::Pause => Signal::SIGSTOP,
+            ProcessFault::Resume => Signal::SIGCONT,
+            ProcessFault::Terminate => Signal::SIGTERM,
         }
     }
 }
 
-/// Sends the fault's signal to `pid`. Fails with `ESRCH` if there is no such process and
-/// `EPERM` if it belongs to another user. Refuses pids ≤ 1, which would signal a process
-/// group, every process, or init.
+/// Sends `signal` to `pid`. Fails with `ESRCH` if there is no such process (a caller that only
+/// wants it gone can test [`is_gone`]) and `EPERM` if it belongs to another user. Refuses pids
+/// ≤ 1, which would signal a process group, every process, or init.
+pub fn send(pid: u32, signal: Signal) -> io::Result<()> {
+    let pid = i32::try_from(pid).ok().filter(|p| *p > 1).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing to signal pid {pid}"),
+        )
+    })?;
+    nix::sys::signal::kill(Pid::from_raw(pid), signal).map_err(io::Error::from)
+}
+
+/// Whether `error` from [`send`] says the process no longer exists (`ESRCH`).
+pub fn is_gone(error: &io::Error) -> bool {
+    error.raw_os_error() == Some(nix::errno::Errno::ESRCH as i32)
+}
+
+/// Sends the fault's signal to `pid` (see [`send`]).
 pub fn apply(pid: u32, fault: ProcessFault) -> io::Result<()> {
-    let pid = libc::pid_t::try_from(pid)
-        .ok()
-        .filter(|p| *p > 1)
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("refusing to signal pid {pid}"),
-            )
-        })?;
-    // SAFETY: kill(2) takes plain integers and touches no memory of ours; `pid` is a positive
-    // pid > 1 (checked above), so it targets exactly one process, never a group or all.
-    let rc = unsafe { libc::kill(pid, fault.signal()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    send(pid, fault.signal())
 }
 
 /// SIGKILL `pid`.

@@ -13,6 +13,10 @@
 //! connection re-syncs its chains when it changes, so adding a toxic affects existing
 //! connections too (as in Toxiproxy). Disabling the proxy closes its listener (new connections
 //! are refused) and drops every open connection; enabling binds the same address again.
+//!
+//! The proxy is this crate's own rather than a Toxiproxy binary or port (noxious): the local stack
+//! runs it in-process with nothing to install, seeded so that a run replays, and instrumented with
+//! [`crate::metrics`]; compatibility with Toxiproxy is kept at the HTTP API.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{SocketAddr, ToSocketAddrs};

@@ -14,6 +14,11 @@
 //! Every 250 ms each backend's `GET /health/live` is probed with a 500 ms deadline; a frozen
 //! (SIGSTOP-ed) instance still accepts TCP connections into its backlog, so only the probe's
 //! timeout reveals it.
+//!
+//! Hand-written rather than built on a proxy crate (pingora, or tower's `balance`, which is for
+//! HTTP services): the lab needs only round-robin over a few local TCP backends, byte splicing, and
+//! a liveness probe whose timeout catches a frozen instance, which fits in this file with no new
+//! dependency.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

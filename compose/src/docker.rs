@@ -93,22 +93,19 @@ pub fn docker_host() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned())
 }
 
-/// Whether a Docker daemon answers a ping (within 5 s), through the same client
-/// configuration testcontainers uses (`DOCKER_HOST`, `~/.testcontainers.properties`).
+/// Whether a Docker daemon answers (within 5 s). This is [`chaos::container::docker_available`]
+/// (`docker info`, which honours `DOCKER_HOST` as testcontainers does), run off the async
+/// runtime, with the daemon's address added to the reason.
 pub async fn docker_available() -> Result<(), DockerUnavailable> {
-    let unavailable = |reason: String| DockerUnavailable {
-        reason: format!("{reason} (daemon: {})", docker_host()),
+    let reason = match tokio::task::spawn_blocking(chaos::container::docker_available).await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(chaos::container::ContainerError::Unavailable(reason))) => reason,
+        Ok(Err(other)) => other.to_string(),
+        Err(join) => format!("the check did not finish: {join}"),
     };
-    let docker = testcontainers::core::client::docker_client_instance()
-        .await
-        .map_err(|e| unavailable(format!("cannot create a Docker client: {e}")))?;
-    match tokio::time::timeout(Duration::from_secs(5), docker.ping()).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(unavailable(format!("the daemon does not answer: {e}"))),
-        Err(_) => Err(unavailable(
-            "the daemon did not answer a ping within 5 s".to_owned(),
-        )),
-    }
+    Err(DockerUnavailable {
+        reason: format!("{reason} (daemon: {})", docker_host()),
+    })
 }
 
 /// Builds the box office image from `compose/Dockerfile` with the `docker` CLI

@@ -12,23 +12,18 @@
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use tempfile::TempDir;
 
-use crate::net::free_port;
-use crate::process;
-use crate::process::tail;
-use crate::sys::Signal;
+use crate::process::{Home, Server, Supervisor};
 
 const INSTALL_HINT: &str = "install it with \
      `cargo install --locked tansu@0.6.0 --features dynostore,libsql,postgres` \
      (takes 15-20 minutes), or set BOXOFFICE_TANSU to its path";
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
-const STOP_GRACE: Duration = Duration::from_secs(5);
+/// The broker's log (stdout and stderr), in its temp dir.
+const LOG: &str = "tansu.log";
 
 /// Where a [`LocalKafka`] keeps its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,15 +63,52 @@ pub fn find_tansu() -> anyhow::Result<PathBuf> {
 /// One tansu broker on 127.0.0.1.
 #[derive(Debug)]
 pub struct LocalKafka {
-    child: Mutex<Option<Child>>,
-    dir: Mutex<Option<TempDir>>,
-    root: PathBuf,
+    /// The broker, its temp dir and port.
+    server: Supervisor<Tansu>,
+}
+
+/// How the broker is run.
+#[derive(Debug)]
+struct Tansu {
     bin: PathBuf,
-    port: u16,
     storage: KafkaStorage,
     /// The address clients are told to connect to (`host:port`), when it is not the broker's
     /// own: a fault proxy in front of it.
     advertised: Option<String>,
+}
+
+impl Server for Tansu {
+    const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+    fn name(&self) -> &str {
+        "tansu"
+    }
+
+    fn command(&self, home: &Path, port: u16) -> anyhow::Result<Command> {
+        let url = format!("tcp://127.0.0.1:{port}");
+        let advertised_url = self
+            .advertised
+            .as_ref()
+            .map_or_else(|| url.clone(), |a| format!("tcp://{a}"));
+        // tansu takes an SQLite path relative to its working directory.
+        let engine = match self.storage {
+            KafkaStorage::Memory => "memory://tansu/",
+            KafkaStorage::Sqlite => "sqlite://tansu.db",
+        };
+        let mut cmd = Command::new(&self.bin);
+        cmd.current_dir(home)
+            .arg("broker")
+            .args(["--listener-url", &url])
+            .args(["--advertised-listener-url", &advertised_url])
+            .args(["--storage-engine", engine]);
+        Ok(cmd)
+    }
+
+    async fn probe(&self, port: u16) -> Result<(), String> {
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
 }
 
 impl LocalKafka {
@@ -92,54 +124,38 @@ impl LocalKafka {
         storage: KafkaStorage,
         advertised: Option<String>,
     ) -> anyhow::Result<LocalKafka> {
-        let bin = find_tansu()?;
-        let dir = tempfile::Builder::new()
-            .prefix("boxoffice-kafka-")
-            .tempdir()
-            .context("Failed to create a temp dir for tansu")?;
-        let root = dir.path().to_path_buf();
-        let mut last = None;
-        for _ in 0..5 {
-            let port = free_port()?;
-            match spawn(&bin, &root, port, storage, advertised.as_deref()).await {
-                Ok(child) => {
-                    tracing::info!(port, dir = %root.display(), "tansu started");
-                    return Ok(LocalKafka {
-                        child: Mutex::new(Some(child)),
-                        dir: Mutex::new(Some(dir)),
-                        root,
-                        bin,
-                        port,
-                        storage,
-                        advertised,
-                    });
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.expect("at least one attempt"))
+        let tansu = Tansu {
+            bin: find_tansu()?,
+            storage,
+            advertised,
+        };
+        let home = Home::temp("boxoffice-kafka-", None)?;
+        let server = Supervisor::start(tansu, home, LOG)
+            .await
+            .with_context(|| format!("tansu did not start; {INSTALL_HINT}"))?;
+        Ok(LocalKafka { server })
     }
 
     /// `127.0.0.1:PORT`, for `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.server.port())
     }
 
     /// The broker's log (stdout and stderr, appended across restarts).
     pub fn log_path(&self) -> PathBuf {
-        self.root.join("tansu.log")
+        self.server.log_path().to_path_buf()
     }
 
     /// Its storage.
     pub fn storage(&self) -> KafkaStorage {
-        self.storage
+        self.server.server().storage
     }
 
     /// Creates a topic with the tansu CLI.
     pub async fn create_topic(&self, name: &str, partitions: u32) -> anyhow::Result<()> {
-        let out = tokio::process::Command::new(&self.bin)
+        let out = tokio::process::Command::new(&self.server.server().bin)
             .args(["topic", "create", "--broker"])
-            .arg(format!("tcp://127.0.0.1:{}", self.port))
+            .arg(format!("tcp://{}", self.bootstrap()))
             .args(["--partitions", &partitions.to_string(), name])
             .output()
             .await
@@ -155,97 +171,26 @@ impl LocalKafka {
 
     /// The broker process's pid, while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.lock().expect("lock").as_ref().map(Child::id)
+        self.server.pid()
     }
 
     /// Kills the broker with SIGKILL.
     pub async fn kill(&self) -> anyhow::Result<()> {
-        Ok(process::stop_slot(&self.child, Signal::Kill, STOP_GRACE).await?)
+        self.server.kill().await
     }
 
     /// Starts the broker again on the same port and storage (killing it first if it runs).
     pub async fn restart(&self) -> anyhow::Result<()> {
-        self.kill().await?;
-        let mut last = None;
-        for _ in 0..20 {
-            let advertised = self.advertised.as_deref();
-            match spawn(&self.bin, &self.root, self.port, self.storage, advertised).await {
-                Ok(child) => {
-                    *self.child.lock().expect("lock") = Some(child);
-                    return Ok(());
-                }
-                Err(e) => last = Some(e),
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        Err(last.expect("at least one attempt"))
+        self.server.restart().await
     }
-}
 
-impl Drop for LocalKafka {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.lock().ok().and_then(|mut c| c.take()) {
-            let _ = process::terminate_blocking(&mut child, Signal::Interrupt, STOP_GRACE);
-        }
-        if let Some(dir) = self.dir.lock().ok().and_then(|mut d| d.take()) {
-            if std::env::var("BOXOFFICE_KEEP_STACK").as_deref() == Ok("1") {
-                eprintln!("compose: kept {}", dir.keep().display());
-            }
-        }
+    /// Freezes the broker (SIGSTOP). Fails when it does not run.
+    pub(crate) fn pause(&self) -> anyhow::Result<()> {
+        self.server.signal(chaos::process::Signal::SIGSTOP)
     }
-}
 
-async fn spawn(
-    bin: &Path,
-    root: &Path,
-    port: u16,
-    storage: KafkaStorage,
-    advertised: Option<&str>,
-) -> anyhow::Result<Child> {
-    let log_path = root.join("tansu.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)?;
-    let url = format!("tcp://127.0.0.1:{port}");
-    let advertised_url = advertised.map_or_else(|| url.clone(), |a| format!("tcp://{a}"));
-    // tansu takes an SQLite path relative to its working directory.
-    let engine = match storage {
-        KafkaStorage::Memory => "memory://tansu/".to_owned(),
-        KafkaStorage::Sqlite => "sqlite://tansu.db".to_owned(),
-    };
-    let mut cmd = Command::new(bin);
-    cmd.current_dir(root)
-        .arg("broker")
-        .args(["--listener-url", &url])
-        .args(["--advertised-listener-url", &advertised_url])
-        .args(["--storage-engine", &engine])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    let mut child = process::spawn_tied(cmd)
-        .await
-        .with_context(|| format!("Failed to start {}: {INSTALL_HINT}", bin.display()))?;
-    let began = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait()? {
-            bail!(
-                "tansu on port {port} exited with {status}; log tail:\n{}",
-                tail(&log_path, 20)
-            );
-        }
-        if TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
-            .is_ok()
-        {
-            return Ok(child);
-        }
-        if began.elapsed() > READY_TIMEOUT {
-            let _ = process::terminate_async(&mut child, Signal::Kill, STOP_GRACE).await;
-            bail!(
-                "tansu on port {port} did not listen within {READY_TIMEOUT:?}; log tail:\n{}",
-                tail(&log_path, 20)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    /// Thaws a paused broker (SIGCONT). Fails when it does not run.
+    pub(crate) fn resume(&self) -> anyhow::Result<()> {
+        self.server.signal(chaos::process::Signal::SIGCONT)
     }
 }

@@ -24,31 +24,32 @@
 //! `KAFKA_BROKERS`, `BOXOFFICE_PAYMENTS_URL`, `BOXOFFICE_LISTEN`).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
+use chaos::process::Signal;
 use chaos::schedule::{FaultAction, FaultFuture, FaultTarget, ProxyTarget, ScheduleError};
 use chaos::{Proxy, ProxyConfig, ProxyServer, ProxyUpdate, Registry};
 use tempfile::TempDir;
 
 use crate::balancer::Balancer;
 use crate::kafka::{KafkaStorage, LocalKafka};
-use crate::net::free_port;
 use crate::postgres::LocalPostgres;
-use crate::process;
-use crate::process::tail;
+use crate::process::{Home, Server, Supervisor};
 use crate::prometheus::{LocalPrometheus, PrometheusOptions, ScrapeTarget};
-use crate::redis::RedisFailover;
-use crate::sys::{self, Signal};
+use crate::redis::{LocalRedis, RedisFailover};
 
 /// How long an instance may take to answer `/health/live` after it was started.
 const APP_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the Sentinel watcher asks who the primary is.
 const SENTINEL_POLL: Duration = Duration::from_millis(200);
+/// How long an instance may take to stop gracefully before it is killed.
+const APP_STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// How to start one box-office instance: a program, its arguments and environment. The lab
 /// adds the addresses of the dependencies and the listen address.
@@ -240,7 +241,7 @@ impl LocalLab {
                     .iter()
                     .map(|a| {
                         ScrapeTarget::new("boxoffice", a.addr().to_string())
-                            .label("instance", &a.name)
+                            .label("instance", a.name())
                     })
                     .collect();
                 targets.push(ScrapeTarget::new("chaos", api_addr.to_string()));
@@ -292,7 +293,7 @@ impl LocalLab {
     pub fn instance_urls(&self) -> Vec<(String, String)> {
         self.apps
             .iter()
-            .map(|a| (a.name.clone(), format!("http://{}", a.addr())))
+            .map(|a| (a.name().to_owned(), format!("http://{}", a.addr())))
             .collect()
     }
 
@@ -319,19 +320,23 @@ impl LocalLab {
     /// Every chaos target by name.
     pub fn targets(&self) -> HashMap<String, Arc<dyn FaultTarget>> {
         let mut t: HashMap<String, Arc<dyn FaultTarget>> = HashMap::new();
-        t.insert("postgres".into(), Arc::clone(&self.postgres) as _);
+        let pg = &self.postgres;
+        t.insert(
+            "postgres".into(),
+            Target::shared("postgres", Some(&pg.proxy), pg),
+        );
         if let Some(r) = &self.redis {
-            t.insert("redis".into(), Arc::clone(r) as _);
+            t.insert("redis".into(), Target::shared("redis", Some(&r.proxy), r));
         }
         if let Some(k) = &self.kafka {
-            t.insert("kafka".into(), Arc::clone(k) as _);
+            t.insert("kafka".into(), Target::shared("kafka", Some(&k.proxy), k));
         }
         t.insert(
             "payments".into(),
             Arc::new(ProxyTarget::new(self.payments.clone())) as _,
         );
         for a in &self.apps {
-            t.insert(a.name.clone(), Arc::clone(a) as _);
+            t.insert(a.name().to_owned(), Target::shared(a.name(), None, a));
         }
         t
     }
@@ -386,7 +391,7 @@ impl LocalLab {
         });
         for a in &self.apps {
             out.push(ComponentInfo {
-                name: a.name.clone(),
+                name: a.name().to_owned(),
                 kind: "box office".into(),
                 pid: a.pid(),
                 address: a.addr().to_string(),
@@ -400,8 +405,8 @@ impl LocalLab {
     pub fn keep_logs(&self, dest: &Path) -> Vec<PathBuf> {
         let mut kept = Vec::new();
         for a in &self.apps {
-            let to = dest.join(format!("{}.log", a.name));
-            if std::fs::copy(&a.log, &to).is_ok() {
+            let to = dest.join(format!("{}.log", a.name()));
+            if std::fs::copy(a.log(), &to).is_ok() {
                 kept.push(to);
             }
         }
@@ -414,7 +419,7 @@ impl LocalLab {
             w.abort();
         }
         for a in &self.apps {
-            a.terminate().await;
+            let _ = a.terminate().await;
         }
     }
 }
@@ -428,19 +433,82 @@ impl Drop for LocalLab {
     }
 }
 
-fn unsupported(target: &str, action: &FaultAction) -> ScheduleError {
-    ScheduleError::Unsupported {
-        target: target.to_owned(),
-        action: action.to_string(),
+// ---------------------------------------------------------------------------------------
+// Chaos targets: every component is one `Target`, its process faults behind its proxy.
+
+/// The process faults of one component of the lab: what `kill`, `stop`, `pause` and
+/// `failover` do to it, and how each is undone. Network faults are its proxy's business.
+trait ProcessFaults: Send + Sync + 'static {
+    /// Starts the fault; `None` when the component has no such fault.
+    fn apply(
+        &self,
+        action: &FaultAction,
+    ) -> impl Future<Output = Option<anyhow::Result<()>>> + Send;
+    /// Ends it; `None` when the component has no such fault.
+    fn revert(
+        &self,
+        action: &FaultAction,
+    ) -> impl Future<Output = Option<anyhow::Result<()>>> + Send;
+}
+
+/// A named chaos target: a component, behind a fault proxy when it has one. Network actions
+/// (`down`, `partition`, toxics) go to the proxy, the others to the component.
+struct Target<C> {
+    name: String,
+    proxy: Option<ProxyTarget>,
+    component: Arc<C>,
+}
+
+impl<C: ProcessFaults> Target<C> {
+    /// `component` as target `name`, its network faults on `proxy`.
+    fn shared(name: &str, proxy: Option<&Proxy>, component: &Arc<C>) -> Arc<dyn FaultTarget> {
+        Arc::new(Target {
+            name: name.to_owned(),
+            proxy: proxy.map(|p| ProxyTarget::new(p.clone())),
+            component: Arc::clone(component),
+        })
+    }
+
+    async fn fault(&self, action: &FaultAction, phase: Phase) -> Result<(), ScheduleError> {
+        if let Some(proxy) = self.proxy.as_ref().filter(|_| is_network(action)) {
+            return match phase {
+                Phase::Apply => proxy.apply(action).await,
+                Phase::Revert => proxy.revert(action).await,
+            };
+        }
+        let outcome = match phase {
+            Phase::Apply => self.component.apply(action).await,
+            Phase::Revert => self.component.revert(action).await,
+        };
+        match outcome {
+            Some(done) => done.map_err(|e| ScheduleError::Failed {
+                target: self.name.clone(),
+                action: action.to_string(),
+                reason: format!("{e:#}"),
+            }),
+            None => Err(ScheduleError::Unsupported {
+                target: self.name.clone(),
+                action: action.to_string(),
+            }),
+        }
     }
 }
 
-fn failed(target: &str, action: &FaultAction, e: impl std::fmt::Display) -> ScheduleError {
-    ScheduleError::Failed {
-        target: target.to_owned(),
-        action: action.to_string(),
-        reason: e.to_string(),
+impl<C: ProcessFaults> FaultTarget for Target<C> {
+    fn apply<'a>(&'a self, action: &'a FaultAction) -> FaultFuture<'a> {
+        Box::pin(self.fault(action, Phase::Apply))
     }
+
+    fn revert<'a>(&'a self, action: &'a FaultAction) -> FaultFuture<'a> {
+        Box::pin(self.fault(action, Phase::Revert))
+    }
+}
+
+/// Whether a fault starts or ends.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    Apply,
+    Revert,
 }
 
 fn is_network(action: &FaultAction) -> bool {
@@ -507,37 +575,25 @@ impl PgCluster {
     }
 }
 
-impl FaultTarget for PgCluster {
-    fn apply<'a>(&'a self, action: &'a FaultAction) -> FaultFuture<'a> {
-        Box::pin(async move {
-            if is_network(action) {
-                return ProxyTarget::new(self.proxy.clone()).apply(action).await;
-            }
-            let primary = self.primary();
-            let r = match action {
-                FaultAction::Kill => primary.kill().await,
-                FaultAction::Stop => primary.shutdown().await,
-                FaultAction::Pause => primary.pause(),
-                FaultAction::Failover => self.failover().await,
-                _ => return Err(unsupported("postgres", action)),
-            };
-            r.map_err(|e| failed("postgres", action, format!("{e:#}")))
+impl ProcessFaults for PgCluster {
+    async fn apply(&self, action: &FaultAction) -> Option<anyhow::Result<()>> {
+        let primary = self.primary();
+        Some(match action {
+            FaultAction::Kill => primary.kill().await,
+            FaultAction::Stop => primary.shutdown().await,
+            FaultAction::Pause => primary.pause(),
+            FaultAction::Failover => self.failover().await,
+            _ => return None,
         })
     }
 
-    fn revert<'a>(&'a self, action: &'a FaultAction) -> FaultFuture<'a> {
-        Box::pin(async move {
-            if is_network(action) {
-                return ProxyTarget::new(self.proxy.clone()).revert(action).await;
-            }
-            let primary = self.primary();
-            let r = match action {
-                FaultAction::Kill | FaultAction::Stop => primary.start_again().await,
-                FaultAction::Pause => primary.resume(),
-                FaultAction::Failover => self.rebuild_standby().await,
-                _ => return Err(unsupported("postgres", action)),
-            };
-            r.map_err(|e| failed("postgres", action, format!("{e:#}")))
+    async fn revert(&self, action: &FaultAction) -> Option<anyhow::Result<()>> {
+        let primary = self.primary();
+        Some(match action {
+            FaultAction::Kill | FaultAction::Stop => primary.start_again().await,
+            FaultAction::Pause => primary.resume(),
+            FaultAction::Failover => self.rebuild_standby().await,
+            _ => return None,
         })
     }
 }
@@ -553,11 +609,15 @@ struct RedisCluster {
 
 impl RedisCluster {
     /// The node Sentinel names as primary (the first one if Sentinel cannot tell).
-    fn current_primary(&self) -> &crate::redis::LocalRedis {
+    fn current_primary(&self) -> &LocalRedis {
         match self.set.current_primary_port() {
             Ok(p) if p == self.set.replica.port() => &self.set.replica,
             _ => &self.set.primary,
         }
+    }
+
+    fn nodes(&self) -> [&LocalRedis; 2] {
+        [&self.set.primary, &self.set.replica]
     }
 }
 
@@ -584,54 +644,34 @@ async fn watch_sentinel(cluster: Arc<RedisCluster>) {
     }
 }
 
-impl FaultTarget for RedisCluster {
-    fn apply<'a>(&'a self, action: &'a FaultAction) -> FaultFuture<'a> {
-        Box::pin(async move {
-            if is_network(action) {
-                return ProxyTarget::new(self.proxy.clone()).apply(action).await;
-            }
-            let node = self.current_primary();
-            let r = match action {
-                // With Sentinel watching, a primary down for longer than its down-after
-                // (1 s) is failed over either way.
-                FaultAction::Kill | FaultAction::Failover | FaultAction::Stop => node.kill().await,
-                FaultAction::Pause => node
-                    .pid()
-                    .context("redis is not running")
-                    .and_then(|p| Ok(sys::send_signal(p, Signal::Stop)?)),
-                _ => return Err(unsupported("redis", action)),
-            };
-            r.map_err(|e| failed("redis", action, format!("{e:#}")))
+impl ProcessFaults for RedisCluster {
+    async fn apply(&self, action: &FaultAction) -> Option<anyhow::Result<()>> {
+        let node = self.current_primary();
+        Some(match action {
+            // With Sentinel watching, a primary down for longer than its down-after
+            // (1 s) is failed over either way.
+            FaultAction::Kill | FaultAction::Failover | FaultAction::Stop => node.kill().await,
+            FaultAction::Pause => node.pause(),
+            _ => return None,
         })
     }
 
-    fn revert<'a>(&'a self, action: &'a FaultAction) -> FaultFuture<'a> {
-        Box::pin(async move {
-            if is_network(action) {
-                return ProxyTarget::new(self.proxy.clone()).revert(action).await;
+    async fn revert(&self, action: &FaultAction) -> Option<anyhow::Result<()>> {
+        Some(match action {
+            // The dead node comes back; Sentinel turns it into a replica of the new primary.
+            FaultAction::Kill | FaultAction::Failover | FaultAction::Stop => {
+                match self.nodes().into_iter().find(|n| n.pid().is_none()) {
+                    Some(dead) => dead.restart().await,
+                    None => Ok(()),
+                }
             }
-            let r = match action {
-                // The dead node comes back; Sentinel turns it into a replica of the new primary.
-                FaultAction::Kill | FaultAction::Failover | FaultAction::Stop => {
-                    let dead = [&self.set.primary, &self.set.replica]
-                        .into_iter()
-                        .find(|n| n.pid().is_none());
-                    match dead {
-                        Some(n) => n.restart().await,
-                        None => Ok(()),
-                    }
+            FaultAction::Pause => {
+                for node in self.nodes() {
+                    let _ = node.resume();
                 }
-                FaultAction::Pause => {
-                    for n in [&self.set.primary, &self.set.replica] {
-                        if let Some(p) = n.pid() {
-                            let _ = sys::send_signal(p, Signal::Continue);
-                        }
-                    }
-                    Ok(())
-                }
-                _ => return Err(unsupported("redis", action)),
-            };
-            r.map_err(|e| failed("redis", action, format!("{e:#}")))
+                Ok(())
+            }
+            _ => return None,
         })
     }
 }
@@ -645,40 +685,20 @@ struct KafkaNode {
     proxy: Proxy,
 }
 
-impl FaultTarget for KafkaNode {
-    fn apply<'a>(&'a self, action: &'a FaultAction) -> FaultFuture<'a> {
-        Box::pin(async move {
-            if is_network(action) {
-                return ProxyTarget::new(self.proxy.clone()).apply(action).await;
-            }
-            let r = match action {
-                FaultAction::Kill | FaultAction::Stop => self.broker.kill().await,
-                FaultAction::Pause => self
-                    .broker
-                    .pid()
-                    .context("kafka is not running")
-                    .and_then(|p| Ok(sys::send_signal(p, Signal::Stop)?)),
-                _ => return Err(unsupported("kafka", action)),
-            };
-            r.map_err(|e| failed("kafka", action, format!("{e:#}")))
+impl ProcessFaults for KafkaNode {
+    async fn apply(&self, action: &FaultAction) -> Option<anyhow::Result<()>> {
+        Some(match action {
+            FaultAction::Kill | FaultAction::Stop => self.broker.kill().await,
+            FaultAction::Pause => self.broker.pause(),
+            _ => return None,
         })
     }
 
-    fn revert<'a>(&'a self, action: &'a FaultAction) -> FaultFuture<'a> {
-        Box::pin(async move {
-            if is_network(action) {
-                return ProxyTarget::new(self.proxy.clone()).revert(action).await;
-            }
-            let r = match action {
-                FaultAction::Kill | FaultAction::Stop => self.broker.restart().await,
-                FaultAction::Pause => self
-                    .broker
-                    .pid()
-                    .context("kafka is not running")
-                    .and_then(|p| Ok(sys::send_signal(p, Signal::Continue)?)),
-                _ => return Err(unsupported("kafka", action)),
-            };
-            r.map_err(|e| failed("kafka", action, format!("{e:#}")))
+    async fn revert(&self, action: &FaultAction) -> Option<anyhow::Result<()>> {
+        Some(match action {
+            FaultAction::Kill | FaultAction::Stop => self.broker.restart().await,
+            FaultAction::Pause => self.broker.resume(),
+            _ => return None,
         })
     }
 }
@@ -686,143 +706,88 @@ impl FaultTarget for KafkaNode {
 // ---------------------------------------------------------------------------------------
 // Box-office instances.
 
+/// One box-office instance, logging to `<name>.log` in the lab's dir; restarted on its port.
 #[derive(Debug)]
 struct AppInstance {
+    server: Supervisor<App>,
+}
+
+/// How an instance is run: the caller's command, plus where to listen and its name.
+#[derive(Debug)]
+struct App {
     name: String,
-    port: u16,
     command: AppCommand,
-    log: PathBuf,
-    child: Mutex<Option<Child>>,
+}
+
+impl Server for App {
+    const READY_TIMEOUT: Duration = APP_READY_TIMEOUT;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn command(&self, _home: &Path, port: u16) -> anyhow::Result<Command> {
+        let mut cmd = Command::new(&self.command.program);
+        cmd.args(&self.command.args)
+            .envs(self.command.env.iter().map(|(k, v)| (k, v)))
+            .env("BOXOFFICE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("BOXOFFICE_INSTANCE", &self.name);
+        Ok(cmd)
+    }
+
+    async fn probe(&self, port: u16) -> Result<(), String> {
+        match crate::balancer::probe_live(SocketAddr::from(([127, 0, 0, 1], port))).await {
+            true => Ok(()),
+            false => Err("no 200 from GET /health/live".to_owned()),
+        }
+    }
 }
 
 impl AppInstance {
     async fn start(name: String, dir: &Path, command: AppCommand) -> anyhow::Result<AppInstance> {
-        let port = free_port()?;
-        let app = AppInstance {
-            log: dir.join(format!("{name}.log")),
-            name,
-            port,
-            command,
-            child: Mutex::new(None),
-        };
-        app.spawn().await?;
-        Ok(app)
+        let log = format!("{name}.log");
+        let server = Supervisor::start(App { name, command }, Home::shared(dir), &log).await?;
+        Ok(AppInstance { server })
+    }
+
+    fn name(&self) -> &str {
+        &self.server.server().name
     }
 
     fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        SocketAddr::from(([127, 0, 0, 1], self.server.port()))
+    }
+
+    fn log(&self) -> &Path {
+        self.server.log_path()
     }
 
     fn pid(&self) -> Option<u32> {
-        self.child
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map(Child::id)
+        self.server.pid()
     }
 
-    async fn spawn(&self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
-        let mut cmd = Command::new(&self.command.program);
-        cmd.args(&self.command.args)
-            .envs(self.command.env.iter().map(|(k, v)| (k, v)))
-            .env("BOXOFFICE_LISTEN", self.addr().to_string())
-            .env("BOXOFFICE_INSTANCE", &self.name)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let mut child = process::spawn_tied(cmd).await.with_context(|| {
-            format!(
-                "Failed to start {} ({})",
-                self.name,
-                self.command.program.display()
-            )
-        })?;
-        let deadline = Instant::now() + APP_READY_TIMEOUT;
-        loop {
-            if let Some(status) = child.try_wait()? {
-                bail!(
-                    "{} exited with {status} before it was ready; log tail:\n{}",
-                    self.name,
-                    tail(&self.log, 30)
-                );
-            }
-            if crate::balancer::probe_live(self.addr()).await {
-                break;
-            }
-            if Instant::now() > deadline {
-                let _ = process::terminate_async(&mut child, Signal::Kill, Duration::ZERO).await;
-                bail!(
-                    "{} did not answer /health/live within {APP_READY_TIMEOUT:?}; log tail:\n{}",
-                    self.name,
-                    tail(&self.log, 30)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        *self.child.lock().unwrap_or_else(PoisonError::into_inner) = Some(child);
+    /// A graceful stop: SIGINT, SIGKILL after 10 s.
+    async fn terminate(&self) -> anyhow::Result<()> {
+        self.server.stop(Signal::SIGINT, APP_STOP_GRACE).await?;
         Ok(())
     }
-
-    async fn signal_stop(&self, signal: Signal, grace: Duration) -> anyhow::Result<()> {
-        Ok(process::stop_slot(&self.child, signal, grace).await?)
-    }
-
-    async fn terminate(&self) {
-        let _ = self
-            .signal_stop(Signal::Interrupt, Duration::from_secs(10))
-            .await;
-    }
 }
 
-impl FaultTarget for AppInstance {
-    fn apply<'a>(&'a self, action: &'a FaultAction) -> FaultFuture<'a> {
-        Box::pin(async move {
-            let r = match action {
-                FaultAction::Kill => self.signal_stop(Signal::Kill, Duration::ZERO).await,
-                FaultAction::Stop => {
-                    self.signal_stop(Signal::Interrupt, Duration::from_secs(10))
-                        .await
-                }
-                FaultAction::Pause => self
-                    .pid()
-                    .context("the instance is not running")
-                    .and_then(|p| Ok(sys::send_signal(p, Signal::Stop)?)),
-                _ => return Err(unsupported(&self.name, action)),
-            };
-            r.map_err(|e| failed(&self.name, action, format!("{e:#}")))
+impl ProcessFaults for AppInstance {
+    async fn apply(&self, action: &FaultAction) -> Option<anyhow::Result<()>> {
+        Some(match action {
+            FaultAction::Kill => self.server.kill().await,
+            FaultAction::Stop => self.terminate().await,
+            FaultAction::Pause => self.server.signal(Signal::SIGSTOP),
+            _ => return None,
         })
     }
 
-    fn revert<'a>(&'a self, action: &'a FaultAction) -> FaultFuture<'a> {
-        Box::pin(async move {
-            let r = match action {
-                FaultAction::Kill | FaultAction::Stop => self.spawn().await,
-                FaultAction::Pause => self
-                    .pid()
-                    .context("the instance is not running")
-                    .and_then(|p| Ok(sys::send_signal(p, Signal::Continue)?)),
-                _ => return Err(unsupported(&self.name, action)),
-            };
-            r.map_err(|e| failed(&self.name, action, format!("{e:#}")))
+    async fn revert(&self, action: &FaultAction) -> Option<anyhow::Result<()>> {
+        Some(match action {
+            FaultAction::Kill | FaultAction::Stop => self.server.start_again().await,
+            FaultAction::Pause => self.server.signal(Signal::SIGCONT),
+            _ => return None,
         })
-    }
-}
-
-impl Drop for AppInstance {
-    fn drop(&mut self) {
-        if let Some(mut child) = self
-            .child
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            let _ = sys::send_signal(child.id(), Signal::Continue);
-            let _ =
-                process::terminate_blocking(&mut child, Signal::Interrupt, Duration::from_secs(5));
-        }
     }
 }

@@ -29,8 +29,11 @@
 //!   and [`docker::docker_available`], which says clearly when there is no Docker daemon.
 //! - [`shared`] holds the server shared by a test binary, and [`fresh_postgres_database`].
 //! - [`net`] holds [`free_port`].
-//! - `process` spawns children that die with us, as `nobody` when we are root.
-//! - `sys` holds the only `unsafe` code (signals, `PR_SET_PDEATHSIG`, `atexit`).
+//! - `process` holds the `Supervisor` every local server runs under (home dir, free port,
+//!   log, readiness probe, kill / pause / start again, stop on drop), and spawns children that
+//!   die with us, as `nobody` when we are root.
+//! - `sys` holds the only `unsafe` code (`PR_SET_PDEATHSIG`, `atexit`); signals go through
+//!   [`chaos::process::send`].
 //!
 //! # Environment
 //!

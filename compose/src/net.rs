@@ -2,7 +2,9 @@
 //!
 //! Every component listens on a port the kernel picked as free a moment earlier, so parallel
 //! tests and runs never collide on fixed ports. The port is only free when probed: a server that
-//! loses it to another process must retry with a new one (see `postgres.rs`).
+//! loses it to another process must retry with a new one (the supervisor in `process.rs` does).
+//!
+//! It is one bind to port 0, so a crate (`portpicker`) would add a dependency and no safety.
 
 use std::net::{Ipv4Addr, TcpListener};
 

@@ -13,6 +13,10 @@
 //! ├── initdb.log
 //! └── postgres.log               server stderr, appended across start attempts
 //! ```
+//!
+//! It runs the installed binaries rather than `postgresql_embedded` or `pg-embed`, which download
+//! PostgreSQL at test time: nothing is fetched here, and the lab holds the postmaster's `Child` for
+//! its kill, pause and crash-recovery drills.
 
 use std::env;
 use std::ffi::OsStr;
@@ -20,18 +24,14 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
+use chaos::process::Signal;
 use sqlx::{Connection as _, PgConnection};
-use tempfile::TempDir;
 
-use crate::net::free_port;
-use crate::process::{self, Ending, Identity};
-use crate::sys::Signal;
+use crate::process::{self, Ending, Home, Identity, Server, Supervisor};
 
 /// Settings every server gets unless the caller overrides them. Durability stays on so that
 /// what the lab measures (and what a crash loses) is what production would see.
@@ -44,24 +44,22 @@ const DEFAULT_SETTINGS: &[(&str, &str)] = &[
 const HOST: &str = "127.0.0.1";
 /// Environment variable naming the directory that holds `initdb` and `postgres`.
 const BIN_DIR_ENV: &str = "BOXOFFICE_PG_BIN";
-/// Environment variable that, set to `1`, keeps temp dirs (data and logs) after a stop.
-const KEEP_ENV: &str = "BOXOFFICE_KEEP_STACK";
 /// Where Debian and Ubuntu install one `bin/` per major version.
 const DEBIAN_LIB_DIR: &str = "/usr/lib/postgresql";
 const INSTALL_HINT: &str = "install them with `apt-get install -y postgresql` (Debian/Ubuntu), \
      or set BOXOFFICE_PG_BIN to the directory that holds initdb and postgres";
 const INITDB_TIMEOUT: Duration = Duration::from_secs(120);
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Per connection attempt while waiting for readiness; the server may hang mid-startup.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-const READY_POLL: Duration = Duration::from_millis(50);
 /// Grace period of a fast shutdown in [`LocalPostgres::stop`] before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Grace period of the immediate shutdown done by `Drop` before SIGKILL.
 const DROP_TIMEOUT: Duration = Duration::from_secs(5);
-/// Another process may grab the free port between our probe and the server's bind.
-const BIND_ATTEMPTS: u32 = 5;
 const LOG_TAIL_LINES: usize = 40;
+/// The temp dir of a server (and of a standby).
+const TEMP_PREFIX: &str = "boxoffice-pg-";
+/// The server's log (stderr), in its temp dir, appended across starts.
+const LOG: &str = "postgres.log";
 
 /// A PostgreSQL server started as a child process in its own temp dir, on a free port.
 ///
@@ -71,22 +69,56 @@ const LOG_TAIL_LINES: usize = 40;
 /// unless `BOXOFFICE_KEEP_STACK=1`, in which case the dir's path is printed to stderr.
 #[derive(Debug)]
 pub struct LocalPostgres {
-    /// The postmaster; `None` once stopped. Behind a mutex because the shared server is only
-    /// reachable as `&'static`, yet its exit hook must still be able to stop and reap it.
-    child: Mutex<Option<Child>>,
-    /// Owns the temp dir; `None` once removed (or kept). Same mutex reasoning as `child`.
-    dir: Mutex<Option<TempDir>>,
-    /// Path of the temp dir, kept apart so accessors can hand out `&Path`.
-    root: PathBuf,
-    data_dir: PathBuf,
+    /// The postmaster, its temp dir and its port.
+    server: Supervisor<Postgres>,
+}
+
+/// How the postmaster is run; kept for restarts and standbys.
+#[derive(Debug)]
+struct Postgres {
     bin_dir: PathBuf,
-    port: u16,
-    /// The current postmaster's pid; changes when the server is restarted.
-    pid: AtomicU32,
-    /// The `-c` settings, reused on restart.
+    data_dir: PathBuf,
+    /// The `-c` settings.
     settings: Vec<(String, String)>,
     /// The uid the server runs as (root cannot run PostgreSQL).
     identity: Option<Identity>,
+}
+
+impl Server for Postgres {
+    const READY_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Immediate shutdown: no checkpoint, but shared memory is released (SIGKILL would not).
+    const DROP_STOP: (Signal, Duration) = (Signal::SIGQUIT, DROP_TIMEOUT);
+
+    fn name(&self) -> &str {
+        "PostgreSQL"
+    }
+
+    fn command(&self, home: &Path, port: u16) -> anyhow::Result<Command> {
+        let mut command = pg_command(self.bin_dir.join("postgres"), home, self.identity);
+        command
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-p")
+            .arg(port.to_string())
+            .arg("-k")
+            .arg(home)
+            .arg("-c")
+            .arg(format!("listen_addresses={HOST}"));
+        for (name, value) in &self.settings {
+            command.arg("-c").arg(format!("{name}={value}"));
+        }
+        Ok(command)
+    }
+
+    /// `SELECT 1` over TCP; the server may hang mid-startup, hence a timeout per attempt.
+    async fn probe(&self, port: u16) -> Result<(), String> {
+        let url = format!("postgres://postgres@{HOST}:{port}/postgres");
+        match tokio::time::timeout(CONNECT_TIMEOUT, select_one(&url)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!("connect timed out after {CONNECT_TIMEOUT:?}")),
+        }
+    }
 }
 
 impl LocalPostgres {
@@ -108,51 +140,34 @@ impl LocalPostgres {
         let settings = merge_settings(settings)?;
         let bin_dir = find_postgres_bin_dir()?;
         let identity = process::server_identity()?;
-        let dir = make_temp_dir(identity)?;
-        let root = dir.path().to_path_buf();
-        let data_dir = root.join("data");
-
-        let started = async {
-            run_initdb(&bin_dir, &root, &data_dir, identity).await?;
-            let initialized = began.elapsed();
-            let (child, port) =
-                start_server(&bin_dir, &root, &data_dir, &settings, identity, None).await?;
-            anyhow::Ok((initialized, child, port))
+        let home = Home::temp(TEMP_PREFIX, identity)?;
+        let data_dir = home.path().join("data");
+        if let Err(error) = run_initdb(&bin_dir, home.path(), &data_dir, identity).await {
+            // Honours BOXOFFICE_KEEP_STACK, so a failed start can be inspected.
+            home.release("PostgreSQL");
+            return Err(error);
+        }
+        let initialized = began.elapsed();
+        let postgres = Postgres {
+            bin_dir,
+            data_dir,
+            settings,
+            identity,
         };
-        let (initialized, child, port) = match started.await {
-            Ok(started) => started,
-            Err(error) => {
-                // Honours BOXOFFICE_KEEP_STACK, so a failed start can be inspected.
-                release_dir(dir);
-                return Err(error);
-            }
-        };
-
-        let pid = child.id();
+        let server = Supervisor::start(postgres, home, LOG).await?;
         tracing::info!(
-            port,
-            pid,
-            dir = %root.display(),
+            port = server.port(),
+            pid = server.last_pid(),
             initdb_ms = initialized.as_millis() as u64,
             total_ms = began.elapsed().as_millis() as u64,
             "PostgreSQL started"
         );
-        Ok(LocalPostgres {
-            child: Mutex::new(Some(child)),
-            dir: Mutex::new(Some(dir)),
-            root,
-            data_dir,
-            bin_dir,
-            port,
-            pid: AtomicU32::new(pid),
-            settings,
-            identity,
-        })
+        Ok(LocalPostgres { server })
     }
 
     /// The TCP port the server listens on (on [`LocalPostgres::host`]).
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// Always `"127.0.0.1"`.
@@ -163,18 +178,18 @@ impl LocalPostgres {
     /// URL of database `db` for user `postgres` (trust auth, no password):
     /// `postgres://postgres@127.0.0.1:PORT/db`. The database must exist; `postgres` always does.
     pub fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@{HOST}:{}/{db}", self.port)
+        format!("postgres://postgres@{HOST}:{}/{db}", self.port())
     }
 
     /// Creates an empty database with a unique random name (`test_<uuid>`) and returns its URL.
     /// Each test calls this to own its database; nothing ever drops it (the server is thrown
     /// away instead).
-    #[tracing::instrument(skip(self), fields(port = self.port))]
+    #[tracing::instrument(skip(self), fields(port = self.port()))]
     pub async fn create_database(&self) -> anyhow::Result<String> {
         let name = format!("test_{}", uuid::Uuid::new_v4().simple());
         let mut connection = PgConnection::connect(&self.url("postgres"))
             .await
-            .with_context(|| format!("Failed to connect to PostgreSQL on port {}", self.port))?;
+            .with_context(|| format!("Failed to connect to PostgreSQL on port {}", self.port()))?;
         sqlx::raw_sql(&format!(r#"CREATE DATABASE "{name}""#))
             .execute(&mut connection)
             .await
@@ -185,51 +200,36 @@ impl LocalPostgres {
 
     /// The cluster's data directory (PGDATA).
     pub fn data_dir(&self) -> &Path {
-        &self.data_dir
+        &self.server.server().data_dir
     }
 
     /// The server log (its stderr). Removed with the temp dir on drop unless
     /// `BOXOFFICE_KEEP_STACK=1`; copy it first if a report needs it.
     pub fn log_path(&self) -> PathBuf {
-        self.root.join("postgres.log")
+        self.server.log_path().to_path_buf()
     }
 
     /// Where `initdb`, `postgres`, `pgbench` and `psql` were found.
     pub fn bin_dir(&self) -> &Path {
-        &self.bin_dir
+        &self.server.server().bin_dir
     }
 
-    /// The postmaster's pid (backends are its children).
+    /// The postmaster's pid (backends are its children); after a stop, the last one's.
     pub fn pid(&self) -> u32 {
-        self.pid.load(Ordering::Relaxed)
+        self.server.last_pid()
     }
 
     /// Stops the server with a fast shutdown (SIGINT: sessions rolled back, checkpoint), waits
     /// up to 30 s, then SIGKILLs it; then removes the temp dir (unless `BOXOFFICE_KEEP_STACK=1`).
     /// Fails when the server had to be killed; a server that had already exited is not an error.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let child = self
-            .child
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let ending = match child {
-            Some(mut child) => Some(
-                process::terminate_async(&mut child, Signal::Interrupt, STOP_TIMEOUT)
-                    .await
-                    .with_context(|| format!("Failed to stop PostgreSQL (pid {})", self.pid()))?,
-            ),
-            None => None,
-        };
-        if let Some(dir) = self
-            .dir
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            release_dir(dir);
-        }
-        match ending {
+        let ending = self
+            .server
+            .stop(Signal::SIGINT, STOP_TIMEOUT)
+            .await
+            .with_context(|| format!("Failed to stop PostgreSQL (pid {})", self.pid()));
+        self.server.release_home();
+        match ending? {
             Some(Ending::Killed) => bail!(
                 "PostgreSQL (pid {}) ignored a fast shutdown for {} s and was killed",
                 self.pid(),
@@ -239,7 +239,7 @@ impl LocalPostgres {
                 tracing::warn!(pid = self.pid(), %status, "PostgreSQL had already exited before stop");
             }
             Some(Ending::Exited(_)) | None => {
-                tracing::info!(pid = self.pid(), port = self.port, "PostgreSQL stopped");
+                tracing::info!(pid = self.pid(), port = self.port(), "PostgreSQL stopped");
             }
         }
         Ok(())
@@ -247,86 +247,38 @@ impl LocalPostgres {
 
     /// Whether the postmaster is running (it may be paused).
     pub fn is_running(&self) -> bool {
-        let mut slot = self.child.lock().unwrap_or_else(PoisonError::into_inner);
-        match slot.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.server.is_running()
     }
 
     /// Kills the postmaster with SIGKILL (a crash: no checkpoint, clients see their
     /// connections die). The data dir stays; [`LocalPostgres::start_again`] runs crash recovery.
     pub async fn kill(&self) -> anyhow::Result<()> {
-        Ok(process::stop_slot(&self.child, Signal::Kill, Duration::ZERO).await?)
+        self.server.kill().await
     }
 
     /// Fast shutdown (SIGINT: sessions rolled back, checkpoint), keeping the data dir so that
     /// [`LocalPostgres::start_again`] brings the same cluster back on the same port.
     pub async fn shutdown(&self) -> anyhow::Result<()> {
-        Ok(process::stop_slot(&self.child, Signal::Interrupt, STOP_TIMEOUT).await?)
+        self.server.stop(Signal::SIGINT, STOP_TIMEOUT).await?;
+        Ok(())
     }
 
     /// Starts the server again on its port after [`LocalPostgres::kill`] or
     /// [`LocalPostgres::shutdown`], and waits until it answers. A killed server's backends may
     /// hold its shared memory for a moment, so the start is retried for up to 10 s.
     pub async fn start_again(&self) -> anyhow::Result<()> {
-        if self.is_running() {
-            return Ok(());
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match start_server(
-                &self.bin_dir,
-                &self.root,
-                &self.data_dir,
-                &self.settings,
-                self.identity,
-                Some(self.port),
-            )
-            .await
-            {
-                Ok((child, _)) => {
-                    self.pid.store(child.id(), Ordering::Relaxed);
-                    *self.child.lock().unwrap_or_else(PoisonError::into_inner) = Some(child);
-                    tracing::info!(
-                        port = self.port,
-                        pid = self.pid(),
-                        "PostgreSQL started again"
-                    );
-                    return Ok(());
-                }
-                Err(error) if Instant::now() < deadline => {
-                    tracing::debug!(%error, "PostgreSQL not back yet; retrying");
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                Err(error) => return Err(error),
-            }
-        }
+        self.server.start_again().await
     }
 
     /// Freezes the postmaster and every backend (SIGSTOP): connections stay open, nothing
     /// answers. [`LocalPostgres::resume`] thaws them.
     pub fn pause(&self) -> anyhow::Result<()> {
-        self.signal_all(Signal::Stop)
+        self.server.signal(Signal::SIGSTOP)
     }
 
     /// Thaws a paused server (SIGCONT).
     pub fn resume(&self) -> anyhow::Result<()> {
-        self.signal_all(Signal::Continue)
-    }
-
-    /// Signals the postmaster and its children (the backends, found through /proc).
-    fn signal_all(&self, signal: Signal) -> anyhow::Result<()> {
-        let pid = self.pid();
-        let mut pids = vec![pid];
-        pids.extend(children_of(pid));
-        for p in pids {
-            match crate::sys::send_signal(p, signal) {
-                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-                other => other.with_context(|| format!("Failed to signal PostgreSQL pid {p}"))?,
-            }
-        }
-        Ok(())
+        self.server.signal(Signal::SIGCONT)
     }
 
     /// Clones this server with `pg_basebackup -R` into a new temp dir and starts the clone as a
@@ -334,16 +286,43 @@ impl LocalPostgres {
     /// [`LocalPostgres::require_synchronous_standby`] afterwards for zero data loss on
     /// failover.
     pub async fn start_standby(&self) -> anyhow::Result<LocalPostgres> {
-        let dir = make_temp_dir(self.identity)?;
-        let root = dir.path().to_path_buf();
-        let data_dir = root.join("data");
+        let primary = self.server.server();
+        let home = Home::temp(TEMP_PREFIX, primary.identity)?;
+        let data_dir = home.path().join("data");
+        if let Err(error) = self.base_backup(home.path(), &data_dir).await {
+            home.release("PostgreSQL");
+            return Err(error);
+        }
+        let standby = Postgres {
+            bin_dir: primary.bin_dir.clone(),
+            data_dir,
+            settings: primary.settings.clone(),
+            identity: primary.identity,
+        };
+        let server = Supervisor::start(standby, home, LOG).await?;
+        tracing::info!(
+            port = server.port(),
+            pid = server.last_pid(),
+            primary = self.port(),
+            "PostgreSQL standby started"
+        );
+        Ok(LocalPostgres { server })
+    }
+
+    /// `pg_basebackup -R` of this server into `data_dir`, logged to `root/basebackup.log`.
+    async fn base_backup(&self, root: &Path, data_dir: &Path) -> anyhow::Result<()> {
+        let primary = self.server.server();
         let log_path = root.join("basebackup.log");
         let log = open_log(&log_path).context("Failed to create basebackup.log")?;
-        let mut command = pg_command(self.bin_dir.join("pg_basebackup"), &root, self.identity);
+        let mut command = pg_command(
+            primary.bin_dir.join("pg_basebackup"),
+            root,
+            primary.identity,
+        );
         command
-            .args(["-h", HOST, "-p", &self.port.to_string(), "-U", "postgres"])
+            .args(["-h", HOST, "-p", &self.port().to_string(), "-U", "postgres"])
             .arg("-D")
-            .arg(&data_dir)
+            .arg(data_dir)
             .args(["-R", "-X", "stream", "--checkpoint=fast", "--no-sync"])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -354,40 +333,12 @@ impl LocalPostgres {
         let status = process::wait_async(&mut child, INITDB_TIMEOUT)
             .await?
             .context("pg_basebackup did not finish in time")?;
-        if !status.success() {
-            let tail = log_tail(&log_path);
-            release_dir(dir);
-            bail!("pg_basebackup failed ({status})\n{tail}");
-        }
-        let (child, port) = match start_server(
-            &self.bin_dir,
-            &root,
-            &data_dir,
-            &self.settings,
-            self.identity,
-            None,
-        )
-        .await
-        {
-            Ok(started) => started,
-            Err(error) => {
-                release_dir(dir);
-                return Err(error);
-            }
-        };
-        let pid = child.id();
-        tracing::info!(port, pid, primary = self.port, "PostgreSQL standby started");
-        Ok(LocalPostgres {
-            child: Mutex::new(Some(child)),
-            dir: Mutex::new(Some(dir)),
-            root,
-            data_dir,
-            bin_dir: self.bin_dir.clone(),
-            port,
-            pid: AtomicU32::new(pid),
-            settings: self.settings.clone(),
-            identity: self.identity,
-        })
+        ensure!(
+            status.success(),
+            "pg_basebackup failed ({status})\n{}",
+            log_tail(&log_path)
+        );
+        Ok(())
     }
 
     /// Makes every commit on this primary wait until a standby has it
@@ -425,7 +376,7 @@ impl LocalPostgres {
             .max_connections(1)
             .connect(&self.url("postgres"))
             .await
-            .with_context(|| format!("Failed to connect to PostgreSQL on port {}", self.port))
+            .with_context(|| format!("Failed to connect to PostgreSQL on port {}", self.port()))
     }
 
     /// Promotes a standby to primary and waits (up to 30 s) until it accepts writes.
@@ -440,33 +391,10 @@ impl LocalPostgres {
         Ok(())
     }
 
-    /// Immediate shutdown (SIGQUIT; SIGKILL after `DROP_TIMEOUT`), reap, release the dir.
-    /// Blocking and infallible: used by `Drop` and the shared server's exit hook, which must
-    /// never wait on a lock, hence `try_lock`.
+    /// Immediate shutdown (SIGQUIT; SIGKILL after 5 s), reap, release the dir. Blocking and
+    /// infallible: used by the shared server's exit hook.
     pub(crate) fn shut_down_now(&self) {
-        if let Ok(mut slot) = self.child.try_lock() {
-            if let Some(mut child) = slot.take() {
-                if let Err(error) =
-                    process::terminate_blocking(&mut child, Signal::Quit, DROP_TIMEOUT)
-                {
-                    eprintln!(
-                        "compose: failed to stop PostgreSQL (pid {}): {error}",
-                        self.pid()
-                    );
-                }
-            }
-        }
-        if let Ok(mut slot) = self.dir.try_lock() {
-            if let Some(dir) = slot.take() {
-                release_dir(dir);
-            }
-        }
-    }
-}
-
-impl Drop for LocalPostgres {
-    fn drop(&mut self) {
-        self.shut_down_now();
+        self.server.shut_down_now();
     }
 }
 
@@ -561,24 +489,6 @@ fn merge_settings(extra: &[(&str, &str)]) -> anyhow::Result<Vec<(String, String)
     Ok(merged)
 }
 
-/// A 0700 temp dir owned by the server's identity. As root it goes in /tmp, whose parents any
-/// uid can traverse, rather than in `$TMPDIR`, which might not be.
-fn make_temp_dir(identity: Option<Identity>) -> anyhow::Result<TempDir> {
-    let base = match identity {
-        Some(_) => PathBuf::from("/tmp"),
-        None => env::temp_dir(),
-    };
-    let dir = tempfile::Builder::new()
-        .prefix("boxoffice-pg-")
-        .tempdir_in(&base)
-        .with_context(|| format!("Failed to create a temp dir in {}", base.display()))?;
-    if let Some(Identity { uid, gid }) = identity {
-        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
-            .with_context(|| format!("Failed to chown {} to {uid}:{gid}", dir.path().display()))?;
-    }
-    Ok(dir)
-}
-
 /// A command for one of the PostgreSQL binaries, run as `identity` with a predictable
 /// environment (English messages, HOME inside the temp dir).
 fn pg_command(program: PathBuf, root: &Path, identity: Option<Identity>) -> Command {
@@ -618,7 +528,7 @@ async fn run_initdb(
     let status = match process::wait_async(&mut child, INITDB_TIMEOUT).await? {
         Some(status) => status,
         None => {
-            let _ = process::terminate_blocking(&mut child, Signal::Kill, Duration::ZERO);
+            let _ = process::terminate_blocking(&mut child, Signal::SIGKILL, Duration::ZERO);
             bail!(
                 "initdb did not finish within {} s\n{}",
                 INITDB_TIMEOUT.as_secs(),
@@ -634,126 +544,8 @@ async fn run_initdb(
     Ok(())
 }
 
-fn postgres_command(
-    bin_dir: &Path,
-    root: &Path,
-    data_dir: &Path,
-    port: u16,
-    settings: &[(String, String)],
-    identity: Option<Identity>,
-) -> Command {
-    let mut command = pg_command(bin_dir.join("postgres"), root, identity);
-    command
-        .arg("-D")
-        .arg(data_dir)
-        .arg("-p")
-        .arg(port.to_string())
-        .arg("-k")
-        .arg(root)
-        .arg("-c")
-        .arg(format!("listen_addresses={HOST}"));
-    for (name, value) in settings {
-        command.arg("-c").arg(format!("{name}={value}"));
-    }
-    command
-}
-
-/// Starts `postgres` on a free port and waits until it answers, retrying with a new port when
-/// another process took the probed one first. On failure the server is stopped and the error
-/// carries the tail of its log.
-async fn start_server(
-    bin_dir: &Path,
-    root: &Path,
-    data_dir: &Path,
-    settings: &[(String, String)],
-    identity: Option<Identity>,
-    fixed_port: Option<u16>,
-) -> anyhow::Result<(Child, u16)> {
-    let log_path = root.join("postgres.log");
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let port = match fixed_port {
-            Some(port) => port,
-            None => free_port().context("Failed to find a free port for PostgreSQL")?,
-        };
-        let log_offset = fs::metadata(&log_path).map_or(0, |meta| meta.len());
-        let log = open_log(&log_path).context("Failed to open the PostgreSQL log file")?;
-        let mut command = postgres_command(bin_dir, root, data_dir, port, settings, identity);
-        command
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let mut child = process::spawn_tied(command)
-            .await
-            .with_context(|| format!("Failed to spawn {}", bin_dir.join("postgres").display()))?;
-        match wait_until_ready(&mut child, port).await {
-            Ok(()) => return Ok((child, port)),
-            Err(NotReady::Exited(status))
-                if attempt < BIND_ATTEMPTS && port_was_taken(&log_path, log_offset) =>
-            {
-                tracing::warn!(port, %status, "PostgreSQL lost its port to another process; retrying");
-                if fixed_port.is_some() {
-                    // Our own port, freed a moment ago, may linger briefly.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-            Err(reason) => {
-                let _ = process::terminate_async(&mut child, Signal::Quit, DROP_TIMEOUT).await;
-                bail!(
-                    "PostgreSQL ({}) did not become ready on {HOST}:{port}: {}\n{}",
-                    bin_dir.join("postgres").display(),
-                    reason.describe(),
-                    log_tail(&log_path),
-                );
-            }
-        }
-    }
-}
-
 fn open_log(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
-}
-
-enum NotReady {
-    Exited(std::process::ExitStatus),
-    TimedOut(String),
-    Unwaitable(std::io::Error),
-}
-
-impl NotReady {
-    fn describe(&self) -> String {
-        match self {
-            NotReady::Exited(status) => format!("the server exited ({status})"),
-            NotReady::TimedOut(last) => format!(
-                "no answer to SELECT 1 within {} s (last error: {last})",
-                READY_TIMEOUT.as_secs()
-            ),
-            NotReady::Unwaitable(error) => format!("could not check on the server: {error}"),
-        }
-    }
-}
-
-/// Polls `SELECT 1` over TCP until it succeeds, the server exits, or `READY_TIMEOUT` passes.
-async fn wait_until_ready(child: &mut Child, port: u16) -> Result<(), NotReady> {
-    let url = format!("postgres://postgres@{HOST}:{port}/postgres");
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Err(NotReady::Exited(status)),
-            Ok(None) => {}
-            Err(error) => return Err(NotReady::Unwaitable(error)),
-        }
-        let last_error = match tokio::time::timeout(CONNECT_TIMEOUT, select_one(&url)).await {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(error)) => error.to_string(),
-            Err(_) => format!("connect timed out after {CONNECT_TIMEOUT:?}"),
-        };
-        if Instant::now() >= deadline {
-            return Err(NotReady::TimedOut(last_error));
-        }
-        tokio::time::sleep(READY_POLL).await;
-    }
 }
 
 async fn select_one(url: &str) -> Result<(), sqlx::Error> {
@@ -763,13 +555,6 @@ async fn select_one(url: &str) -> Result<(), sqlx::Error> {
         .await?;
     debug_assert_eq!(one, 1);
     connection.close().await
-}
-
-/// Whether the server, since `offset` in its log, failed because the port was in use.
-fn port_was_taken(log_path: &Path, offset: u64) -> bool {
-    let log = fs::read(log_path).unwrap_or_default();
-    let recent = String::from_utf8_lossy(log.get(offset as usize..).unwrap_or_default());
-    recent.contains("could not bind") || recent.contains("Address already in use")
 }
 
 /// The last lines of a log, framed for an error message.
@@ -783,28 +568,4 @@ fn log_tail(path: &Path) -> String {
         }
         Err(error) => format!("(could not read {}: {error})", path.display()),
     }
-}
-
-/// Removes a temp dir, or keeps it and says where when `BOXOFFICE_KEEP_STACK=1`.
-fn release_dir(dir: TempDir) {
-    if env::var_os(KEEP_ENV).is_some_and(|value| value == "1") {
-        let path = dir.keep();
-        eprintln!(
-            "compose: {KEEP_ENV}=1, kept PostgreSQL dir {} (log: {})",
-            path.display(),
-            path.join("postgres.log").display()
-        );
-    } else if let Err(error) = dir.close() {
-        eprintln!("compose: failed to remove a PostgreSQL temp dir: {error}");
-    }
-}
-
-/// Child pids of `pid`, read from /proc (empty when /proc is unreadable).
-fn children_of(pid: u32) -> Vec<u32> {
-    let path = format!("/proc/{pid}/task/{pid}/children");
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
 }

@@ -12,28 +12,25 @@
 //! ├── redis.log        server log, appended across restarts
 //! └── sentinel.conf    (failover drills only; Sentinel rewrites it)
 //! ```
+//!
+//! Readiness checks and drills speak Redis's inline protocol over a fresh TCP connection
+//! (`raw_command`) rather than through the `redis` crate: one blocking command with short timeouts
+//! is all they need, with no reconnect or retry logic to hide a half-started or frozen server.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use tempfile::TempDir;
 use tokio::sync::OnceCell;
 
-use crate::net::free_port;
-use crate::process::tail;
-use crate::process::{self};
-use crate::sys::{self, Signal};
+use crate::process::{Home, Server, Supervisor};
+use crate::sys;
 
 const INSTALL_HINT: &str = "install it with `apt-get install -y redis-server redis-sentinel` \
      (Debian/Ubuntu), or put redis-server on PATH";
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
-const STOP_GRACE: Duration = Duration::from_secs(5);
-const BIND_ATTEMPTS: u32 = 5;
 
 /// Finds `name` (`redis-server`, `redis-sentinel`) on PATH, or says how to install it.
 pub fn find_redis_binary(name: &str) -> anyhow::Result<PathBuf> {
@@ -50,14 +47,51 @@ pub fn find_redis_binary(name: &str) -> anyhow::Result<PathBuf> {
 /// One `redis-server` child process on 127.0.0.1.
 #[derive(Debug)]
 pub struct LocalRedis {
-    /// The server; `None` while killed.
-    child: Mutex<Option<Child>>,
-    /// Owns the temp dir (log); removed on drop unless `BOXOFFICE_KEEP_STACK=1`.
-    dir: Mutex<Option<TempDir>>,
-    root: PathBuf,
-    port: u16,
+    /// The server, its temp dir (log; removed on drop unless `BOXOFFICE_KEEP_STACK=1`) and port.
+    server: Supervisor<RedisServer>,
+}
+
+/// How `redis-server` is run: persistence off, logging into its temp dir.
+#[derive(Debug)]
+struct RedisServer {
     /// Extra `--flag value` arguments (e.g. `--replicaof`), reused by [`LocalRedis::restart`].
     extra: Vec<String>,
+}
+
+impl Server for RedisServer {
+    const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn name(&self) -> &str {
+        "Redis"
+    }
+
+    fn command(&self, home: &Path, port: u16) -> anyhow::Result<Command> {
+        let mut cmd = Command::new(find_redis_binary("redis-server")?);
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(home)
+            .arg("--logfile")
+            .arg(home.join(LOG))
+            .args(&self.extra);
+        Ok(cmd)
+    }
+
+    async fn probe(&self, port: u16) -> Result<(), String> {
+        answers_ping(port)
+    }
+}
+
+/// The Redis and Sentinel log, in the temp dir.
+const LOG: &str = "redis.log";
+
+/// Whether the server on `port` answers `PING` with `+PONG`.
+fn answers_ping(port: u16) -> Result<(), String> {
+    match raw_command(port, "PING") {
+        Ok(reply) if reply.starts_with("+PONG") => Ok(()),
+        Ok(reply) => Err(format!("PING answered {reply:?}")),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 impl LocalRedis {
@@ -69,143 +103,62 @@ impl LocalRedis {
     /// Starts a server with extra command-line arguments (`["--replicaof", "127.0.0.1 6379"]`).
     pub async fn start_with(extra: &[&str]) -> anyhow::Result<LocalRedis> {
         find_redis_binary("redis-server")?;
-        let dir = tempfile::Builder::new()
-            .prefix("boxoffice-redis-")
-            .tempdir()
-            .context("Failed to create a temp dir for Redis")?;
-        let root = dir.path().to_path_buf();
-        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let mut last = None;
-        for _ in 0..BIND_ATTEMPTS {
-            let port = free_port().context("Failed to find a free port for Redis")?;
-            match spawn_server(&root, port, &extra).await {
-                Ok(child) => {
-                    tracing::info!(port, dir = %root.display(), "Redis started");
-                    return Ok(LocalRedis {
-                        child: Mutex::new(Some(child)),
-                        dir: Mutex::new(Some(dir)),
-                        root,
-                        port,
-                        extra,
-                    });
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.expect("at least one attempt"))
+        let home = Home::temp("boxoffice-redis-", None)?;
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let server = Supervisor::start(RedisServer { extra }, home, LOG).await?;
+        Ok(LocalRedis { server })
     }
 
     /// The port it listens on.
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// `redis://127.0.0.1:PORT/`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        format!("redis://127.0.0.1:{}/", self.port())
     }
 
     /// The server log.
     pub fn log_path(&self) -> PathBuf {
-        self.root.join("redis.log")
+        self.server.log_path().to_path_buf()
     }
 
     /// The last `n` lines of the log, for failure messages.
     pub fn log_tail(&self, n: usize) -> String {
-        tail(&self.log_path(), n)
+        self.server.log_tail(n)
     }
 
     /// The server process's pid, while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.lock().expect("lock").as_ref().map(Child::id)
+        self.server.pid()
     }
 
     /// Kills the server with SIGKILL (a crash: clients see their connections reset).
     pub async fn kill(&self) -> anyhow::Result<()> {
-        Ok(process::stop_slot(&self.child, Signal::Kill, STOP_GRACE).await?)
+        self.server.kill().await
     }
 
     /// Starts the server again on the same port (killing it first if it runs). Its data is
     /// gone: persistence is off.
     pub async fn restart(&self) -> anyhow::Result<()> {
-        self.kill().await?;
-        let mut last = None;
-        // The port was ours a moment ago; it may linger briefly after the kill.
-        for _ in 0..20 {
-            match spawn_server(&self.root, self.port, &self.extra).await {
-                Ok(child) => {
-                    *self.child.lock().expect("lock") = Some(child);
-                    return Ok(());
-                }
-                Err(e) => last = Some(e),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(last.expect("at least one attempt"))
+        self.server.restart().await
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers. Fails when it
+    /// does not run.
+    pub(crate) fn pause(&self) -> anyhow::Result<()> {
+        self.server.signal(chaos::process::Signal::SIGSTOP)
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub(crate) fn resume(&self) -> anyhow::Result<()> {
+        self.server.signal(chaos::process::Signal::SIGCONT)
     }
 
     /// Sends one command (inline protocol) and returns the raw reply, for drills.
     pub fn command(&self, cmd: &str) -> anyhow::Result<String> {
-        raw_command(self.port, cmd)
-    }
-}
-
-impl Drop for LocalRedis {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.lock().ok().and_then(|mut c| c.take()) {
-            let _ = process::terminate_blocking(&mut child, Signal::Interrupt, STOP_GRACE);
-        }
-        if let Some(dir) = self.dir.lock().ok().and_then(|mut d| d.take()) {
-            keep_or_remove(dir);
-        }
-    }
-}
-
-fn keep_or_remove(dir: TempDir) {
-    if std::env::var("BOXOFFICE_KEEP_STACK").as_deref() == Ok("1") {
-        eprintln!("compose: kept {}", dir.keep().display());
-    }
-}
-
-async fn spawn_server(root: &Path, port: u16, extra: &[String]) -> anyhow::Result<Child> {
-    let log = root.join("redis.log");
-    let mut cmd = Command::new("redis-server");
-    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-        .arg("--dir")
-        .arg(root)
-        .arg("--logfile")
-        .arg(&log)
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let child = process::spawn_tied(cmd)
-        .await
-        .with_context(|| format!("Failed to start redis-server: {INSTALL_HINT}"))?;
-    wait_ready(child, port, &log).await
-}
-
-async fn wait_ready(mut child: Child, port: u16, log: &Path) -> anyhow::Result<Child> {
-    let began = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait()? {
-            bail!(
-                "redis on port {port} exited with {status}; log tail:\n{}",
-                tail(log, 20)
-            );
-        }
-        if raw_command(port, "PING").is_ok_and(|r| r.starts_with("+PONG")) {
-            return Ok(child);
-        }
-        if began.elapsed() > READY_TIMEOUT {
-            let _ = process::terminate_async(&mut child, Signal::Kill, STOP_GRACE).await;
-            bail!(
-                "redis on port {port} did not answer PING within {READY_TIMEOUT:?}; log tail:\n{}",
-                tail(log, 20)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        raw_command(self.port(), cmd)
     }
 }
 
@@ -228,13 +181,51 @@ pub struct RedisFailover {
     pub primary: LocalRedis,
     /// Its replica.
     pub replica: LocalRedis,
-    sentinel: Mutex<Option<Child>>,
-    sentinel_port: u16,
-    _dir: TempDir,
+    sentinel: Supervisor<Sentinel>,
 }
 
 /// The name Sentinel knows the primary by.
 pub const SENTINEL_MASTER_NAME: &str = "boxoffice";
+
+/// How `redis-sentinel` is run: watching one primary, configured in its temp dir.
+#[derive(Debug)]
+struct Sentinel {
+    primary_port: u16,
+}
+
+impl Server for Sentinel {
+    const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn name(&self) -> &str {
+        "Redis Sentinel"
+    }
+
+    fn command(&self, home: &Path, port: u16) -> anyhow::Result<Command> {
+        let conf = home.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile {dir}/{SENTINEL_LOG}\n\
+                 sentinel monitor {SENTINEL_MASTER_NAME} 127.0.0.1 {p} 1\n\
+                 sentinel down-after-milliseconds {SENTINEL_MASTER_NAME} 1000\n\
+                 sentinel failover-timeout {SENTINEL_MASTER_NAME} 5000\n",
+                dir = home.display(),
+                p = self.primary_port
+            ),
+        )
+        .context("Failed to write sentinel.conf")?;
+        let mut cmd = Command::new(find_redis_binary("redis-sentinel")?);
+        cmd.arg(&conf);
+        Ok(cmd)
+    }
+
+    async fn probe(&self, port: u16) -> Result<(), String> {
+        answers_ping(port)
+    }
+}
+
+/// Sentinel's log, in its temp dir.
+const SENTINEL_LOG: &str = "sentinel.log";
 
 impl RedisFailover {
     /// Starts primary, replica and Sentinel (down-after 1 s, failover timeout 5 s).
@@ -243,49 +234,27 @@ impl RedisFailover {
         let primary = LocalRedis::start().await?;
         let replicaof = format!("127.0.0.1 {}", primary.port());
         let replica = LocalRedis::start_with(&["--replicaof", &replicaof]).await?;
-        let dir = tempfile::Builder::new()
-            .prefix("boxoffice-sentinel-")
-            .tempdir()?;
-        let port = free_port()?;
-        let conf = dir.path().join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile {dir}/sentinel.log\n\
-                 sentinel monitor {SENTINEL_MASTER_NAME} 127.0.0.1 {p} 1\n\
-                 sentinel down-after-milliseconds {SENTINEL_MASTER_NAME} 1000\n\
-                 sentinel failover-timeout {SENTINEL_MASTER_NAME} 5000\n",
-                dir = dir.path().display(),
-                p = primary.port()
-            ),
-        )?;
-        let mut cmd = Command::new("redis-sentinel");
-        cmd.arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = process::spawn_tied(cmd)
-            .await
-            .with_context(|| format!("Failed to start redis-sentinel: {INSTALL_HINT}"))?;
-        let child = wait_ready(child, port, &dir.path().join("sentinel.log")).await?;
+        let sentinel = Sentinel {
+            primary_port: primary.port(),
+        };
+        let home = Home::temp("boxoffice-sentinel-", None)?;
+        let sentinel = Supervisor::start(sentinel, home, SENTINEL_LOG).await?;
         Ok(RedisFailover {
             primary,
             replica,
-            sentinel: Mutex::new(Some(child)),
-            sentinel_port: port,
-            _dir: dir,
+            sentinel,
         })
     }
 
     /// Sentinel's port.
     pub fn sentinel_port(&self) -> u16 {
-        self.sentinel_port
+        self.sentinel.port()
     }
 
     /// The port Sentinel currently names as primary.
     pub fn current_primary_port(&self) -> anyhow::Result<u16> {
         let reply = raw_command(
-            self.sentinel_port,
+            self.sentinel_port(),
             &format!("SENTINEL get-master-addr-by-name {SENTINEL_MASTER_NAME}"),
         )?;
         reply
@@ -294,14 +263,6 @@ impl RedisFailover {
             .nth(1)
             .and_then(|p| p.trim().parse().ok())
             .with_context(|| format!("unexpected Sentinel reply {reply:?}"))
-    }
-}
-
-impl Drop for RedisFailover {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.sentinel.lock().ok().and_then(|mut c| c.take()) {
-            let _ = process::terminate_blocking(&mut child, Signal::Interrupt, STOP_GRACE);
-        }
     }
 }
 
@@ -324,10 +285,9 @@ pub fn fresh_redis_prefix() -> String {
     format!("test-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// Statics are never dropped, so the shared server is stopped here instead.
 extern "C" fn stop_shared_at_exit() {
-    if let Some(server) = SHARED.get() {
-        if let Some(mut child) = server.child.lock().ok().and_then(|mut c| c.take()) {
-            let _ = process::terminate_blocking(&mut child, Signal::Kill, STOP_GRACE);
-        }
+    if let Some(redis) = SHARED.get() {
+        redis.server.shut_down_now();
     }
 }

@@ -1,60 +1,22 @@
 //! The few libc calls the crate needs, kept in one small module because they are `unsafe`.
 //!
 //! Everything else in the crate is safe code built on these: whether we run as root (servers
-//! must then drop to an unprivileged uid), sending a signal to a child, tying a child's life to
-//! ours with `PR_SET_PDEATHSIG`, and registering an exit hook for the shared server.
+//! must then drop to an unprivileged uid), tying a child's life to ours with `PR_SET_PDEATHSIG`,
+//! and registering an exit hook for the shared server. Signals go through
+//! [`chaos::process::send`], the workspace's one signal helper.
+//!
+//! These stay on `libc` rather than `nix`: `pre_exec` is `unsafe` whatever wraps the calls inside
+//! it, and `nix` has no `atexit`.
 #![allow(unsafe_code)]
 
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-/// A signal we send to a server process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Signal {
-    /// SIGINT: PostgreSQL's "fast" shutdown (roll back sessions, checkpoint, exit).
-    Interrupt,
-    /// SIGQUIT: PostgreSQL's "immediate" shutdown (no checkpoint, but shared memory is released).
-    Quit,
-    /// SIGKILL: the last resort; works on a stopped (SIGSTOP-ed) process too.
-    Kill,
-    /// SIGSTOP: freeze (a long GC pause, as the rest of the system sees it).
-    Stop,
-    /// SIGCONT: thaw a frozen process.
-    Continue,
-}
-
-impl Signal {
-    fn number(self) -> libc::c_int {
-        match self {
-            Signal::Interrupt => libc::SIGINT,
-            Signal::Quit => libc::SIGQUIT,
-            Signal::Kill => libc::SIGKILL,
-            Signal::Stop => libc::SIGSTOP,
-            Signal::Continue => libc::SIGCONT,
-        }
-    }
-}
-
 /// True when the effective uid is 0 (PostgreSQL refuses to run then).
 pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
-}
-
-/// Sends `signal` to process `pid`. `ESRCH` (already gone) is reported as an error; callers that
-/// only want the process dead treat it as success.
-pub(crate) fn send_signal(pid: u32, signal: Signal) -> io::Result<()> {
-    let pid = libc::pid_t::try_from(pid)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"))?;
-    // SAFETY: kill only reads its two integer arguments; pid is a positive child pid, never 0 or
-    // -1, so it cannot signal a whole process group.
-    let rc = unsafe { libc::kill(pid, signal.number()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 /// Makes the command's child receive SIGKILL when the thread that spawns it exits.
