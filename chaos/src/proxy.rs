@@ -143,6 +143,8 @@ struct Shared {
     toxics: watch::Sender<Arc<Vec<ToxicSpec>>>,
     conns: Mutex<Conns>,
     next_connection: AtomicU64,
+    /// Where new connections go; an upstream change swaps it without closing the listener.
+    upstream: Mutex<Arc<str>>,
 }
 
 #[derive(Debug, Default)]
@@ -195,6 +197,7 @@ impl Proxy {
                     toxics,
                     conns: Mutex::new(Conns::default()),
                     next_connection: AtomicU64::new(0),
+                    upstream: Mutex::new(config.upstream.as_str().into()),
                 }),
                 state: Mutex::new(State {
                     listen: if config.listen.is_empty() {
@@ -266,10 +269,8 @@ impl Proxy {
         state.listen = local.to_string();
         let generation = lock(&self.inner.shared.conns).generation;
         let shared = Arc::clone(&self.inner.shared);
-        let upstream: Arc<str> = state.upstream.as_str().into();
-        state.accept = Some(tokio::spawn(accept_loop(
-            shared, listener, upstream, generation,
-        )));
+        *lock(&shared.upstream) = state.upstream.as_str().into();
+        state.accept = Some(tokio::spawn(accept_loop(shared, listener, generation)));
         state.enabled = true;
         self.inner.shared.metrics.set_enabled(true);
         Ok(())
@@ -293,22 +294,29 @@ impl Proxy {
         }
     }
 
-    /// Applies a partial update. Changing `listen` or `upstream` restarts the proxy, dropping
-    /// its connections, as Toxiproxy does.
+    /// Applies a partial update. Changing `listen` restarts the proxy on the new address;
+    /// changing only `upstream` keeps the listener (so no other process can take the port
+    /// meanwhile) and sends new connections to the new upstream. Either way the open
+    /// connections are dropped, as Toxiproxy does.
     pub async fn update(&self, update: ProxyUpdate) -> Result<()> {
         let restart = {
             let mut state = lock(&self.inner.state);
-            let mut changed = false;
+            let mut relisten = false;
             if let Some(listen) = update.listen.filter(|l| *l != state.listen) {
                 state.listen = listen;
                 state.bound = None;
-                changed = true;
+                relisten = true;
             }
             if let Some(upstream) = update.upstream.filter(|u| *u != state.upstream) {
+                *lock(&self.inner.shared.upstream) = upstream.as_str().into();
                 state.upstream = upstream;
-                changed = true;
+                if state.enabled && !relisten {
+                    for (_, task) in lock(&self.inner.shared.conns).tasks.drain() {
+                        task.abort();
+                    }
+                }
             }
-            changed && state.enabled
+            relisten && state.enabled
         };
         if restart {
             self.disable().await;
@@ -476,12 +484,7 @@ fn bind(addr: &str) -> Result<TcpListener> {
     socket.listen(8192).map_err(listen_err)
 }
 
-async fn accept_loop(
-    shared: Arc<Shared>,
-    listener: TcpListener,
-    upstream: Arc<str>,
-    generation: u64,
-) {
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, generation: u64) {
     loop {
         let client = match listener.accept().await {
             Ok((client, _)) => client,
@@ -497,12 +500,8 @@ async fn accept_loop(
         if conns.generation != generation {
             return;
         }
-        let task = tokio::spawn(handle_connection(
-            Arc::clone(&shared),
-            id,
-            client,
-            Arc::clone(&upstream),
-        ));
+        let upstream = Arc::clone(&lock(&shared.upstream));
+        let task = tokio::spawn(handle_connection(Arc::clone(&shared), id, client, upstream));
         conns.tasks.insert(id, task.abort_handle());
     }
 }

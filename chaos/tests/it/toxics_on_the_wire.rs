@@ -336,3 +336,34 @@ async fn toxicity_one_half_hits_the_same_connections_on_a_replay() {
     assert_eq!(first, replay);
     assert!(first.contains(&true) && first.contains(&false));
 }
+
+#[tokio::test]
+async fn a_new_upstream_takes_new_connections_drops_open_ones_and_keeps_the_port() {
+    // The VIP pattern of the lab's failovers: the proxy is re-pointed at the promoted node.
+    let proxy = proxy_to(echo_server().await);
+    let port = proxy.listen_addr().unwrap();
+    let mut old = connect(&proxy).await;
+    assert!(round_trip(&mut old, b"to the echo").await < Duration::from_secs(1));
+
+    proxy
+        .update(chaos::ProxyUpdate {
+            upstream: Some(blast_server(5).await.to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(proxy.listen_addr().unwrap(), port, "same address for clients");
+    // The port was never given up, so nobody else can hold it now.
+    assert!(std::net::TcpListener::bind(port).is_err());
+
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(2), old.read(&mut buf))
+        .await
+        .expect("the old connection is closed, not left hanging")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the open connection to the old upstream is dropped");
+
+    let mut new = connect(&proxy).await;
+    let (data, _) = read_to_end(&mut new).await;
+    assert_eq!(data.len(), 5, "a new connection reaches the new upstream");
+}
