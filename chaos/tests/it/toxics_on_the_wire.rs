@@ -352,7 +352,11 @@ async fn a_new_upstream_takes_new_connections_drops_open_ones_and_keeps_the_port
         })
         .await
         .unwrap();
-    assert_eq!(proxy.listen_addr().unwrap(), port, "same address for clients");
+    assert_eq!(
+        proxy.listen_addr().unwrap(),
+        port,
+        "same address for clients"
+    );
     // The port was never given up, so nobody else can hold it now.
     assert!(std::net::TcpListener::bind(port).is_err());
 
