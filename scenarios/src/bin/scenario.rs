@@ -6,6 +6,11 @@ use clap::Parser;
 use scenarios::{Cli, ScenarioName};
 
 fn main() {
+    // A run holds a socket per virtual user in flight (three on the local stack): lift the
+    // soft limit on open files to the hard one before anything opens them.
+    if let Err(e) = scenarios::run::provision::raise_open_files_limit() {
+        eprintln!("warning: could not raise the open-files limit: {e}");
+    }
     if std::env::args().nth(1).as_deref() == Some(scenarios::stack::SERVE_APP) {
         // The local stack's box-office instances: this binary, serving one instance.
         let code = match tokio::runtime::Runtime::new() {

@@ -39,6 +39,8 @@ pub struct Attacked {
     pub requests_counted: u64,
     /// The faults, when the run had a schedule.
     pub faults: Option<FaultsSeen>,
+    /// The most descriptors the runner held at once during the load.
+    pub peak_open_files: u64,
 }
 
 /// What a chaos run saw besides the history.
@@ -238,7 +240,9 @@ pub async fn attack(
         .as_ref()
         .zip(targets)
         .map(|(s, targets)| ChaosRun::start(plan, s, targets, stack, &recorder));
+    let open_files = observe::open_files();
     let attack_result = attack.execute().await;
+    let peak_open_files = open_files.finish().await;
     let duration_s = t0.elapsed().as_secs_f64();
     let faults = match chaos_run {
         Some(c) => Some(c.finish(plan).await),
@@ -261,5 +265,6 @@ pub async fn attack(
         duration_s,
         requests_counted: recorder.counters().requests.load(Ordering::Relaxed),
         faults,
+        peak_open_files,
     })
 }

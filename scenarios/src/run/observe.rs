@@ -50,6 +50,14 @@ impl<T: Default + Send + 'static> Poller<T> {
     }
 }
 
+/// The most descriptors (sockets included) this process held at once, sampled every
+/// 250 ms: what a run costs in connections.
+pub fn open_files() -> Poller<u64> {
+    Poller::start(Duration::from_millis(250), |_, most: u64| async move {
+        most.max(super::provision::open_files().unwrap_or(0))
+    })
+}
+
 /// Readiness as the probes saw it: the last answer per instance, and every change.
 #[derive(Debug, Default)]
 pub struct ReadinessSeen {

@@ -127,3 +127,54 @@ pub fn alert_rule_files() -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// Raises this process's soft limit on open files to its hard limit (children, such as the
+/// local stack's instances, inherit it): a run keeps a socket per virtual user in flight,
+/// and the local stack's balancer and proxies two more each, so 10,000 users need far more
+/// than the usual soft limit of 1,024. Returns the limit now in force.
+pub fn raise_open_files_limit() -> std::io::Result<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok(hard.max(soft))
+}
+
+/// Peak resident memory of this process so far, in MiB (`VmHWM`), where the OS says.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Descriptors this process has open now (sockets included), where the OS says.
+pub fn open_files() -> Option<u64> {
+    std::fs::read_dir("/proc/self/fd")
+        .ok()
+        .map(|d| d.count() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_files_limit_rises_to_the_hard_limit_and_usage_is_read() {
+        let limit = raise_open_files_limit().expect("getrlimit works here");
+        let (soft, hard) =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+        assert_eq!((soft, limit), (hard, hard));
+        let before = open_files().expect("/proc/self/fd");
+        let _f: Vec<_> = (0..5).map(|_| tempfile::tempfile().unwrap()).collect();
+        assert!(open_files().unwrap() >= before + 5);
+        assert!(peak_rss_mib().unwrap() > 1.0);
+    }
+}

@@ -95,6 +95,13 @@ fn run_info(plan: &Plan, stack: &Stack, keys: &StateKeys, run: &Attacked) -> rep
     // Counted on the request path whether or not history is recorded (the bench's
     // "history off" leg has no aggregates otherwise).
     p.insert("requests_counted".into(), json!(run.requests_counted));
+    // What the run cost the runner: descriptors (a socket per request in flight; on the
+    // local stack also the balancer's and proxies') and memory.
+    p.insert("peak_open_files".into(), json!(run.peak_open_files));
+    p.insert(
+        "peak_rss_mib".into(),
+        json!(super::provision::peak_rss_mib().map(|m| m.round())),
+    );
     reports::RunInfo {
         id: plan.run_id(),
         scenario: plan.name().to_owned(),
