@@ -8,6 +8,10 @@ mod common;
 mod coupon_rush;
 mod flash_sale;
 mod local_stack;
+// The box office's METRICS.md parser, shared with its own tests (test support, not library).
+#[allow(dead_code)]
+#[path = "../../../system/tests/it/support/metrics_spec.rs"]
+mod metrics_spec;
 mod naive_oversell;
 mod observability;
 mod stacks;

@@ -652,7 +652,7 @@ async fn every_dashboard_query_and_alert_expression_returns_data_from_a_live_run
         .collect();
     let md = std::fs::read_to_string(repo().join("system/METRICS.md")).unwrap();
     let mut specified = BTreeSet::new();
-    for (name, family) in boxoffice::metrics::spec::from_markdown(&md) {
+    for (name, family) in crate::metrics_spec::from_markdown(&md) {
         if family.kind == "histogram" {
             for s in ["_bucket", "_sum", "_count"] {
                 specified.insert(format!("{name}{s}"));

@@ -10,8 +10,8 @@
 //! once per second ([`MetricSet::refresh_due`]); this module reads no store.
 //!
 //! [`HttpMetrics`] (in `http.rs`) keeps the request series of each served route resolved, off
-//! the per-request path. [`spec`] reads the metric table of `system/METRICS.md`, so that
-//! tests (here and in the lab's `scenarios` crate) can hold the table and the registry equal.
+//! the per-request path. The tests hold `system/METRICS.md` and the registry equal with a
+//! parser that lives in test support (`system/tests/it/support/metrics_spec.rs`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -459,6 +459,5 @@ impl Drop for SseGuard {
 }
 
 mod http;
-pub mod spec;
 
 pub use http::HttpMetrics;

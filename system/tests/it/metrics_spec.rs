@@ -2,9 +2,9 @@
 //! router (holds, bookings, payments, a cancellation, coupon claims, a notification stream),
 //! the families the service renders are exactly the table's, with the same types and labels.
 
+use crate::support::metrics_spec as spec;
 use crate::support::TestApp;
 use axum::http::Method;
-use boxoffice::metrics::spec;
 use serde_json::json;
 
 fn metric_value(text: &str, series: &str) -> Option<f64> {

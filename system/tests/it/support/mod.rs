@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod metrics_spec;
+
 use std::sync::Arc;
 
 use axum::body::Body;

@@ -1,7 +1,7 @@
 //! The metric table of `system/METRICS.md` and the same view of a live registry, so that
-//! tests can hold the specification and the code equal. Nothing in the service calls it; it
-//! is public library code rather than test support only because the lab's `scenarios` tests
-//! read the table too (`boxoffice::metrics::spec::from_markdown`).
+//! tests can hold the specification and the code equal. Test support only: the service never
+//! reads its own documentation. The lab's `scenarios` tests include this same file (by path)
+//! to compare the table with what Prometheus scraped.
 
 use std::collections::{BTreeMap, BTreeSet};
 
