@@ -131,6 +131,8 @@ pub async fn send(
         .set_request_builder(builder)
         .build();
     let invoke_ms = recorder.now_ms();
+    // Held until the body is read; waiting for it counts in the latency.
+    let _connection = recorder.connection().await;
     let goose = user.request(goose_request).await?;
     let (status, body, error) = match goose.response {
         Ok(res) => {

@@ -224,6 +224,7 @@ pub struct Recorder {
     epoch: Instant,
     counters: Arc<Counters>,
     observer: Option<Arc<dyn Observer>>,
+    connections: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// Sees every operation as it is recorded (the runner's live metrics).
@@ -252,6 +253,21 @@ impl Recorder {
     /// The live counters.
     pub fn counters(&self) -> &Arc<Counters> {
         &self.counters
+    }
+
+    /// At most `n` requests in flight at once (so at most `n` connections open): a request
+    /// beyond waits for a permit, and the wait counts in its latency.
+    pub fn with_connection_limit(mut self, n: usize) -> Self {
+        self.connections = Some(Arc::new(tokio::sync::Semaphore::new(n.max(1))));
+        self
+    }
+
+    /// A permit to have one request in flight, when the run limits them.
+    pub async fn connection(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        match &self.connections {
+            Some(s) => Arc::clone(s).acquire_owned().await.ok(),
+            None => None,
+        }
     }
 
     /// Also feeds every operation to `observer` (the runner's live metrics).
@@ -357,6 +373,7 @@ pub fn start(
         epoch,
         counters: Arc::new(Counters::default()),
         observer: None,
+        connections: None,
     };
     Ok((recorder, HistoryWriter { tx, thread }))
 }
@@ -553,5 +570,22 @@ mod tests {
         assert!(out.timeline.points.len() >= 2);
         let p = reports::Percentiles::from_histogram(&out.transactions[&OpKind::Hold].latency_us);
         assert!((p.p50 - 2.5).abs() < 0.01, "{p:?}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_limit_holds_requests_beyond_it_until_one_finishes() {
+        let (rec, _writer) = start(None, false, 1.0).unwrap();
+        assert!(rec.connection().await.is_none(), "no limit unless asked");
+        let rec = rec.with_connection_limit(2);
+        let a = rec.connection().await.expect("a permit");
+        let _b = rec.connection().await.expect("a permit");
+        let third = tokio::time::timeout(std::time::Duration::from_millis(50), rec.connection());
+        assert!(
+            third.await.is_err(),
+            "the third waits while two are in flight"
+        );
+        drop(a);
+        let third = tokio::time::timeout(std::time::Duration::from_millis(500), rec.connection());
+        assert!(third.await.expect("released").is_some());
     }
 }

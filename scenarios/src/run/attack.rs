@@ -41,6 +41,8 @@ pub struct Attacked {
     pub faults: Option<FaultsSeen>,
     /// The most descriptors the runner held at once during the load.
     pub peak_open_files: u64,
+    /// Requests in flight at once were limited to this many (descriptors), if they were.
+    pub connection_limit: Option<usize>,
 }
 
 /// What a chaos run saw besides the history.
@@ -201,6 +203,17 @@ pub async fn attack(
         plan.timeline_interval_s(),
     )
     .map_err(|e| Error::io("starting the history", e))?;
+    let connection_limit = super::provision::connection_budget(&plan.cli.stack, plan.users);
+    let recorder = match connection_limit {
+        Some(n) => {
+            plan.say(format!(
+                "{} users share at most {n} connections (the open-files limit)",
+                plan.users
+            ));
+            recorder.with_connection_limit(n)
+        }
+        None => recorder,
+    };
     live.attach(Arc::clone(recorder.counters()));
     let recorder = recorder.with_observer(Arc::clone(live) as Arc<dyn history::Observer>);
     let targets = match &plan.schedule {
@@ -266,5 +279,6 @@ pub async fn attack(
         requests_counted: recorder.counters().requests.load(Ordering::Relaxed),
         faults,
         peak_open_files,
+        connection_limit,
     })
 }

@@ -98,6 +98,7 @@ fn run_info(plan: &Plan, stack: &Stack, keys: &StateKeys, run: &Attacked) -> rep
     // What the run cost the runner: descriptors (a socket per request in flight; on the
     // local stack also the balancer's and proxies') and memory.
     p.insert("peak_open_files".into(), json!(run.peak_open_files));
+    p.insert("connection_limit".into(), json!(run.connection_limit));
     p.insert(
         "peak_rss_mib".into(),
         json!(super::provision::peak_rss_mib().map(|m| m.round())),
