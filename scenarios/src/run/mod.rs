@@ -39,11 +39,21 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     let Some(scenario) = cli.scenario.scenario() else {
         return Err(Error::Usage("`list` is not a run".into()));
     };
-    match &scenario.kind {
+    let outcome = match &scenario.kind {
         Kind::Attack(attack) => run_attack(plan::Plan::resolve(cli, scenario, attack)?).await,
         Kind::Matrix(m) => matrix::run(&cli, scenario, m).await,
         Kind::Bench => bench::run(&cli).await,
+    }?;
+    // In a GitHub Actions job the verdict shows on the run's page too.
+    if let Some(summary) = std::env::var_os(report::STEP_SUMMARY_ENV) {
+        if let Err(e) = report::append_step_summary(&outcome, std::path::Path::new(&summary)) {
+            eprintln!(
+                "warning: appending the report to ${}: {e}",
+                report::STEP_SUMMARY_ENV
+            );
+        }
     }
+    Ok(outcome)
 }
 
 /// One attack: provision, run the pipeline, always stop the stack.

@@ -208,6 +208,20 @@ fn capacity_table(out: &HistoryOutput, plan: &Plan) -> reports::Comparison {
     }
 }
 
+/// The job-summary file of a GitHub Actions step.
+pub const STEP_SUMMARY_ENV: &str = "GITHUB_STEP_SUMMARY";
+
+/// Appends the run's Markdown report to a CI job summary (`$GITHUB_STEP_SUMMARY`).
+pub fn append_step_summary(outcome: &Outcome, path: &Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let markdown = std::fs::read_to_string(&outcome.written.markdown)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    writeln!(file, "{markdown}")
+}
+
 /// The short summary printed at the end of a run.
 pub fn summary_text(outcome: &Outcome) -> String {
     let r = &outcome.report;
@@ -295,4 +309,26 @@ fn comparison_text(c: &reports::Comparison) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_markdown_report_is_appended_to_the_job_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        let outcome = Outcome::write(reports::sample_report(), dir.path().join("run")).unwrap();
+        let summary = dir.path().join("summary.md");
+        std::fs::write(&summary, "earlier step\n").unwrap();
+        append_step_summary(&outcome, &summary).unwrap();
+        append_step_summary(&outcome, &summary).unwrap();
+        let text = std::fs::read_to_string(&summary).unwrap();
+        let md = std::fs::read_to_string(&outcome.written.markdown).unwrap();
+        assert!(
+            text.starts_with("earlier step\n"),
+            "appended, not overwritten"
+        );
+        assert_eq!(text.matches(md.trim_end()).count(), 2);
+    }
 }
