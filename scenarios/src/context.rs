@@ -91,6 +91,7 @@ impl RunContext {
         if let Some(p) = &self.pacer {
             let at = p.slot(user.weighted_users_index, user.get_iterations());
             tokio::time::sleep_until(at.into()).await;
+            p.began(at);
             return Some(
                 at.saturating_duration_since(self.recorder.epoch())
                     .as_secs_f64()
@@ -171,6 +172,27 @@ pub struct Pacer {
     step_s: f64,
     users: usize,
     start: OnceLock<Instant>,
+    /// Arrivals that began.
+    started: AtomicUsize,
+    /// Of those, arrivals that began more than [`LATE`] after they were due (their user was
+    /// still busy with its previous one): the corrected latency covers their wait.
+    late: AtomicUsize,
+}
+
+/// An arrival that begins this long after it was due counts as late.
+pub const LATE: Duration = Duration::from_millis(100);
+
+/// What became of the open model's arrivals by the end of the load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Arrivals {
+    /// Due by the rate between the first arrival and the end of the load.
+    pub due: usize,
+    /// Begun by a virtual user.
+    pub started: usize,
+    /// Begun, but more than 100 ms after they were due.
+    pub late: usize,
+    /// Due but never begun: no virtual user was free before the load ended.
+    pub dropped: usize,
 }
 
 impl Pacer {
@@ -191,6 +213,50 @@ impl Pacer {
             },
             users: users.max(1),
             start: OnceLock::new(),
+            started: AtomicUsize::new(0),
+            late: AtomicUsize::new(0),
+        }
+    }
+
+    /// Arrivals due in the first `secs` seconds of the schedule.
+    pub fn due_within(&self, secs: f64) -> usize {
+        let (mut due, mut from) = (0.0, 0.0);
+        for (i, rate) in self.rates.iter().enumerate() {
+            let last = i + 1 == self.rates.len();
+            let to = if last {
+                f64::INFINITY
+            } else {
+                (i + 1) as f64 * self.step_s
+            };
+            due += (secs.min(to) - from).max(0.0) * rate;
+            if secs <= to {
+                break;
+            }
+            from = to;
+        }
+        due.ceil() as usize
+    }
+
+    /// Records that an arrival due at `at` began now.
+    pub fn began(&self, at: Instant) {
+        self.started.fetch_add(1, Ordering::Relaxed);
+        if Instant::now().saturating_duration_since(at) > LATE {
+            self.late.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The arrivals so far: due since the first one, begun, late, dropped.
+    pub fn arrivals(&self) -> Arrivals {
+        let due = self
+            .start
+            .get()
+            .map_or(0, |s| self.due_within(s.elapsed().as_secs_f64()));
+        let started = self.started.load(Ordering::Relaxed);
+        Arrivals {
+            due,
+            started,
+            late: self.late.load(Ordering::Relaxed),
+            dropped: due.saturating_sub(started),
         }
     }
 
@@ -246,6 +312,25 @@ mod tests {
             (p.offset_s(50) - 3.0).abs() < 1e-9,
             "the last rate holds after the last step"
         );
+    }
+
+    #[test]
+    fn arrivals_due_follow_the_steps_and_the_unbegun_are_dropped() {
+        let p = Pacer::stepped(vec![10.0, 20.0], Duration::from_secs(1), 2);
+        assert_eq!(p.due_within(0.5), 5);
+        assert_eq!(p.due_within(1.0), 10);
+        assert_eq!(
+            p.due_within(2.0),
+            30,
+            "the last rate holds after the last step"
+        );
+        assert_eq!(Pacer::new(4.0, 1).due_within(2.5), 10);
+        let t0 = p.slot(0, 0);
+        p.began(t0);
+        p.began(t0 - Duration::from_millis(500));
+        let a = p.arrivals();
+        assert_eq!((a.started, a.late), (2, 1));
+        assert_eq!(a.dropped, a.due.saturating_sub(2));
     }
 
     #[tokio::test]

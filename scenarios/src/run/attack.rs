@@ -43,6 +43,8 @@ pub struct Attacked {
     pub peak_open_files: u64,
     /// Requests in flight at once were limited to this many (descriptors), if they were.
     pub connection_limit: Option<usize>,
+    /// The open model's arrivals: due, begun, late, dropped.
+    pub arrivals: Option<crate::context::Arrivals>,
 }
 
 /// What a chaos run saw besides the history.
@@ -255,6 +257,7 @@ pub async fn attack(
         .map(|(s, targets)| ChaosRun::start(plan, s, targets, stack, &recorder));
     let open_files = observe::open_files();
     let attack_result = attack.execute().await;
+    let arrivals = ctx.pacer.as_ref().map(crate::context::Pacer::arrivals);
     let peak_open_files = open_files.finish().await;
     let duration_s = t0.elapsed().as_secs_f64();
     let faults = match chaos_run {
@@ -280,5 +283,6 @@ pub async fn attack(
         faults,
         peak_open_files,
         connection_limit,
+        arrivals,
     })
 }

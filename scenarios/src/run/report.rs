@@ -90,6 +90,14 @@ fn run_info(plan: &Plan, stack: &Stack, keys: &StateKeys, run: &Attacked) -> rep
         }
         _ => {}
     }
+    if let Some(a) = run.arrivals {
+        // Open model: arrivals a busy user began late (the corrected latency covers their
+        // wait) and arrivals no user was free to begin before the load ended.
+        p.insert("arrivals_due".into(), json!(a.due));
+        p.insert("arrivals_started".into(), json!(a.started));
+        p.insert("arrivals_late".into(), json!(a.late));
+        p.insert("arrivals_dropped".into(), json!(a.dropped));
+    }
     p.insert("think_ms".into(), json!(plan.knobs.think_ms));
     p.insert("history".into(), json!(!plan.cli.no_history));
     // Counted on the request path whether or not history is recorded (the bench's
@@ -240,6 +248,17 @@ pub fn summary_text(outcome: &Outcome) -> String {
         r.summary.throughput_rps,
         r.summary.error_rate * 100.0
     ));
+    let param = |k: &str| r.run.parameters.get(k).and_then(serde_json::Value::as_u64);
+    if let (Some(due), Some(begun), Some(late), Some(dropped)) = (
+        param("arrivals_due"),
+        param("arrivals_started"),
+        param("arrivals_late"),
+        param("arrivals_dropped"),
+    ) {
+        s.push_str(&format!(
+            "  arrivals due {due}  begun {begun} ({late} late)  dropped {dropped} (no free user)\n"
+        ));
+    }
     for t in &r.transactions {
         s.push_str(&format!(
             "  {:<13} {:>7} req  ok {:>6}  rejected {:>6}  err {:>4}  unk {:>4}  p50 {:>8.1} ms  p99 {:>8.1} ms\n",
