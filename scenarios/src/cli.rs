@@ -54,6 +54,15 @@ impl ScenarioName {
     }
 }
 
+/// How virtual users connect to the box office.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Connections {
+    /// Each user its own HTTP client and connections.
+    PerUser,
+    /// One HTTP client and connection pool shared by every user.
+    Shared,
+}
+
 /// Box Office Lab: load, check and judge the box office.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -182,6 +191,13 @@ pub struct Cli {
     /// Box-office instances behind the local stack's balancer.
     #[arg(long, default_value_t = 2, help_heading = "Lab")]
     pub instances: usize,
+
+    /// How virtual users connect: `per-user` (each its own HTTP client and keep-alive
+    /// connections, like browsers: what a connection-level balancer spreads) or `shared`
+    /// (one client and pool for all: far less memory and start-up time) [default:
+    /// per-user on the local stack, whose balancer routes connections; shared elsewhere].
+    #[arg(long, value_enum, help_heading = "Lab")]
+    pub connections: Option<Connections>,
 
     /// Start a synchronous PostgreSQL standby on the local stack [default: when the chaos
     /// schedule fails `postgres` over].

@@ -107,16 +107,18 @@ fn goose_attack(
     config: goose::config::GooseConfiguration,
     ctx: &Arc<RunContext>,
 ) -> Result<GooseAttack> {
-    // One HTTP client shared by every virtual user (the personas send bearer tokens, no
-    // cookies): one connection pool instead of one reqwest client per user, each with its
-    // own pool and TLS configuration, built before the rush can start.
-    let mut attack = GooseAttack::initialize_with_config(config)
-        .and_then(|a| {
-            a.set_client_builder_without_cookies(
+    let mut attack =
+        GooseAttack::initialize_with_config(config).map_err(|e| Error::Goose(e.to_string()))?;
+    if plan.connections() == crate::cli::Connections::Shared {
+        // One HTTP client for every virtual user (the personas send bearer tokens, no
+        // cookies): one pool instead of a reqwest client per user, each with its own pool
+        // and TLS configuration, built before the rush can start.
+        attack = attack
+            .set_client_builder_without_cookies(
                 goose::client::GooseClientBuilder::new().without_cookies(),
             )
-        })
-        .map_err(|e| Error::Goose(e.to_string()))?;
+            .map_err(|e| Error::Goose(e.to_string()))?;
+    }
     for (persona, weight) in plan.attack.personas {
         let scenario = persona
             .goose_scenario(ctx, *weight)

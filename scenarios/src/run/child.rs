@@ -59,6 +59,13 @@ pub fn forwarded_args(cli: &Cli, users: usize, seats: usize) -> Vec<String> {
     opt("--max-recovery", cli.max_recovery.map(|m| format!("{m}ms")));
     opt("-t", cli.goose.run_time.clone());
     opt(
+        "--connections",
+        cli.connections.map(|c| match c {
+            crate::cli::Connections::PerUser => "per-user".to_owned(),
+            crate::cli::Connections::Shared => "shared".to_owned(),
+        }),
+    );
+    opt(
         "--app-bin",
         cli.app_bin.as_ref().map(|p| p.display().to_string()),
     );

@@ -180,6 +180,16 @@ impl Plan {
         }
     }
 
+    /// How the virtual users connect: as asked, else per user on the local stack (its
+    /// balancer routes whole connections, so a paused instance must catch the users bound
+    /// to it) and shared elsewhere.
+    pub fn connections(&self) -> crate::cli::Connections {
+        self.cli.connections.unwrap_or(match self.cli.stack {
+            crate::stack::StackSpec::Local => crate::cli::Connections::PerUser,
+            _ => crate::cli::Connections::Shared,
+        })
+    }
+
     /// Prints a line unless `-q`.
     pub fn say(&self, msg: impl AsRef<str>) {
         if !self.cli.quiet() {
@@ -400,6 +410,19 @@ mod tests {
             matches!(e, Error::Usage(ref m) if m.starts_with("--chaos")),
             "{e}"
         );
+    }
+
+    #[test]
+    fn users_share_one_client_unless_a_balancer_routes_their_connections() {
+        use crate::cli::Connections;
+        assert_eq!(
+            plan(&["flash-sale"]).unwrap().connections(),
+            Connections::Shared
+        );
+        let local = plan(&["flash-sale", "--stack", "local"]).unwrap();
+        assert_eq!(local.connections(), Connections::PerUser);
+        let asked = plan(&["flash-sale", "--stack", "local", "--connections", "shared"]);
+        assert_eq!(asked.unwrap().connections(), Connections::Shared);
     }
 
     #[test]
