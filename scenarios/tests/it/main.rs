@@ -6,6 +6,7 @@ mod capacity;
 mod chaos_drills;
 mod common;
 mod coupon_rush;
+mod docs;
 mod flash_sale;
 mod local_stack;
 // The box office's METRICS.md parser, shared with its own tests (test support, not library).
