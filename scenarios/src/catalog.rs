@@ -144,20 +144,27 @@ pub struct Column {
     pub read: fn(&reports::Report) -> Value,
 }
 
+/// A flash buyer's attack: users rush together into a seeded world, the checker looks at
+/// seats; the scenarios below change only what differs.
+const RUSH: Attack = Attack {
+    personas: &[(Persona::FlashBuyer, 1)],
+    arrival: Arrival::Together,
+    seeds_world: true,
+    coupon_discount: None,
+    scope: Scope {
+        seats: true,
+        coupons: false,
+    },
+    table: None,
+};
+
 /// Every scenario, in the order `scenario list` shows them.
 pub static SCENARIOS: [Scenario; 7] = [
     Scenario {
         name: ScenarioName::FlashSale,
         description: "N users arrive together for one round of C seats: hold (chosen seats or a quantity), book, pay; checks that no seat is sold twice",
         defaults: BASE,
-        kind: Kind::Attack(Attack {
-            personas: &[(Persona::FlashBuyer, 1)],
-            arrival: Arrival::Together,
-            seeds_world: true,
-            coupon_discount: None,
-            scope: Scope { seats: true, coupons: false },
-            table: None,
-        }),
+        kind: Kind::Attack(RUSH),
     },
     Scenario {
         name: ScenarioName::BrowseAndBuy,
@@ -174,10 +181,7 @@ pub static SCENARIOS: [Scenario; 7] = [
         kind: Kind::Attack(Attack {
             personas: &[(Persona::Browser, 7), (Persona::Shopper, 3)],
             arrival: Arrival::AsStarted,
-            seeds_world: true,
-            coupon_discount: None,
-            scope: Scope { seats: true, coupons: false },
-            table: None,
+            ..RUSH
         }),
     },
     Scenario {
@@ -186,11 +190,12 @@ pub static SCENARIOS: [Scenario; 7] = [
         defaults: Defaults { seats: 25, ..BASE },
         kind: Kind::Attack(Attack {
             personas: &[(Persona::CouponHunter, 1)],
-            arrival: Arrival::Together,
-            seeds_world: true,
             coupon_discount: Some(10),
-            scope: Scope { seats: false, coupons: true },
-            table: None,
+            scope: Scope {
+                seats: false,
+                coupons: true,
+            },
+            ..RUSH
         }),
     },
     Scenario {
@@ -218,12 +223,9 @@ pub static SCENARIOS: [Scenario; 7] = [
             ..BASE
         },
         kind: Kind::Attack(Attack {
-            personas: &[(Persona::FlashBuyer, 1)],
             arrival: Arrival::Ramp,
-            seeds_world: true,
-            coupon_discount: None,
-            scope: Scope { seats: true, coupons: false },
             table: Some(Table::CapacityRamp),
+            ..RUSH
         }),
     },
     Scenario {
@@ -240,9 +242,11 @@ pub static SCENARIOS: [Scenario; 7] = [
             personas: &[(Persona::Prober, 1)],
             arrival: Arrival::AsStarted,
             seeds_world: false,
-            coupon_discount: None,
-            scope: Scope { seats: false, coupons: false },
-            table: None,
+            scope: Scope {
+                seats: false,
+                coupons: false,
+            },
+            ..RUSH
         }),
     },
 ];

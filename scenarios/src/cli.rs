@@ -63,6 +63,16 @@ pub enum Connections {
     Shared,
 }
 
+impl Connections {
+    /// The command-line name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Connections::PerUser => "per-user",
+            Connections::Shared => "shared",
+        }
+    }
+}
+
 /// Box Office Lab: load, check and judge the box office.
 #[derive(Debug, Clone, Parser)]
 #[command(

@@ -60,10 +60,7 @@ pub fn forwarded_args(cli: &Cli, users: usize, seats: usize) -> Vec<String> {
     opt("-t", cli.goose.run_time.clone());
     opt(
         "--connections",
-        cli.connections.map(|c| match c {
-            crate::cli::Connections::PerUser => "per-user".to_owned(),
-            crate::cli::Connections::Shared => "shared".to_owned(),
-        }),
+        cli.connections.map(|c| c.as_str().to_owned()),
     );
     opt(
         "--app-bin",

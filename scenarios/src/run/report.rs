@@ -107,13 +107,7 @@ fn run_info(plan: &Plan, stack: &Stack, keys: &StateKeys, run: &Attacked) -> rep
     // local stack also the balancer's and proxies') and memory.
     p.insert("peak_open_files".into(), json!(run.peak_open_files));
     p.insert("connection_limit".into(), json!(run.connection_limit));
-    p.insert(
-        "connections".into(),
-        json!(match plan.connections() {
-            crate::cli::Connections::PerUser => "per-user",
-            crate::cli::Connections::Shared => "shared",
-        }),
-    );
+    p.insert("connections".into(), json!(plan.connections().as_str()));
     p.insert(
         "peak_rss_mib".into(),
         json!(super::provision::peak_rss_mib().map(|m| m.round())),
