@@ -53,10 +53,10 @@ pub enum Command {
         /// `redis-failover`, `path/to/drill.toml` or `redis:kill@20s+10s,…`.
         spec: String,
         /// Seed for start-time spreads in text schedules.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, env = "CHAOS_SEED", default_value_t = 0)]
         seed: u64,
         /// Where drill files live.
-        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/schedules"))]
+        #[arg(long, env = "CHAOS_DRILLS", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/schedules"))]
         drills: PathBuf,
     },
 }
@@ -77,14 +77,14 @@ pub struct ProxyCommand {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address of the HTTP API.
-    #[arg(long, default_value = "127.0.0.1:8474")]
+    #[arg(long, env = "CHAOS_LISTEN", default_value = "127.0.0.1:8474")]
     pub listen: SocketAddr,
     /// JSON file with an array of proxies (`[{name, listen, upstream, enabled?}]`), as
     /// Toxiproxy's `-config`.
-    #[arg(long)]
+    #[arg(long, env = "CHAOS_CONFIG")]
     pub config: Option<PathBuf>,
     /// Seed of every random draw (toxicity, jitter, slices).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, env = "CHAOS_SEED", default_value_t = 0)]
     pub seed: u64,
 }
 
@@ -96,10 +96,10 @@ pub enum ProxyAction {
         /// Name.
         name: String,
         /// Listen address.
-        #[arg(long)]
+        #[arg(long, env = "CHAOS_LISTEN")]
         listen: String,
         /// Upstream address.
-        #[arg(long)]
+        #[arg(long, env = "CHAOS_UPSTREAM")]
         upstream: String,
     },
     /// Delete a proxy.
@@ -127,19 +127,20 @@ pub enum ToxicCommand {
         /// Proxy name.
         proxy: String,
         /// Toxic type: latency, bandwidth, slow_close, timeout, reset_peer, slicer, limit_data.
-        #[arg(long = "type", short = 't')]
+        #[arg(long = "type", short = 't', env = "CHAOS_TYPE")]
         kind: String,
         /// Toxic name (default `<type>_<stream>`).
-        #[arg(long, short = 'n')]
+        #[arg(long, short = 'n', env = "CHAOS_NAME")]
         name: Option<String>,
         /// Direction.
-        #[arg(long, short = 's', value_enum, default_value_t = StreamArg::Downstream)]
+        #[arg(long, short = 's', env = "CHAOS_STREAM", value_enum, default_value_t = StreamArg::Downstream)]
         stream: StreamArg,
         /// Probability (0..1) that a connection is affected.
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, env = "CHAOS_TOXICITY", default_value_t = 1.0)]
         toxicity: f32,
-        /// Attribute `key=value`, repeatable (`-a latency=200 -a jitter=50`).
-        #[arg(long = "attribute", short = 'a', value_parser = parse_attribute)]
+        /// Attribute `key=value`, repeatable (`-a latency=200 -a jitter=50`; `CHAOS_ATTRIBUTE`
+        /// holds one).
+        #[arg(long = "attribute", short = 'a', env = "CHAOS_ATTRIBUTE", value_parser = parse_attribute)]
         attributes: Vec<(String, serde_json::Value)>,
     },
     /// Change a toxic's attributes or toxicity.
@@ -149,10 +150,10 @@ pub enum ToxicCommand {
         /// Toxic name.
         name: String,
         /// New toxicity.
-        #[arg(long)]
+        #[arg(long, env = "CHAOS_TOXICITY")]
         toxicity: Option<f32>,
-        /// Attribute `key=value`, repeatable.
-        #[arg(long = "attribute", short = 'a', value_parser = parse_attribute)]
+        /// Attribute `key=value`, repeatable (`CHAOS_ATTRIBUTE` holds one).
+        #[arg(long = "attribute", short = 'a', env = "CHAOS_ATTRIBUTE", value_parser = parse_attribute)]
         attributes: Vec<(String, serde_json::Value)>,
     },
     /// Remove a toxic.
@@ -191,19 +192,20 @@ pub struct ProcessCommand {
     /// Target process.
     #[arg(
         long,
+        env = "CHAOS_PID",
         required_unless_present_any = ["container", "component"],
         conflicts_with_all = ["container", "component"]
     )]
     pub pid: Option<u32>,
     /// Target container (needs a Docker daemon).
-    #[arg(long, conflicts_with = "component")]
+    #[arg(long, env = "CHAOS_CONTAINER", conflicts_with = "component")]
     pub container: Option<String>,
     /// Target component of a running local stack by name (`app-1`, `postgres`, `redis-a`…),
     /// looked up in the `stack.json` a `scenario --stack local` run writes.
-    #[arg(long, requires = "stack_file")]
+    #[arg(long, env = "CHAOS_COMPONENT", requires = "stack_file")]
     pub component: Option<String>,
     /// The run's `stack.json` (components, pids, addresses).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, env = "CHAOS_STACK_FILE", value_name = "PATH")]
     pub stack_file: Option<PathBuf>,
 }
 
@@ -521,6 +523,37 @@ mod tests {
             serde_json::json!("abc")
         );
         assert!(parse_attribute("novalue").is_err());
+    }
+
+    #[test]
+    fn every_option_reads_a_chaos_environment_variable() {
+        fn walk(cmd: &clap::Command, path: &str, seen: &mut usize) {
+            for arg in cmd.get_arguments() {
+                let Some(long) = arg.get_long() else {
+                    continue;
+                };
+                if matches!(long, "help" | "version") {
+                    continue;
+                }
+                let want = format!("CHAOS_{}", long.replace('-', "_").to_uppercase());
+                assert_eq!(
+                    arg.get_env().and_then(|e| e.to_str()),
+                    Some(want.as_str()),
+                    "{path} --{long}"
+                );
+                *seen += 1;
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), seen);
+            }
+        }
+        let mut seen = 0;
+        walk(
+            &<Cli as clap::CommandFactory>::command(),
+            "chaos",
+            &mut seen,
+        );
+        assert!(seen >= 18, "only {seen} options");
     }
 
     #[test]

@@ -119,8 +119,18 @@ impl Drop for Balancer {
 async fn accept_loop(listener: TcpListener, backends: Arc<Vec<Backend>>) {
     let next = Arc::new(AtomicUsize::new(0));
     loop {
-        let Ok((client, _)) = listener.accept().await else {
-            continue;
+        let client = match listener.accept().await {
+            Ok((client, _)) => client,
+            Err(e) => {
+                // Out of descriptors (EMFILE/ENFILE) or a connection aborted before it was
+                // accepted: retrying at once would spin on the same error while the
+                // connection waits in the backlog; a moment later some socket has closed.
+                if out_of_descriptors(&e) {
+                    tracing::warn!(error = %e, "balancer: out of descriptors, accept paused");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                continue;
+            }
         };
         let backends = Arc::clone(&backends);
         let next = Arc::clone(&next);
@@ -153,11 +163,22 @@ async fn connect_next(backends: &[Backend], next: &AtomicUsize) -> Option<TcpStr
                     let _ = s.set_nodelay(true);
                     return Some(s);
                 }
+                // This process ran out of descriptors: the backend is not to blame, and no
+                // other would do better.
+                Ok(Err(e)) if out_of_descriptors(&e) => return None,
                 _ => b.healthy.store(false, Ordering::Relaxed),
             }
         }
     }
     None
+}
+
+/// Whether `e` says this process (EMFILE) or the system (ENFILE) has no descriptor left.
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(code) if code == libc::EMFILE || code == libc::ENFILE
+    )
 }
 
 async fn splice(mut client: TcpStream, mut upstream: TcpStream) {
@@ -197,4 +218,20 @@ pub(crate) async fn probe_live(addr: SocketAddr) -> bool {
         }
     }
     buf[..got].starts_with(b"HTTP/1.1 200") || buf[..got].starts_with(b"HTTP/1.0 200")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_running_out_of_descriptors_is_told_from_a_backends_failure() {
+        let emfile = std::io::Error::from_raw_os_error(libc::EMFILE);
+        let enfile = std::io::Error::from_raw_os_error(libc::ENFILE);
+        let refused = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert!(out_of_descriptors(&emfile));
+        assert!(out_of_descriptors(&enfile));
+        assert!(!out_of_descriptors(&refused));
+        assert!(!out_of_descriptors(&std::io::Error::other("timeout")));
+    }
 }

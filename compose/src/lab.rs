@@ -131,10 +131,18 @@ impl LocalLab {
     /// (the first runs the migrations), and waits until each answers.
     pub async fn start(options: LabOptions) -> anyhow::Result<LocalLab> {
         let began = Instant::now();
-        let dir = tempfile::Builder::new()
+        let mut dir = tempfile::Builder::new()
             .prefix("boxoffice-lab-")
             .tempdir()
             .context("Failed to create the lab's temp dir")?;
+        if std::env::var_os("BOXOFFICE_KEEP_STACK").is_some_and(|v| v == "1") {
+            // The instances' logs live here: kept with the servers' dirs for a post-mortem.
+            dir.disable_cleanup(true);
+            eprintln!(
+                "compose: BOXOFFICE_KEEP_STACK=1, kept the instances' dir {}",
+                dir.path().display()
+            );
+        }
         let registry = Arc::new(Registry::new(options.seed));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let (api, api_addr) = ProxyServer::serve(listener, Arc::clone(&registry))?;

@@ -2,6 +2,8 @@
 //! dir on a free port, stopped on drop, for tests that check dashboards and alerts against
 //! live data: scrape targets and rule files are given in code, the scrape and evaluation
 //! interval default to 1 s, and `--web.enable-lifecycle` allows [`LocalPrometheus::reload`].
+//! [`LocalPrometheus::start`] returns once every target has been scraped at least once, so
+//! whatever happens from then on is sampled.
 //!
 //! ```text
 //! /tmp/boxoffice-prometheus-XXXXXX/
@@ -31,6 +33,8 @@ const INSTALL_HINT: &str =
     "install them with `apt-get install -y prometheus prometheus-alertmanager` (Debian/Ubuntu)";
 /// How long Prometheus and Alertmanager may take to answer `/-/ready`.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a ready Prometheus may take to scrape each of its targets once (about 5 s).
+const SCRAPING_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Finds the first of `names` on PATH, or says how to install it.
 pub fn find_binary(names: &[&str]) -> anyhow::Result<PathBuf> {
@@ -229,7 +233,55 @@ impl LocalPrometheus {
             api: HttpApi::new()?,
         };
         let server = Supervisor::start(prometheus, home, "prometheus.log").await?;
-        Ok(LocalPrometheus { server })
+        let local = LocalPrometheus { server };
+        let jobs = options
+            .targets
+            .iter()
+            .map(|t| t.job.clone())
+            .chain(["prometheus".to_owned()])
+            .collect();
+        local.wait_scraping(&jobs, SCRAPING_TIMEOUT).await?;
+        Ok(local)
+    }
+
+    /// Waits until every job in `jobs` has targets and each active target has been scraped
+    /// at least once (successfully or not). `/-/ready` answers within 0.2 s, but Prometheus
+    /// applies its scrape configuration only at the scrape manager's first reload tick, 5 s
+    /// after the start (`scrape.Manager.reloader` in Prometheus 2.x): until then it scrapes
+    /// nothing, and a fault of a few seconds injected right after the start leaves no sample
+    /// (measured: the first `up` sample 5.1 s after the start).
+    async fn wait_scraping(
+        &self,
+        jobs: &std::collections::BTreeSet<String>,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let began = Instant::now();
+        loop {
+            let targets = self.targets().await?;
+            let scraped: std::collections::BTreeSet<String> = targets
+                .iter()
+                .filter_map(|t| t["labels"]["job"].as_str().map(str::to_owned))
+                .collect();
+            let never = targets
+                .iter()
+                .filter(|t| {
+                    t["lastScrape"]
+                        .as_str()
+                        .is_none_or(|s| s.starts_with("0001-"))
+                })
+                .count();
+            if scraped.is_superset(jobs) && never == 0 {
+                return Ok(());
+            }
+            if began.elapsed() > timeout {
+                bail!(
+                    "Prometheus did not scrape every job within {timeout:?} (jobs {jobs:?}, \
+                     targets seen {scraped:?}, {never} never scraped)\n{}",
+                    self.log_tail(20)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// The port it listens on.

@@ -147,12 +147,12 @@ impl LocalRedis {
 
     /// Freezes the server (SIGSTOP): connections stay open, nothing answers. Fails when it
     /// does not run.
-    pub(crate) fn pause(&self) -> anyhow::Result<()> {
+    pub fn pause(&self) -> anyhow::Result<()> {
         self.server.signal(chaos::process::Signal::SIGSTOP)
     }
 
     /// Thaws a paused server (SIGCONT).
-    pub(crate) fn resume(&self) -> anyhow::Result<()> {
+    pub fn resume(&self) -> anyhow::Result<()> {
         self.server.signal(chaos::process::Signal::SIGCONT)
     }
 

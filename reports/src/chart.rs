@@ -504,6 +504,156 @@ fn nice_step(raw: f64) -> f64 {
     nice * magnitude
 }
 
+/// Two runs' values side by side as horizontal bars, one pair per label (e.g. "hold p99"),
+/// on one linear axis from 0: A in grey, B in blue, each bar labelled with its value.
+pub(crate) fn paired_bars(
+    id: &str,
+    title: &str,
+    unit: &str,
+    pairs: &[(String, Option<f64>, Option<f64>)],
+) -> String {
+    const ROW: f64 = 34.0;
+    const LABEL: f64 = 150.0;
+    const TOP: f64 = 58.0;
+    let height = TOP + ROW * pairs.len().max(1) as f64 + 16.0;
+    let max = pairs
+        .iter()
+        .flat_map(|(_, a, b)| [*a, *b])
+        .flatten()
+        .filter(|v| v.is_finite())
+        .fold(0.0_f64, f64::max);
+    let span = if max > 0.0 { max * 1.15 } else { 1.0 };
+    let plot = WIDTH - LABEL - RIGHT - 60.0;
+    let x = |v: f64| LABEL + v.max(0.0) / span * plot;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{id}" viewBox="0 0 {WIDTH} {height}" role="img" aria-labelledby="{id}-title" font-family="{FONT}" font-size="12">"#,
+        id = markup(id)
+    );
+    let _ = write!(
+        svg,
+        r##"<title id="{id}-title">{t}</title><rect x="0" y="0" width="{WIDTH}" height="{height}" fill="#ffffff"/><text x="{LEFT}" y="24" font-size="15" font-weight="600" fill="#1f2328">{t}</text>"##,
+        id = markup(id),
+        t = markup(title)
+    );
+    for (i, (name, colour)) in [("A (baseline)", "#9aa4ae"), ("B (current)", "#0072B2")]
+        .iter()
+        .enumerate()
+    {
+        let lx = LABEL + i as f64 * 140.0;
+        let _ = write!(
+            svg,
+            r#"<rect x="{lx}" y="34" width="12" height="12" fill="{colour}"/><text x="{tx}" y="44.5" fill="{AXIS}">{name}</text>"#,
+            tx = lx + 18.0
+        );
+    }
+    for (i, (label, a, b)) in pairs.iter().enumerate() {
+        let y = TOP + i as f64 * ROW;
+        let _ = write!(
+            svg,
+            r##"<text x="{lx:.1}" y="{ty:.1}" text-anchor="end" fill="#1f2328">{label}</text><line x1="{LABEL}" y1="{y0:.1}" x2="{LABEL}" y2="{y1:.1}" stroke="{GRID}"/>"##,
+            lx = LABEL - 8.0,
+            ty = y + ROW / 2.0 + 4.0,
+            label = markup(label),
+            y0 = y + 2.0,
+            y1 = y + ROW - 2.0
+        );
+        for (j, (value, colour)) in [(a, "#9aa4ae"), (b, "#0072B2")].into_iter().enumerate() {
+            let by = y + 4.0 + j as f64 * 13.0;
+            match value.filter(|v| v.is_finite()) {
+                Some(v) => {
+                    let _ = write!(
+                        svg,
+                        r#"<rect x="{LABEL}" y="{by:.1}" width="{w:.1}" height="11" fill="{colour}"/><text x="{tx:.1}" y="{ty:.1}" font-size="11" fill="{AXIS}">{v} {unit}</text>"#,
+                        w = (x(v) - LABEL).max(1.0),
+                        tx = x(v) + 4.0,
+                        ty = by + 9.5,
+                        v = markup(&text::ms(v)),
+                        unit = markup(unit)
+                    );
+                }
+                None => {
+                    let _ = write!(
+                        svg,
+                        r#"<text x="{tx:.1}" y="{ty:.1}" font-size="11" fill="{AXIS}">—</text>"#,
+                        tx = LABEL + 4.0,
+                        ty = by + 9.5
+                    );
+                }
+            }
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// A small trend line (no axes) of `values` in order, `None` a gap, the last point marked:
+/// for the runs index.
+pub(crate) fn sparkline(values: &[Option<f64>], colour: &str, label: &str) -> String {
+    const W: f64 = 120.0;
+    const H: f64 = 28.0;
+    let known: Vec<f64> = values
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="spark" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{}">"#,
+        markup(label)
+    );
+    if known.is_empty() {
+        svg.push_str("</svg>");
+        return svg;
+    }
+    let (lo, hi) = known
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let range = if hi > lo { hi - lo } else { 1.0 };
+    let n = values.len().max(2) - 1;
+    let point = |i: usize, v: f64| {
+        let x = 3.0 + i as f64 / n as f64 * (W - 6.0);
+        let y = if hi > lo {
+            H - 3.0 - (v - lo) / range * (H - 6.0)
+        } else {
+            H / 2.0
+        };
+        (x, y)
+    };
+    let mut path = String::new();
+    let mut pen_down = false;
+    for (i, v) in values.iter().enumerate() {
+        match v.filter(|v| v.is_finite()) {
+            Some(v) => {
+                let (x, y) = point(i, v);
+                let _ = write!(path, "{}{x:.1},{y:.1} ", if pen_down { "L" } else { "M" });
+                pen_down = true;
+            }
+            None => pen_down = false,
+        }
+    }
+    let _ = write!(
+        svg,
+        r#"<path d="{}" fill="none" stroke="{colour}" stroke-width="1.6"/>"#,
+        path.trim_end()
+    );
+    if let Some((i, v)) = values
+        .iter()
+        .enumerate()
+        .rev()
+        .find_map(|(i, v)| v.filter(|v| v.is_finite()).map(|v| (i, v)))
+    {
+        let (x, y) = point(i, v);
+        let _ = write!(
+            svg,
+            r#"<circle cx="{x:.1}" cy="{y:.1}" r="2.5" fill="{colour}"/>"#
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use crate::chart::{Band, Chart, LegendEntry, Scale, Series, Swatch};
 use crate::exit_code;
-use crate::model::{CheckStatus, Failover, Report, TimelinePoint};
+use crate::model::{Assessment, CheckStatus, Failover, Report, RunComparison, TimelinePoint};
 use crate::text::{self, attr, markup};
 
 /// Okabe–Ito colours (colour-blind safe), minus yellow which is unreadable on white.
@@ -23,6 +23,8 @@ const THROUGHPUT_COLOR: &str = "#0072B2";
 const ERROR_COLOR: &str = "#D55E00";
 /// Business refusals (sold out, seat taken): expected answers, drawn apart from errors.
 const REJECTED_COLOR: &str = "#999999";
+/// Unknown outcomes (a write's timeout, reset or 5xx): apart from the definite errors.
+const UNKNOWN_COLOR: &str = "#CC79A7";
 
 /// p50 dotted and thin, p95 dashed, p99 solid and thick: the eye reads the tail first.
 const PERCENTILE_STYLES: [(&str, Option<&str>, f64); 3] = [
@@ -62,6 +64,7 @@ figure svg { display: block; width: 100%; height: auto; }
 .multiples { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 0 16px; }
 .multiples figure { margin: 8px 0; }
 figcaption { color: var(--muted); font-size: 12px; padding: 4px 8px 0; }
+.scroll { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; margin: 8px 0 16px; font-variant-numeric: tabular-nums; }
 th, td { padding: 6px 10px; border-bottom: 1px solid var(--border); text-align: left; vertical-align: top; }
 th { background: var(--panel); font-weight: 600; }
@@ -72,6 +75,16 @@ code { font: 12px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; back
        border: 1px solid var(--border); border-radius: 4px; padding: 0 4px; overflow-wrap: anywhere; }
 .note { color: var(--muted); font-style: italic; }
 .lost { color: var(--bad); font-weight: 600; }
+tr.regression td { background: var(--bad-bg); }
+tr.improvement td { background: var(--ok-bg); }
+tr.info td { color: var(--muted); }
+.badge.same { background: var(--panel); color: var(--muted); }
+svg.spark { display: inline-block; vertical-align: middle; }
+#runs td { white-space: nowrap; }
+.matrix { overflow-x: auto; }
+.matrix thead th.num { white-space: normal; min-width: 5em; }
+.matrix tbody th { min-width: 14em; }
+p.reading { max-width: 60em; }
 footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
 @media (max-width: 720px) { dl.facts { grid-template-columns: max-content 1fr; } }
 "#;
@@ -104,7 +117,11 @@ pub fn render_html(report: &Report) -> String {
     transactions(&mut page, report);
     correctness(&mut page, report);
     failover(&mut page, report);
+    resources(&mut page, report);
     comparison(&mut page, report);
+    if let Some(cmp) = &report.baseline {
+        baseline_section(&mut page, cmp);
+    }
     thresholds(&mut page, report);
     artifacts(&mut page, report);
 
@@ -182,12 +199,13 @@ fn header(page: &mut String, report: &Report) {
             markup(s)
         }
     };
-    let facts: [(&str, String); 12] = [
+    let facts: [(&str, String); 13] = [
         ("run", code(&run.id)),
         ("stack", plain(&run.stack)),
         ("strategy", plain(&run.strategy)),
         ("seed", run.seed.to_string()),
-        ("users", run.users.to_string()),
+        ("users", markup(&text::users(run))),
+        ("load", markup(&text::load(&run.load))),
         ("duration", markup(&text::secs(run.duration_s))),
         ("started", plain(&run.started_at)),
         ("finished", plain(&run.finished_at)),
@@ -249,7 +267,7 @@ fn charts(page: &mut String, report: &Report) {
     let throughput = throughput_chart(report, &bands, x_max);
     let _ = writeln!(
         page,
-        "<figure>{}<figcaption>Requests, business refusals (rejected: sold out, seat taken — not errors) and errors (error or unknown outcome) per second, all transactions together.</figcaption></figure>",
+        "<figure>{}<figcaption>Requests per second, and of those the business refusals (rejected: sold out, seat taken — not errors), the errors and the unknown outcomes (a write's timeout, reset or 5xx), all transactions together.</figcaption></figure>",
         throughput.render()
     );
     // One small chart per transaction, each on its own scale, so a fast transaction does not
@@ -259,7 +277,7 @@ fn charts(page: &mut String, report: &Report) {
         let latency = latency_chart(report, name, i, &bands, x_max);
         let _ = writeln!(
             page,
-            "<figure>{}<figcaption>{}: p50, p95 and p99 of every request in each {} s interval (refusals and errors included){}.</figcaption></figure>",
+            "<figure>{}<figcaption>{}: p50, p95 and p99 of every request in each {} s interval (refusals and errors included; intervals without one are skipped){}.</figcaption></figure>",
             latency.render(),
             markup(name),
             report.timeline.interval_s,
@@ -354,12 +372,17 @@ fn latency_chart(report: &Report, name: &str, index: usize, bands: &[Band], x_ma
             dash: *dash,
             width: *width,
             fill: false,
+            // Only the intervals in which the transaction completed requests, joined: a
+            // sparse transaction (a few pays a second) is a line, not scattered dots; when
+            // nothing completed at all, the throughput chart shows it.
             points: points
                 .iter()
-                .map(|point| {
-                    let stats = point.per_transaction.get(name).filter(|s| s.count > 0);
-                    let value = stats.map(|s| [s.p50_ms, s.p95_ms, s.p99_ms][p]);
-                    (point.t_s + half, value)
+                .filter_map(|point| {
+                    let stats = point.per_transaction.get(name).filter(|s| s.count > 0)?;
+                    Some((
+                        point.t_s + half,
+                        Some([stats.p50_ms, stats.p95_ms, stats.p99_ms][p]),
+                    ))
                 })
                 .collect(),
         })
@@ -417,18 +440,21 @@ fn throughput_chart(report: &Report, bands: &[Band], x_max: f64) -> Chart {
     let mut legend = Vec::new();
     if has_requests {
         type Count = fn(&TimelinePoint) -> u64;
-        let kinds: [(&str, &'static str, Count); 3] = [
-            ("requests/s", THROUGHPUT_COLOR, |p| p.requests),
-            ("rejected/s", REJECTED_COLOR, |p| p.rejected),
-            ("errors/s", ERROR_COLOR, |p| p.errors),
+        let kinds: [(&str, &'static str, Option<&'static str>, Count); 4] = [
+            ("requests/s", THROUGHPUT_COLOR, None, |p| p.requests),
+            ("rejected/s", REJECTED_COLOR, Some("6 3"), |p| p.rejected),
+            ("errors/s", ERROR_COLOR, None, |p| p.errors),
+            ("unknown/s", UNKNOWN_COLOR, Some("2 2"), |p| p.unknown),
         ];
-        for (label, color, count) in kinds {
+        for (label, color, dash, count) in kinds {
+            // Only the requests are filled: filled refusals hid the requests behind them.
+            let fill = label == "requests/s";
             series.push(Series {
                 label: label.to_owned(),
                 color,
-                dash: None,
+                dash,
                 width: 2.0,
-                fill: true,
+                fill,
                 points: timeline
                     .points
                     .iter()
@@ -439,7 +465,7 @@ fn throughput_chart(report: &Report, bands: &[Band], x_max: f64) -> Chart {
                 label: label.to_owned(),
                 swatch: Swatch::Line {
                     color,
-                    dash: None,
+                    dash,
                     width: 2.5,
                 },
             });
@@ -449,7 +475,7 @@ fn throughput_chart(report: &Report, bands: &[Band], x_max: f64) -> Chart {
     Chart {
         id: "throughput-chart".to_owned(),
         width: crate::chart::WIDTH,
-        title: "Throughput and errors over time".to_owned(),
+        title: "Requests, rejections and errors per second".to_owned(),
         x_label: "seconds since start".to_owned(),
         y_label: "per second".to_owned(),
         x_max,
@@ -466,7 +492,7 @@ fn transactions(page: &mut String, report: &Report) {
         page.push_str("<p class=\"note\">No request was sent.</p>\n");
         return;
     }
-    page.push_str("<table><thead><tr><th>transaction</th>");
+    page.push_str("<div class=\"scroll\"><table><thead><tr><th>transaction</th>");
     for h in [
         "count", "ok", "rejected", "errors", "unknown", "req/s", "min ms", "mean ms", "p50 ms",
         "p90 ms", "p95 ms", "p99 ms", "p99.9 ms", "max ms",
@@ -501,7 +527,7 @@ fn transactions(page: &mut String, report: &Report) {
             page.push_str("</tr>\n");
         }
     }
-    page.push_str("</tbody></table>\n");
+    page.push_str("</tbody></table></div>\n");
 }
 
 fn badge(passed: bool) -> &'static str {
@@ -594,12 +620,106 @@ fn failover(page: &mut String, report: &Report) {
     page.push_str("</tbody></table>\n");
 }
 
+/// The box office's resources: one small chart per measure (a line per instance), then the
+/// growth from the first quarter of the run to the last.
+fn resources(page: &mut String, report: &Report) {
+    let Some(resources) = &report.resources else {
+        return;
+    };
+    page.push_str("<h2>Resources of the box office</h2>\n");
+    let bands = fault_bands(report);
+    let x_max = x_extent(report).max(
+        resources
+            .series
+            .iter()
+            .flat_map(|s| s.points.last().map(|p| p.0))
+            .fold(0.0, f64::max),
+    );
+    let mut measures: Vec<&str> = Vec::new();
+    let mut instances: Vec<&str> = Vec::new();
+    for s in &resources.series {
+        if !measures.contains(&s.measure.as_str()) {
+            measures.push(&s.measure);
+        }
+        if !instances.contains(&s.instance.as_str()) {
+            instances.push(&s.instance);
+        }
+    }
+    page.push_str("<div class=\"multiples\">\n");
+    for (m, measure) in measures.iter().enumerate() {
+        let mut series = Vec::new();
+        let mut legend = Vec::new();
+        for s in resources.series.iter().filter(|s| s.measure == *measure) {
+            let i = instances.iter().position(|x| *x == s.instance).unwrap_or(0);
+            let color = PALETTE[i % PALETTE.len()];
+            series.push(Series {
+                label: s.instance.clone(),
+                color,
+                dash: None,
+                width: 2.0,
+                fill: false,
+                points: s.points.iter().map(|&(t, v)| (t, Some(v))).collect(),
+            });
+            legend.push(LegendEntry {
+                label: s.instance.clone(),
+                swatch: Swatch::Line {
+                    color,
+                    dash: None,
+                    width: 2.5,
+                },
+            });
+        }
+        legend.extend(band_legend(&bands));
+        let chart = Chart {
+            id: format!("resource-{m}"),
+            width: crate::chart::WIDTH / 2.0,
+            title: crate::text::resource_title(measure).to_owned(),
+            x_label: "seconds since start".to_owned(),
+            y_label: resource_unit(measure).to_owned(),
+            x_max,
+            scale: Scale::Linear,
+            series,
+            bands: bands.clone(),
+            legend,
+        };
+        let _ = writeln!(
+            page,
+            "<figure>{}<figcaption>{}, sampled from each instance's /metrics every {} s.</figcaption></figure>",
+            chart.render(),
+            markup(crate::text::resource_title(measure)),
+            resources.interval_s
+        );
+    }
+    page.push_str("</div>\n");
+    page.push_str("<table><thead><tr><th>instance</th><th>measure</th><th class=\"num\">first quarter</th><th class=\"num\">last quarter</th><th class=\"num\">growth</th></tr></thead><tbody>\n");
+    for s in &resources.series {
+        let [first, last, growth] = crate::text::growth_cells(s);
+        let _ = writeln!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td class=\"num\">{first}</td><td class=\"num\">{last}</td><td class=\"num\">{growth}</td></tr>",
+            markup(&s.instance),
+            markup(crate::text::resource_title(&s.measure))
+        );
+    }
+    page.push_str("</tbody></table>\n");
+}
+
+fn resource_unit(measure: &str) -> &str {
+    match measure {
+        "rss_mib" => "MiB",
+        "open_fds" => "descriptors",
+        "db_pool_connections" => "connections",
+        "tasks" => "tasks",
+        other => other,
+    }
+}
+
 fn comparison(page: &mut String, report: &Report) {
     let Some(comparison) = &report.comparison else {
         return;
     };
     let _ = writeln!(page, "<h2>{}</h2>", markup(&comparison.title));
-    page.push_str("<table><thead><tr><th></th>");
+    page.push_str("<div class=\"matrix\"><table><thead><tr><th></th>");
     for column in &comparison.columns {
         let _ = write!(page, "<th class=\"num\">{}</th>", markup(column));
     }
@@ -614,6 +734,139 @@ fn comparison(page: &mut String, report: &Report) {
             let _ = write!(page, "<td class=\"num\">{}</td>", markup(&value));
         }
         let _ = writeln!(page, "<td>{}</td></tr>", badge(row.passed));
+    }
+    page.push_str("</tbody></table></div>\n");
+    if let Some(reading) = &comparison.reading {
+        let _ = writeln!(
+            page,
+            "<p class=\"reading\"><strong>What this shows.</strong> {}</p>",
+            markup(reading)
+        );
+    }
+}
+
+/// `scenario compare A B` as one self-contained page: the headline, then the comparison.
+pub fn render_comparison_html(cmp: &RunComparison) -> String {
+    let mut page = String::with_capacity(32 * 1024);
+    let word = if cmp.regressions == 0 {
+        "no regression"
+    } else {
+        "REGRESSION"
+    };
+    let title = format!(
+        "{word} · {} vs {} · Box Office Lab",
+        cmp.current.id, cmp.baseline.id
+    );
+    page_head(&mut page, &title);
+    let _ = writeln!(
+        page,
+        "<h1>{} vs {}</h1>",
+        markup(&cmp.current.id),
+        markup(&cmp.baseline.id)
+    );
+    let (class, mark) = if cmp.regressions == 0 {
+        ("pass", "✓ no regression")
+    } else {
+        ("fail", "✗ REGRESSION")
+    };
+    let _ = writeln!(
+        page,
+        "<div class=\"verdict {class}\" id=\"verdict\">{mark} · {}</div>",
+        markup(&text::comparison_title(cmp))
+    );
+    baseline_section(&mut page, cmp);
+    page.push_str("<footer>Box Office Lab run comparison · generated from two runs' report.json and history.jsonl</footer>\n</main>\n</body>\n</html>\n");
+    page
+}
+
+/// The document's head (no network: the CSP forbids every fetch) and the opening of `<main>`.
+pub(crate) fn page_head(page: &mut String, title: &str) {
+    page.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
+    page.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+    page.push_str(
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n",
+    );
+    let _ = writeln!(page, "<title>{}</title>", markup(title));
+    let _ = writeln!(page, "<style>{CSS}</style>\n</head>\n<body>\n<main>");
+}
+
+/// The comparison with a baseline run: the runs, a bar chart of each transaction's
+/// percentiles in both, and the table of every metric with its test and assessment.
+fn baseline_section(page: &mut String, cmp: &RunComparison) {
+    let _ = writeln!(
+        page,
+        "<h2 id=\"baseline\">{}</h2>",
+        markup(&text::comparison_title(cmp))
+    );
+    page.push_str("<dl class=\"facts\">");
+    for (label, r) in [
+        ("baseline (A)", &cmp.baseline),
+        ("current (B)", &cmp.current),
+    ] {
+        let _ = write!(
+            page,
+            "<dt>{label}</dt><dd><code>{}</code> · {} on {} · {} · {} users{} · from <code>{}</code></dd>",
+            markup(&r.id),
+            markup(&r.scenario),
+            markup(&r.stack),
+            markup(&r.strategy),
+            r.users,
+            if r.samples { " · with history" } else { " · no history" },
+            markup(&r.source)
+        );
+    }
+    page.push_str("</dl>\n");
+    let _ = writeln!(
+        page,
+        "<p class=\"note\">A change counts when its test is significant at α={} and exceeds ±{:.0}% and, for latency, {} ms (medians: Mann–Whitney U with effect size A ≥ {}; p95, p99 and throughput: bootstrap confidence interval, {} resamples; error rates: two-proportion z-test).</p>",
+        cmp.method.alpha,
+        cmp.method.tolerance * 100.0,
+        cmp.method.min_latency_delta_ms,
+        cmp.method.min_effect,
+        cmp.method.resamples
+    );
+    for note in &cmp.notes {
+        let _ = writeln!(page, "<p class=\"note\">{}</p>", markup(note));
+    }
+    let pairs: Vec<(String, Option<f64>, Option<f64>)> = cmp
+        .rows
+        .iter()
+        .filter(|r| r.group == "transaction" && r.unit == "ms")
+        .map(|r| {
+            (
+                format!("{} {}", r.subject, r.metric.trim_end_matches("_ms")),
+                r.baseline,
+                r.current,
+            )
+        })
+        .collect();
+    if !pairs.is_empty() {
+        let _ = writeln!(
+            page,
+            "<figure>{}<figcaption>Latency percentiles per transaction, baseline (A) and current (B).</figcaption></figure>",
+            crate::chart::paired_bars("compare-latency", "Latency, A vs B", "ms", &pairs)
+        );
+    }
+    page.push_str("<table><thead><tr><th></th><th>subject</th><th>metric</th><th class=\"num\">A</th><th class=\"num\">B</th><th class=\"num\">Δ</th><th>test</th></tr></thead><tbody>\n");
+    for row in &cmp.rows {
+        let (class, badge) = match row.assessment {
+            Assessment::Regression => {
+                ("regression", "<span class=\"badge fail\">regression</span>")
+            }
+            Assessment::Improvement => ("improvement", "<span class=\"badge pass\">better</span>"),
+            Assessment::Unchanged => ("unchanged", "<span class=\"badge same\">≈</span>"),
+            Assessment::Info => ("info", ""),
+        };
+        let _ = writeln!(
+            page,
+            "<tr class=\"{class}\"><td>{badge}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            markup(&text::metric_subject(row)),
+            markup(&row.metric),
+            markup(&text::metric_value(row.baseline, &row.unit)),
+            markup(&text::metric_value(row.current, &row.unit)),
+            markup(&text::metric_delta(row)),
+            markup(&text::metric_test(row))
+        );
     }
     page.push_str("</tbody></table>\n");
 }

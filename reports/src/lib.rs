@@ -16,6 +16,10 @@
 //! - [`timeline`]: per-second buckets with an HDR histogram per transaction.
 //! - [`json`], [`markdown`], [`html`], [`junit`]: one renderer each; `html` draws its charts
 //!   with the private `chart` module, and all share the escapers in the private `text` module.
+//! - [`compare`]: two runs compared (noise-aware regression assessment, `--max-regression`
+//!   rules); rendered by [`render_comparison_markdown`] / [`render_comparison_html`] and, for a
+//!   run's `--baseline`, as a section of its report.
+//! - [`index`]: the runs index (`reports/runs/index.html`) with per-scenario trends.
 //! - [`sample`]: a filled-in report for tests, docs and previews
 //!   (`cargo run -p reports --example preview -- /tmp/report`).
 //! - `SCHEMA.md` and `schema/report.schema.json` (next to this crate's manifest): the JSON
@@ -24,8 +28,10 @@
 use std::path::{Path, PathBuf};
 
 mod chart;
+pub mod compare;
 pub mod exit_code;
 pub mod html;
+pub mod index;
 pub mod json;
 pub mod junit;
 pub mod markdown;
@@ -34,10 +40,12 @@ pub mod sample;
 mod text;
 pub mod timeline;
 
-pub use html::render_html;
+pub use compare::{compare, CompareOptions, LatencySamples, RegressionRules};
+pub use html::{render_comparison_html, render_html};
+pub use index::write_index;
 pub use json::{render_json, render_schema, report_schema};
 pub use junit::render_junit;
-pub use markdown::render_markdown;
+pub use markdown::{render_comparison_markdown, render_markdown};
 pub use model::*;
 pub use sample::sample_report;
 pub use timeline::TimelineBuilder;

@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 
 use crate::exit_code;
-use crate::model::{CheckStatus, Report};
+use crate::model::{Assessment, CheckStatus, Report, RunComparison};
 use crate::text::{self, md, md_code};
 
 /// Renders the report as Markdown.
@@ -20,7 +20,11 @@ pub fn render_markdown(report: &Report) -> String {
     transactions(&mut out, report);
     correctness(&mut out, report);
     failover(&mut out, report);
+    resources(&mut out, report);
     comparison(&mut out, report);
+    if let Some(cmp) = &report.baseline {
+        baseline_section(&mut out, cmp, "###");
+    }
     thresholds(&mut out, report);
     artifacts(&mut out, report);
     out
@@ -53,13 +57,18 @@ fn headline(out: &mut String, report: &Report) {
         format!("stack {}", md_code(&run.stack)),
         format!("strategy {}", md_code(&run.strategy)),
         format!("seed {}", run.seed),
-        format!("{} users", run.users),
+        format!("{} users", text::users(run)),
         text::secs(run.duration_s),
     ];
     if !run.started_at.is_empty() {
         facts.push(format!("started {}", md(&run.started_at)));
     }
     line!(out, "{}", facts.join(" · "));
+    let load = text::load(&run.load);
+    if load != "—" {
+        line!(out);
+        line!(out, "Load: {}", md(&load));
+    }
     if !run.description.is_empty() {
         line!(out);
         line!(out, "> {}", md(&run.description));
@@ -236,6 +245,29 @@ fn failover(out: &mut String, report: &Report) {
     line!(out);
 }
 
+fn resources(out: &mut String, report: &Report) {
+    let Some(resources) = &report.resources else {
+        return;
+    };
+    line!(out, "### Resources of the box office");
+    line!(out);
+    line!(
+        out,
+        "| instance | measure | first quarter | last quarter | growth |"
+    );
+    line!(out, "|---|---|---:|---:|---:|");
+    for s in &resources.series {
+        let cells = text::growth_cells(s).join(" | ");
+        line!(
+            out,
+            "| {} | {} | {cells} |",
+            md(&s.instance),
+            md(text::resource_title(&s.measure))
+        );
+    }
+    line!(out);
+}
+
 fn comparison(out: &mut String, report: &Report) {
     let Some(comparison) = &report.comparison else {
         return;
@@ -263,6 +295,83 @@ fn comparison(out: &mut String, report: &Report) {
         }
         line.push_str(if row.passed { " ✅ |" } else { " ❌ |" });
         line!(out, "{line}");
+    }
+    line!(out);
+    if let Some(reading) = &comparison.reading {
+        line!(out, "**What this shows.** {}", md(reading));
+        line!(out);
+    }
+}
+
+/// `scenario compare A B` as Markdown: a headline, then the comparison table.
+pub fn render_comparison_markdown(cmp: &RunComparison) -> String {
+    let mut out = String::new();
+    let (icon, word) = if cmp.regressions == 0 {
+        ("✅", "no regression")
+    } else {
+        ("❌", "REGRESSION")
+    };
+    line!(
+        out,
+        "## {icon} {word}: {} vs {}",
+        md(&cmp.current.id),
+        md(&cmp.baseline.id)
+    );
+    line!(out);
+    baseline_section(&mut out, cmp, "###");
+    out
+}
+
+/// The comparison with a baseline run: which runs, the caveats, one row per metric.
+fn baseline_section(out: &mut String, cmp: &RunComparison, heading: &str) {
+    line!(out, "{heading} {}", md(&text::comparison_title(cmp)));
+    line!(out);
+    let side = |r: &crate::model::RunRef| {
+        format!(
+            "{} ({} on {}, {}, {} users{}) from {}",
+            md_code(&r.id),
+            md(&r.scenario),
+            md(&r.stack),
+            md(&r.strategy),
+            r.users,
+            if r.samples { ", with history" } else { "" },
+            md_code(&r.source)
+        )
+    };
+    line!(out, "- baseline (A): {}", side(&cmp.baseline));
+    line!(out, "- current (B): {}", side(&cmp.current));
+    line!(
+        out,
+        "- noise rule: a change counts when its test is significant at α={} and it exceeds ±{:.0}% and, for latency, {} ms (medians: Mann–Whitney with effect A ≥ {}; p95/p99 and throughput: bootstrap, {} resamples)",
+        cmp.method.alpha,
+        cmp.method.tolerance * 100.0,
+        cmp.method.min_latency_delta_ms,
+        cmp.method.min_effect,
+        cmp.method.resamples
+    );
+    for note in &cmp.notes {
+        line!(out, "- _{}_", md(note));
+    }
+    line!(out);
+    line!(out, "| | subject | metric | A | B | Δ | test |");
+    line!(out, "|---|---|---|---:|---:|---:|---|");
+    for row in &cmp.rows {
+        let mark = match row.assessment {
+            Assessment::Regression => "❌ regression",
+            Assessment::Improvement => "✅ better",
+            Assessment::Unchanged => "≈",
+            Assessment::Info => "",
+        };
+        line!(
+            out,
+            "| {mark} | {} | {} | {} | {} | {} | {} |",
+            md(&text::metric_subject(row)),
+            md(&row.metric),
+            md(&text::metric_value(row.baseline, &row.unit)),
+            md(&text::metric_value(row.current, &row.unit)),
+            md(&text::metric_delta(row)),
+            md(&text::metric_test(row))
+        );
     }
     line!(out);
 }

@@ -22,7 +22,7 @@ use crate::exit_code;
 /// Additive changes (a new field that older readers can ignore and newer readers default)
 /// bump the minor version; renames, removals, new enum variants and changes of type, meaning
 /// or unit bump the major version. See `reports/SCHEMA.md`.
-pub const SCHEMA_VERSION: &str = "2.0";
+pub const SCHEMA_VERSION: &str = "4.0";
 
 /// The most example ids a [`Check`] keeps; more would bloat the report without helping anyone
 /// find the bug.
@@ -31,9 +31,9 @@ pub const MAX_EXAMPLES: usize = 10;
 /// Everything one run of the lab measured, checked and decided.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Report {
-    /// Schema version of this document, `MAJOR.MINOR` (currently "2.0"). Readers must refuse
+    /// Schema version of this document, `MAJOR.MINOR` (currently "4.0"). Readers must refuse
     /// a major version they do not know and ignore fields they do not know.
-    #[schemars(regex(pattern = r"^2\.[0-9]+$"))]
+    #[schemars(regex(pattern = r"^4\.[0-9]+$"))]
     pub schema_version: String,
     /// What ran, where, with which parameters.
     pub run: RunInfo,
@@ -50,6 +50,18 @@ pub struct Report {
     /// A side-by-side table (strategy matrix, capacity ramp) when the scenario produces one.
     #[serde(default)]
     pub comparison: Option<Comparison>,
+    /// The box office's own resources sampled during the run (a soak), when sampled.
+    #[serde(default)]
+    pub resources: Option<Resources>,
+    /// This run compared with a baseline run (`--baseline`), when one was given.
+    #[serde(default)]
+    pub baseline: Option<RunComparison>,
+    /// The stack's own counters over the attack, read before the stack stopped (3.1): the box
+    /// office's `/metrics` summed over its instances (`boxoffice_strategy_retries_total{…}`),
+    /// and on PostgreSQL the database's statistics (`pg_xact`, `pg_tup_returned`…), each the
+    /// increase from the attack's start to its end. Empty when they could not be read.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: BTreeMap<String, f64>,
     /// Thresholds, their outcomes and the exit code.
     pub verdict: Verdict,
     /// Other files the run wrote (history, logs), relative to the run directory.
@@ -85,6 +97,9 @@ impl Default for Report {
             correctness: Correctness::default(),
             failover: Failover::default(),
             comparison: None,
+            resources: None,
+            baseline: None,
+            counters: BTreeMap::new(),
             verdict: Verdict::default(),
             artifacts: Vec::new(),
         }
@@ -117,11 +132,64 @@ pub struct RunInfo {
     pub users: u64,
     /// Base URL the load was sent to.
     pub target_url: String,
+    /// What the load cost the load generator: users that ran, connections, descriptors,
+    /// memory, and the open model's arrivals (4.0).
+    #[serde(default)]
+    pub load: Load,
     /// Every other scenario parameter (rate, hold TTL, seats…), by name.
     #[serde(default)]
     pub parameters: BTreeMap<String, serde_json::Value>,
     /// The machine that generated the load.
     pub host: HostInfo,
+}
+
+/// What the load cost the load generator, so that a run of 10,000 users can be told from
+/// one that quietly ran fewer, or queued its requests behind a connection limit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Load {
+    /// Virtual users that began their first iteration (at most `RunInfo.users`).
+    pub users_started: u64,
+    /// How virtual users reach the target: `shared` (one HTTP client and keep-alive
+    /// connection pool for the whole run) or `per-user` (a client, so a connection, per user).
+    pub connections: String,
+    /// Most TCP connections the runner held open to the target at once (sampled every
+    /// second); `null` where it cannot be read (not Linux, or a host name rather than an
+    /// address).
+    #[serde(default)]
+    pub peak_connections: Option<u64>,
+    /// Requests in flight were limited to this many (the open-files budget), if they were:
+    /// a request beyond it waited for a slot, and its latency includes the wait.
+    #[serde(default)]
+    pub connection_limit: Option<u64>,
+    /// Most descriptors the runner's process held at once (its sockets, and on the embedded
+    /// and local stacks the in-process servers' and balancer's too).
+    pub peak_open_files: u64,
+    /// The runner's soft limit on open files during the run (raised to the hard limit at
+    /// start).
+    #[serde(default)]
+    pub open_files_limit: Option<u64>,
+    /// Peak resident memory of the runner's process, MiB (`VmHWM`); `null` where unknown.
+    #[serde(default)]
+    pub peak_rss_mib: Option<f64>,
+    /// The open model's arrivals; `null` for a closed-model run.
+    #[serde(default)]
+    pub arrivals: Option<ArrivalCounts>,
+}
+
+/// What became of an open model's arrivals (each the start of one user journey at a time
+/// fixed in advance by the rate).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ArrivalCounts {
+    /// Due by the rate between the first arrival and the end of the load.
+    pub due: u64,
+    /// Begun by a virtual user.
+    pub started: u64,
+    /// Of those, begun more than 100 ms after they were due (every virtual user was busy):
+    /// their corrected latency includes the wait.
+    pub late: u64,
+    /// Due, but no virtual user was free to begin them before the load ended: the rate was
+    /// not achieved; their latency is in no histogram.
+    pub dropped: u64,
 }
 
 /// The machine that generated the load: numbers from a 2-core laptop and a 64-core server
@@ -349,6 +417,43 @@ impl Percentiles {
     }
 }
 
+/// The box office's resources over a run, one series per (instance, measure), sampled from
+/// each instance's `/metrics` every few seconds: what a soak watches for leaks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Resources {
+    /// Seconds between samples.
+    pub interval_s: f64,
+    /// The series, by instance then measure.
+    pub series: Vec<ResourceSeries>,
+}
+
+/// One measure of one instance over the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ResourceSeries {
+    /// Which instance (`app-1`, or `embedded`).
+    pub instance: String,
+    /// What: `rss_mib`, `open_fds`, `db_pool_connections`, `tasks`.
+    pub measure: String,
+    /// `(seconds since the run started, value)`, oldest first.
+    pub points: Vec<(f64, f64)>,
+}
+
+impl ResourceSeries {
+    /// Mean of the first and of the last quarter of the points, and the growth between them
+    /// as a fraction of the first (`None` with fewer than 4 points or a zero first mean).
+    pub fn growth(&self) -> Option<(f64, f64, f64)> {
+        let n = self.points.len();
+        if n < 4 {
+            return None;
+        }
+        let q = n / 4;
+        let mean = |s: &[(f64, f64)]| s.iter().map(|p| p.1).sum::<f64>() / s.len() as f64;
+        let first = mean(&self.points[..q]);
+        let last = mean(&self.points[n - q..]);
+        (first > 0.0).then(|| (first, last, (last - first) / first))
+    }
+}
+
 /// Per-interval statistics over the run, oldest first, with no gaps: an interval in which
 /// nothing completed is present with zero counts (an outage must show as a drop, not vanish).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -369,8 +474,11 @@ pub struct TimelinePoint {
     /// Of those, business refusals (not errors).
     #[serde(default)]
     pub rejected: u64,
-    /// Of those, errors or unknown outcomes.
+    /// Of those, definite errors (unknown outcomes apart since 4.0).
     pub errors: u64,
+    /// Of those, unknown outcomes (4.0; a 3.x file counted them in `errors`).
+    #[serde(default)]
+    pub unknown: u64,
     /// The same per transaction; a transaction with no request in the interval is absent.
     #[serde(default)]
     pub per_transaction: BTreeMap<String, PointStats>,
@@ -384,8 +492,11 @@ pub struct PointStats {
     /// Of those, business refusals (not errors).
     #[serde(default)]
     pub rejected: u64,
-    /// Of those, errors or unknown outcomes.
+    /// Of those, definite errors (unknown outcomes apart since 4.0).
     pub errors: u64,
+    /// Of those, unknown outcomes (4.0).
+    #[serde(default)]
+    pub unknown: u64,
     /// Median latency of all requests in the interval (failures included), ms.
     pub p50_ms: f64,
     /// 95th percentile latency, ms.
@@ -596,6 +707,11 @@ pub struct FaultReport {
     /// Alerts that fired because of this fault.
     #[serde(default)]
     pub alerts: Vec<AlertFiring>,
+    /// Bookings made or paid successfully in the same window as the errors; 0 means the
+    /// fault hit no sale (everything was sold before it, or nothing was being sold), so the
+    /// window says nothing about bookings. Absent in reports before schema 3.0.
+    #[serde(default)]
+    pub bookings_in_window: Option<u64>,
 }
 
 impl FaultReport {
@@ -634,6 +750,9 @@ pub struct Comparison {
     pub columns: Vec<String>,
     /// The rows, in display order.
     pub rows: Vec<ComparisonRow>,
+    /// "What this shows": one paragraph reading the table, generated from its numbers (3.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reading: Option<String>,
 }
 
 /// One row of a [`Comparison`].
@@ -646,6 +765,160 @@ pub struct ComparisonRow {
     pub values: BTreeMap<String, serde_json::Value>,
     /// Whether this row met its thresholds.
     pub passed: bool,
+}
+
+/// Two runs compared metric by metric (`scenario compare A B`, or a run's `--baseline`): the
+/// baseline is A, the current run is B; every delta is B − A. Latency changes are judged on
+/// the recorded samples (`history.jsonl`), not on one percentile, so noise is not a regression.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunComparison {
+    /// The run compared against (A).
+    pub baseline: RunRef,
+    /// The run judged (B).
+    pub current: RunRef,
+    /// The noise rules the assessments used.
+    pub method: ComparisonMethod,
+    /// One row per subject and metric: the summary, each transaction, each check, each fault's
+    /// recovery.
+    pub rows: Vec<MetricDelta>,
+    /// How many rows are assessed `regression`.
+    pub regressions: u64,
+    /// Caveats, e.g. a run without history (percentile deltas only, not tested for noise),
+    /// or runs of different scenarios.
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// Which run a side of a [`RunComparison`] is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunRef {
+    /// The run's id ([`RunInfo::id`]).
+    pub id: String,
+    /// Where it was read from: a run directory or a `report.json` path, as given.
+    pub source: String,
+    /// Scenario name.
+    pub scenario: String,
+    /// Stack name.
+    pub stack: String,
+    /// Concurrency strategy.
+    pub strategy: String,
+    /// Virtual users.
+    pub users: u64,
+    /// When its load started, RFC 3339.
+    pub started_at: String,
+    /// Latency samples per transaction were read from its history, so latency changes were
+    /// tested for noise.
+    pub samples: bool,
+}
+
+/// The noise rules of a comparison.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ComparisonMethod {
+    /// Significance level of every test, e.g. 0.01.
+    pub alpha: f64,
+    /// Smallest relative change worth flagging, a fraction (0.1 = 10%): a significant change
+    /// smaller than this is `unchanged`.
+    pub tolerance: f64,
+    /// Smallest Vargha–Delaney effect size A (the chance that a request of B is slower than one
+    /// of A) for a median shift to count; 0.56 is a "small" effect.
+    pub min_effect: f64,
+    /// Bootstrap resamples behind each percentile's and the throughput's confidence interval.
+    pub resamples: u64,
+    /// Smallest latency difference flagged, ms (a few ms of a tail percentile are the
+    /// scheduler's time slices on a shared machine).
+    #[serde(default)]
+    pub min_latency_delta_ms: f64,
+}
+
+/// One metric of one subject in both runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MetricDelta {
+    /// What the row is about: "summary", "transaction", "check" or "recovery".
+    pub group: String,
+    /// The transaction, check or fault (its schedule spec); "all" for the summary.
+    pub subject: String,
+    /// The metric: "p50_ms", "p95_ms", "p99_ms", "throughput_rps", "requests", "errors",
+    /// "rejected", "error_rate", "rejected_rate", "holds" (a check: 1 held, 0 broken) or
+    /// "recovered_within_slo_s".
+    pub metric: String,
+    /// Its unit: "ms", "rps", "count", "fraction", "bool" or "s".
+    pub unit: String,
+    /// Value in the baseline run; none when the subject is absent there (or a check was
+    /// skipped, or a fault never recovered).
+    #[serde(default)]
+    pub baseline: Option<f64>,
+    /// Value in the current run; none as for `baseline`.
+    #[serde(default)]
+    pub current: Option<f64>,
+    /// current − baseline, when both are present.
+    #[serde(default)]
+    pub delta: Option<f64>,
+    /// delta / baseline, a fraction (0.25 = +25%); none when the baseline is 0 or absent.
+    #[serde(default)]
+    pub change: Option<f64>,
+    /// The noise test behind the assessment, when one applies and both runs had data.
+    #[serde(default)]
+    pub test: Option<SignificanceTest>,
+    /// What the difference means.
+    pub assessment: Assessment,
+}
+
+/// A statistical test of a difference between two runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SignificanceTest {
+    /// "mann-whitney-u" (medians: the whole latency distributions), "bootstrap" (a
+    /// percentile's or the per-interval throughput's 95% confidence interval of the
+    /// difference) or "two-proportion-z" (error rates).
+    pub method: String,
+    /// Samples in the baseline run (requests or timeline intervals).
+    pub n_baseline: u64,
+    /// Samples in the current run.
+    pub n_current: u64,
+    /// One-sided p-value in the direction of the observed change (Mann–Whitney, z-test).
+    #[serde(default)]
+    pub p_value: Option<f64>,
+    /// Mann–Whitney: Vargha–Delaney A, the chance that a request of the current run is
+    /// slower than one of the baseline (ties count half); 0.5 is no difference.
+    #[serde(default)]
+    pub effect_size: Option<f64>,
+    /// Bootstrap: lower end of the 95% confidence interval of current − baseline, in the
+    /// row's unit.
+    #[serde(default)]
+    pub ci_low: Option<f64>,
+    /// Bootstrap: upper end of the same interval.
+    #[serde(default)]
+    pub ci_high: Option<f64>,
+    /// Whether the difference is beyond noise at the comparison's `alpha` (and, for
+    /// Mann–Whitney, of at least `min_effect`).
+    pub significant: bool,
+}
+
+/// What a [`MetricDelta`] means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Assessment {
+    /// Worse beyond noise and tolerance (slower, fewer requests per second, more errors, a
+    /// check that held now broken, a longer or missing recovery).
+    Regression,
+    /// Better beyond noise and tolerance.
+    Improvement,
+    /// No difference beyond noise or tolerance.
+    #[default]
+    Unchanged,
+    /// Shown for context, not judged (request and rejection counts).
+    Info,
+}
+
+impl Assessment {
+    /// The lowercase name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Regression => "regression",
+            Self::Improvement => "improvement",
+            Self::Unchanged => "unchanged",
+            Self::Info => "info",
+        }
+    }
 }
 
 /// The decision CI gates on.
@@ -684,6 +957,7 @@ impl Verdict {
             ThresholdKind::Latency,
             ThresholdKind::ErrorRate,
             ThresholdKind::Throughput,
+            ThresholdKind::Resource,
         ]) {
             exit_code::THRESHOLD_MISSED
         } else {
@@ -745,6 +1019,9 @@ pub enum ThresholdKind {
     Recovery,
     /// A minimum throughput; failing gives exit code 3.
     Throughput,
+    /// Growth of a resource of the box office over a run (a soak's leak check); failing
+    /// gives exit code 3.
+    Resource,
 }
 
 impl ThresholdKind {
@@ -756,6 +1033,7 @@ impl ThresholdKind {
             Self::Invariant => "invariant",
             Self::Recovery => "recovery",
             Self::Throughput => "throughput",
+            Self::Resource => "resource",
         }
     }
 }

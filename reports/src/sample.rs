@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::model::{
     AlertFiring, Artifact, Check, Comparison, ComparisonRow, Correctness, Failover, FaultReport,
-    HostInfo, Outcome, OutcomeCounts, Percentiles, Report, RunInfo, Summary, ThresholdKind,
+    HostInfo, Load, Outcome, OutcomeCounts, Percentiles, Report, RunInfo, Summary, ThresholdKind,
     ThresholdOutcome, TransactionStats, Verdict, SCHEMA_VERSION,
 };
 use crate::timeline::TimelineBuilder;
@@ -26,6 +26,42 @@ const TRANSACTIONS: [(&str, u32, f64); 3] = [
 /// A deterministic example report with every section filled in, including a fault, a broken
 /// invariant, a skipped check and a strategy comparison.
 pub fn sample_report() -> Report {
+    let mut report = sample_without_baseline();
+    // The same run as its own baseline, a little faster and with a check that held: the
+    // comparison section shows regressions, an improvement and unchanged rows.
+    let mut baseline = report.clone();
+    baseline.run.id = "20261119T223100Z-flash-sale-42".to_owned();
+    baseline.run.started_at = "2026-11-19T22:31:00Z".to_owned();
+    for tx in &mut baseline.transactions {
+        tx.latency.p50 *= 0.8;
+        tx.latency.p95 *= 0.7;
+        tx.latency.p99 *= 0.6;
+    }
+    if let Some(t) = baseline.transactions.last_mut() {
+        t.latency.p99 *= 3.0;
+    }
+    for check in &mut baseline.correctness.checks {
+        if check.skipped_reason.is_none() {
+            check.passed = true;
+        }
+    }
+    report.baseline = Some(crate::compare::compare(
+        crate::compare::Side {
+            report: &baseline,
+            source: "reports/runs/20261119T223100Z-flash-sale-42",
+            samples: None,
+        },
+        crate::compare::Side {
+            report: &report,
+            source: "reports/runs/20261120T223100Z-flash-sale-42",
+            samples: None,
+        },
+        &crate::compare::CompareOptions::default(),
+    ));
+    report
+}
+
+fn sample_without_baseline() -> Report {
     let mut rng = XorShift(0x5EED_B0C5);
     let mut timeline = TimelineBuilder::default();
     let mut histograms: BTreeMap<&str, (Histogram<u64>, OutcomeCounts)> = BTreeMap::new();
@@ -54,6 +90,8 @@ pub fn sample_report() -> Report {
                 };
                 // Most holds of a rush are refused (seat taken, sold out): not errors.
                 let outcome = match (ok, name) {
+                    // A read that fails is an error; a write's fate is unknown.
+                    (false, "browse") => Outcome::Error,
                     (false, _) => Outcome::Unknown,
                     (true, "hold") if rng.unit() < 0.6 => Outcome::Rejected,
                     (true, _) => Outcome::Ok,
@@ -176,6 +214,16 @@ pub fn sample_report() -> Report {
             seed: 42,
             users: 200,
             target_url: "http://127.0.0.1:38080".to_owned(),
+            load: Load {
+                users_started: 200,
+                connections: "shared".to_owned(),
+                peak_connections: Some(64),
+                connection_limit: None,
+                peak_open_files: 212,
+                open_files_limit: Some(20_000),
+                peak_rss_mib: Some(96.0),
+                arrivals: None,
+            },
             parameters: BTreeMap::from([
                 ("seats".to_owned(), json!(100)),
                 ("hold_ttl_s".to_owned(), json!(300)),
@@ -190,6 +238,7 @@ pub fn sample_report() -> Report {
         transactions,
         timeline: timeline.build(),
         correctness,
+        baseline: None,
         failover: Failover {
             note: None,
             faults: vec![FaultReport {
@@ -214,8 +263,10 @@ pub fn sample_report() -> Report {
                     name: "BoxOfficeDependencyDown".to_owned(),
                     fired_at_s: 25.0,
                 }],
+                bookings_in_window: Some(12),
             }],
         },
+        resources: Some(sample_resources()),
         comparison: Some(Comparison {
             title: "Concurrency strategies, 1,000 buyers for 100 seats".to_owned(),
             columns: [
@@ -252,7 +303,16 @@ pub fn sample_report() -> Report {
                 },
             )
             .collect(),
+            reading: Some(
+                "What this shows: naive sold 3 seats twice, the three safe strategies none; \
+                 optimistic paid for it with 1,840 retries."
+                    .to_owned(),
+            ),
         }),
+        counters: BTreeMap::from([(
+            "boxoffice_strategy_retries_total{operation=\"hold\"}".to_owned(),
+            1840.0,
+        )]),
         verdict: Verdict::from_outcomes(outcomes),
         artifacts: vec![
             Artifact {
@@ -278,5 +338,27 @@ impl XorShift {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Two instances over a minute: flat descriptors, a slowly growing resident set on one.
+fn sample_resources() -> crate::model::Resources {
+    let series =
+        |instance: &str, measure: &str, f: &dyn Fn(f64) -> f64| crate::model::ResourceSeries {
+            instance: instance.to_owned(),
+            measure: measure.to_owned(),
+            points: (0..13)
+                .map(|i| f64::from(i) * 5.0)
+                .map(|t| (t, f(t)))
+                .collect(),
+        };
+    crate::model::Resources {
+        interval_s: 5.0,
+        series: vec![
+            series("app-1", "rss_mib", &|t| 42.0 + t * 0.05),
+            series("app-2", "rss_mib", &|_| 40.0),
+            series("app-1", "open_fds", &|_| 61.0),
+            series("app-2", "open_fds", &|_| 58.0),
+        ],
     }
 }

@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use crate::model::FaultReport;
+use crate::model::{FaultReport, Load, MetricDelta, RunComparison, RunInfo};
 
 /// Escapes text for HTML, SVG and XML, both in element content and in quoted attribute values.
 /// Characters XML 1.0 forbids (most control characters) become U+FFFD so the output always
@@ -92,6 +92,56 @@ pub(crate) fn ms(value: f64) -> String {
     }
 }
 
+/// The users of a run: "2000", or "10000 (9412 started)" when fewer than planned ran.
+pub(crate) fn users(run: &RunInfo) -> String {
+    let started = run.load.users_started;
+    if started > 0 && started < run.users {
+        format!("{} ({started} started)", run.users)
+    } else {
+        run.users.to_string()
+    }
+}
+
+/// What the load cost the runner, in one line: "shared client · peak 64 connections ·
+/// 4197 descriptors of 20000 · peak RSS 183 MiB · arrivals: 400 due, 398 begun (12 late),
+/// 2 dropped"; "—" for a report without it (before 4.0).
+pub(crate) fn load(load: &Load) -> String {
+    let mut parts = Vec::new();
+    if !load.connections.is_empty() {
+        parts.push(match load.connections.as_str() {
+            "shared" => "one shared client".to_owned(),
+            "per-user" => "a client per user".to_owned(),
+            other => other.to_owned(),
+        });
+    }
+    if let Some(c) = load.peak_connections {
+        parts.push(format!("peak {c} connections"));
+    }
+    if let Some(limit) = load.connection_limit {
+        parts.push(format!("at most {limit} requests in flight"));
+    }
+    if load.peak_open_files > 0 {
+        parts.push(match load.open_files_limit {
+            Some(limit) => format!("{} descriptors of {limit}", load.peak_open_files),
+            None => format!("{} descriptors", load.peak_open_files),
+        });
+    }
+    if let Some(mib) = load.peak_rss_mib.filter(|m| m.is_finite()) {
+        parts.push(format!("peak RSS {mib:.0} MiB"));
+    }
+    if let Some(a) = load.arrivals {
+        parts.push(format!(
+            "arrivals: {} due, {} begun ({} late), {} dropped",
+            a.due, a.started, a.late, a.dropped
+        ));
+    }
+    if parts.is_empty() {
+        "—".to_owned()
+    } else {
+        parts.join(" · ")
+    }
+}
+
 /// A rate per second: "1234.5".
 pub(crate) fn rps(value: f64) -> String {
     if value.is_finite() {
@@ -171,12 +221,105 @@ pub(crate) fn counts(counts: &std::collections::BTreeMap<String, i64>) -> String
     out
 }
 
+/// A value of a compared metric in its unit: "12.3 ms", "812.0 req/s", "1.20%", "holds".
+pub(crate) fn metric_value(value: Option<f64>, unit: &str) -> String {
+    let Some(v) = value.filter(|v| v.is_finite()) else {
+        return "—".to_owned();
+    };
+    match unit {
+        "ms" => format!("{} ms", ms(v)),
+        "rps" => format!("{} req/s", rps(v)),
+        "fraction" => percent(v),
+        "bool" if v >= 1.0 => "holds".to_owned(),
+        "bool" => "broken".to_owned(),
+        "s" => secs(v),
+        _ => number(v),
+    }
+}
+
+/// The difference of a compared metric: "+7.8 ms (+63.0%)", "+1.20 pts", "—".
+pub(crate) fn metric_delta(row: &MetricDelta) -> String {
+    let Some(d) = row.delta.filter(|d| d.is_finite()) else {
+        return "—".to_owned();
+    };
+    let sign = if d >= 0.0 { "+" } else { "−" };
+    let magnitude = match row.unit.as_str() {
+        "ms" => format!("{} ms", ms(d.abs())),
+        "rps" => format!("{} req/s", rps(d.abs())),
+        "fraction" => return format!("{sign}{:.2} pts", d.abs() * 100.0),
+        "bool" => return "—".to_owned(),
+        "s" => secs(d.abs()),
+        _ => number(d.abs()),
+    };
+    match row.change {
+        Some(c) => format!("{sign}{magnitude} ({c:+.1}%)", c = c * 100.0),
+        None => format!("{sign}{magnitude}"),
+    }
+}
+
+/// The noise test of a compared metric in words: "MWU p=0.0001 A=0.71",
+/// "95% CI [+1.2, +3.4] ms", "z p=0.03"; "—" without a test.
+pub(crate) fn metric_test(row: &MetricDelta) -> String {
+    let Some(t) = &row.test else {
+        return "—".to_owned();
+    };
+    let p = |p: Option<f64>| match p {
+        Some(p) if p < 0.0001 => "p<0.0001".to_owned(),
+        Some(p) => format!("p={p:.4}"),
+        None => "p=—".to_owned(),
+    };
+    let body = match t.method.as_str() {
+        "mann-whitney-u" => format!(
+            "Mann–Whitney {} A={:.2}",
+            p(t.p_value),
+            t.effect_size.unwrap_or(0.5)
+        ),
+        "two-proportion-z" => format!("z-test {}", p(t.p_value)),
+        _ => {
+            let unit = match row.unit.as_str() {
+                "ms" => " ms",
+                "rps" => " req/s",
+                _ => "",
+            };
+            format!(
+                "95% CI [{:+.2}, {:+.2}]{unit}",
+                t.ci_low.unwrap_or(0.0),
+                t.ci_high.unwrap_or(0.0)
+            )
+        }
+    };
+    if t.significant {
+        body
+    } else {
+        format!("{body} · noise")
+    }
+}
+
+/// A comparison row's subject for people: "hold", "all requests", "check no-double-sale".
+pub(crate) fn metric_subject(row: &MetricDelta) -> String {
+    match row.group.as_str() {
+        "transaction" => row.subject.clone(),
+        "summary" => "all requests".to_owned(),
+        group => format!("{group} {}", row.subject),
+    }
+}
+
+/// What the rows of a comparison are about, in a heading's words.
+pub(crate) fn comparison_title(cmp: &RunComparison) -> String {
+    format!(
+        "{} regression{} vs baseline {}",
+        cmp.regressions,
+        if cmp.regressions == 1 { "" } else { "s" },
+        cmp.baseline.id
+    )
+}
+
 /// Formats one measurement of a fault for display.
 pub(crate) type FaultCell = fn(&FaultReport) -> String;
 
 /// The rows of the failover table, shared by Markdown and HTML so both show the same numbers:
 /// a label and how to format it for one fault. Times are "at (+since the fault started)".
-pub(crate) fn failover_rows() -> [(&'static str, FaultCell); 11] {
+pub(crate) fn failover_rows() -> [(&'static str, FaultCell); 12] {
     [
         ("schedule", |f| f.spec.clone()),
         ("fault window", |f| {
@@ -203,6 +346,11 @@ pub(crate) fn failover_rows() -> [(&'static str, FaultCell); 11] {
         ("SLO held again after", |f| {
             f.recovered_within_slo_s
                 .map_or_else(|| "not within the run".to_owned(), secs)
+        }),
+        ("bookings in window", |f| match f.bookings_in_window {
+            Some(0) => "0 (the fault hit no sale)".to_owned(),
+            Some(n) => n.to_string(),
+            None => "—".to_owned(),
         }),
         ("errors / requests in window", |f| {
             format!("{} / {}", f.errors_in_window, f.requests_in_window)
@@ -232,6 +380,30 @@ pub(crate) fn failover_rows() -> [(&'static str, FaultCell); 11] {
             }
         }),
     ]
+}
+
+/// A measure's title.
+pub(crate) fn resource_title(measure: &str) -> &str {
+    match measure {
+        "rss_mib" => "Resident memory",
+        "open_fds" => "Open file descriptors",
+        "db_pool_connections" => "Database pool connections",
+        "tasks" => "Async tasks alive",
+        other => other,
+    }
+}
+
+/// A resource series' first-quarter mean, last-quarter mean and growth, as table cells ("—"
+/// when there are too few points).
+pub(crate) fn growth_cells(s: &crate::model::ResourceSeries) -> [String; 3] {
+    match s.growth() {
+        Some((first, last, g)) => [
+            format!("{first:.1}"),
+            format!("{last:.1}"),
+            format!("{:+.1}%", g * 100.0),
+        ],
+        None => ["—".into(), "—".into(), "—".into()],
+    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ struct Cell {
     count: u64,
     rejected: u64,
     errors: u64,
+    unknown: u64,
 }
 
 impl Cell {
@@ -42,6 +43,7 @@ impl Cell {
             count: 0,
             rejected: 0,
             errors: 0,
+            unknown: 0,
         }
     }
 }
@@ -76,8 +78,8 @@ impl TimelineBuilder {
     }
 
     /// Records one completed request: when it happened (seconds since the run started),
-    /// which transaction, how long it took (ms) and its outcome (rejections and errors are
-    /// counted apart). Negative times count as 0; negative or non-finite latencies as
+    /// which transaction, how long it took (ms) and its outcome (rejections, errors and
+    /// unknown outcomes are counted apart). Negative times count as 0; negative or non-finite latencies as
     /// 0 ms; a sample with a non-finite time is dropped and counted in [`dropped`](Self::dropped).
     pub fn record(&mut self, t_s: f64, transaction: &str, latency_ms: f64, outcome: Outcome) {
         if !t_s.is_finite() {
@@ -105,9 +107,10 @@ impl TimelineBuilder {
         }
         cell.count += 1;
         match outcome {
+            Outcome::Ok => {}
             Outcome::Rejected => cell.rejected += 1,
-            o if o.is_error() => cell.errors += 1,
-            _ => {}
+            Outcome::Error => cell.errors += 1,
+            Outcome::Unknown => cell.unknown += 1,
         }
     }
 
@@ -142,12 +145,14 @@ impl TimelineBuilder {
                     point.requests += cell.count;
                     point.rejected += cell.rejected;
                     point.errors += cell.errors;
+                    point.unknown += cell.unknown;
                     point.per_transaction.insert(
                         name,
                         PointStats {
                             count: cell.count,
                             rejected: cell.rejected,
                             errors: cell.errors,
+                            unknown: cell.unknown,
                             p50_ms: ms(0.50),
                             p95_ms: ms(0.95),
                             p99_ms: ms(0.99),
@@ -186,7 +191,7 @@ mod tests {
         builder.record(0.5, "confirm", 100.0, Outcome::Ok);
         builder.record(1.0, "hold", 30.0, Outcome::Ok);
         builder.record(1.5, "hold", 31.0, Outcome::Rejected);
-        builder.record(2.999, "confirm", 40.0, Outcome::Unknown);
+        builder.record(2.999, "confirm", 40.0, Outcome::Error);
         let timeline = builder.build();
 
         assert_eq!(timeline.interval_s, 1.0);
@@ -194,9 +199,14 @@ mod tests {
         let [first, second, third] = &timeline.points[..] else {
             panic!("three points expected");
         };
-        assert_eq!((first.t_s, first.requests, first.errors), (0.0, 3, 1));
+        // An unknown outcome is counted apart from the errors.
+        assert_eq!(
+            (first.t_s, first.requests, first.errors, first.unknown),
+            (0.0, 3, 0, 1)
+        );
         assert_eq!(first.per_transaction["hold"].count, 2);
-        assert_eq!(first.per_transaction["hold"].errors, 1);
+        assert_eq!(first.per_transaction["hold"].unknown, 1);
+        assert_eq!(first.per_transaction["hold"].errors, 0);
         assert!(close(first.per_transaction["hold"].p50_ms, 10.0));
         assert!(close(first.per_transaction["hold"].p99_ms, 20.0));
         assert!(close(first.per_transaction["confirm"].p95_ms, 100.0));
@@ -262,7 +272,8 @@ mod tests {
         assert_eq!(timeline.interval_s, 0.5);
         assert_eq!(timeline.points.len(), 2);
         assert_eq!(timeline.points[0].requests, 2);
-        assert_eq!(timeline.points[0].errors, 1);
+        assert_eq!(timeline.points[0].unknown, 1);
+        assert_eq!(timeline.points[0].errors, 0);
         assert_eq!(timeline.points[1].t_s, 0.5);
         assert_eq!(timeline.points[1].per_transaction["hold"].p99_ms, 0.0);
         assert_eq!(TimelineBuilder::new(0.0).interval_s(), 1.0);

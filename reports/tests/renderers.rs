@@ -49,6 +49,7 @@ fn hostile_report() -> Report {
             values: BTreeMap::from([(evil.to_owned(), evil.into())]),
             passed: false,
         }],
+        reading: Some(evil.to_owned()),
     });
     report
 }
@@ -100,11 +101,37 @@ fn the_schema_rejects_a_report_of_another_major_version() {
     assert!(!validator.is_valid(&instance));
     instance["schema_version"] = "3.0".into();
     assert!(!validator.is_valid(&instance));
-    instance["schema_version"] = "2.7".into();
+    instance["schema_version"] = "5.0".into();
+    assert!(!validator.is_valid(&instance));
+    instance["schema_version"] = "4.7".into();
     assert!(
         validator.is_valid(&instance),
         "minor versions are compatible"
     );
+}
+
+#[test]
+fn a_3x_report_still_parses_with_an_empty_load_and_no_unknown_in_its_timeline() {
+    let mut instance: serde_json::Value =
+        serde_json::from_str(&render_json(&sample_report())).unwrap();
+    instance["schema_version"] = "3.0".into();
+    instance["run"].as_object_mut().unwrap().remove("load");
+    for point in instance["timeline"]["points"].as_array_mut().unwrap() {
+        point.as_object_mut().unwrap().remove("unknown");
+        for stats in point["per_transaction"]
+            .as_object_mut()
+            .unwrap()
+            .values_mut()
+        {
+            stats.as_object_mut().unwrap().remove("unknown");
+        }
+    }
+    let report = Report::from_json(&instance.to_string()).expect("a 3.0 report parses");
+    assert_eq!(report.run.load, reports::Load::default());
+    assert!(report.timeline.points.iter().all(|p| p.unknown == 0));
+    // Rendered, it says nothing of a load it does not know.
+    assert!(render_markdown(&report).contains("### Summary"));
+    assert!(!render_markdown(&report).contains("Load:"));
 }
 
 #[test]
@@ -252,19 +279,33 @@ fn the_html_references_no_external_resource() {
 
 #[test]
 fn the_html_has_one_svg_per_chart() {
-    // The throughput chart, then one latency chart per transaction (each on its own scale).
+    // The throughput chart, then one latency chart per transaction (each on its own scale),
+    // then one chart per resource measure (a line per instance), then the baseline
+    // comparison's bars.
     let html = render_html(&sample_report());
-    assert_eq!(html.matches("<svg").count(), 4);
-    assert_eq!(html.matches("</svg>").count(), 4);
-    assert!(html.contains("Throughput and errors over time"));
+    assert_eq!(html.matches("<svg").count(), 7);
+    assert_eq!(html.matches("</svg>").count(), 7);
+    assert!(html.contains("Resident memory"));
+    assert!(html.contains("<title>app-2</title>"));
+    // app-1's resident set: 42.25 MiB in the first quarter, 44.75 in the last.
+    assert!(
+        html.contains("<td class=\"num\">+5.9%</td>"),
+        "the growth column"
+    );
+    assert!(
+        html.contains("<td class=\"num\">+0.0%</td>"),
+        "app-2's flat line"
+    );
+    assert!(html.contains("Latency, A vs B"));
+    assert!(html.contains("Requests, rejections and errors per second"));
     for transaction in ["browse", "hold", "confirm"] {
         assert!(html.contains(&format!("Latency of {transaction}")));
         for p in ["p50", "p95", "p99"] {
             assert!(html.contains(&format!("<title>{transaction} {p}</title>")));
         }
     }
-    // Refusals are their own series, apart from the errors.
-    for series in ["requests/s", "rejected/s", "errors/s"] {
+    // Refusals are their own series, apart from the errors, and unknown outcomes apart too.
+    for series in ["requests/s", "rejected/s", "errors/s", "unknown/s"] {
         assert!(
             html.contains(&format!("<title>{series}</title>")),
             "{series}"
@@ -273,12 +314,38 @@ fn the_html_has_one_svg_per_chart() {
 }
 
 #[test]
+fn the_html_and_markdown_say_what_the_load_cost() {
+    let report = sample_report();
+    let html = render_html(&report);
+    for part in [
+        "one shared client",
+        "peak 64 connections",
+        "212 descriptors of 20000",
+        "peak RSS 96 MiB",
+    ] {
+        assert!(html.contains(part), "{part}");
+    }
+    assert!(render_markdown(&report).contains("Load: one shared client · peak 64 connections"));
+    let mut fewer = report.clone();
+    fewer.run.load.users_started = 150;
+    fewer.run.load.arrivals = Some(reports::ArrivalCounts {
+        due: 400,
+        started: 390,
+        late: 12,
+        dropped: 10,
+    });
+    let html = render_html(&fewer);
+    assert!(html.contains("200 (150 started)"));
+    assert!(html.contains("arrivals: 400 due, 390 begun (12 late), 10 dropped"));
+}
+
+#[test]
 fn the_html_shades_a_fault_window_when_a_fault_is_present() {
     let mut report = sample_report();
     let html = render_html(&report);
-    // One band per fault on each of the four charts, labelled with target and kind.
-    assert_eq!(html.matches(r#"<rect class="fault""#).count(), 4);
-    assert_eq!(html.matches("redis · kill</text>").count(), 4);
+    // One band per fault on each of the six charts, labelled with target and kind.
+    assert_eq!(html.matches(r#"<rect class="fault""#).count(), 6);
+    assert_eq!(html.matches("redis · kill</text>").count(), 6);
     assert!(html.contains("fault window"));
 
     report.failover.faults.push(FaultReport {
@@ -289,7 +356,7 @@ fn the_html_shades_a_fault_window_when_a_fault_is_present() {
         ..FaultReport::default()
     });
     let html = render_html(&report);
-    assert_eq!(html.matches(r#"<rect class="fault""#).count(), 8);
+    assert_eq!(html.matches(r#"<rect class="fault""#).count(), 12);
 
     report.failover = Failover::no_faults();
     let html = render_html(&report);
@@ -449,5 +516,37 @@ fn write_all_writes_the_four_files_into_the_run_directory() {
             "{}",
             path.display()
         );
+    }
+}
+
+#[test]
+fn a_sparse_transactions_latency_is_one_continuous_line() {
+    // pay completes in seconds 0, 3 and 6 only: three points joined, not three dots.
+    let mut builder = reports::TimelineBuilder::default();
+    for t in [0.5, 3.5, 6.5] {
+        builder.record(t, "pay", 40.0 + t, reports::Outcome::Ok);
+    }
+    for t in 0..7 {
+        builder.record(f64::from(t) + 0.2, "hold", 10.0, reports::Outcome::Rejected);
+    }
+    let mut report = empty_report();
+    report.timeline = builder.build();
+    let html = render_html(&report);
+    // hold then pay (the timeline's names, sorted): pay's chart is the second.
+    let chart = html
+        .split(r#"id="latency-chart-1""#)
+        .nth(1)
+        .expect("a latency chart for pay");
+    assert!(chart.contains("Latency of pay"));
+    let chart = &chart[..chart.find("</svg>").unwrap()];
+    for percentile in ["p50", "p95", "p99"] {
+        let series = chart
+            .split(&format!("<title>pay {percentile}</title>"))
+            .next()
+            .unwrap();
+        let d = series.rsplit(r#"class="series" d=""#).next().unwrap();
+        let d = &d[..d.find('"').unwrap()];
+        assert_eq!(d.matches('M').count(), 1, "{percentile}: {d}");
+        assert_eq!(d.matches('L').count(), 2, "{percentile}: {d}");
     }
 }

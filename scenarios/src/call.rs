@@ -1,10 +1,41 @@
 //! One request of a virtual user: sent through Goose (so Goose's own metrics see it), timed,
 //! classified ok / rejected / error / unknown, and turned into a history [`Op`].
+//!
+//! In an open-model run every request of an arrival's journey carries an intended start:
+//! when it would have been sent had the arrival begun when it was due. An arrival that began
+//! late (every user was busy, or the service stalled them all) shifts its whole journey, so
+//! the book and pay after a late hold are corrected by the same delay as the hold
+//! (coordinated omission, as wrk2 corrects each request by its schedule's lag).
+
+use std::sync::atomic::Ordering;
 
 use goose::prelude::*;
 use serde_json::Value;
 
 use crate::history::{classify, Op, OpKind, Outcome, Recorder};
+
+/// What the lab keeps per virtual user (Goose's session data).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Session {
+    /// Whether the user has sent a request yet (counted once in `users_active`).
+    pub active: bool,
+    /// The current open-model arrival's lag: how long after it was due it began, ms.
+    /// `None` in a closed-model run.
+    pub lag_ms: Option<f64>,
+}
+
+/// Notes that `user`'s current arrival, due at `due_ms`, began at `began_ms` (history ms):
+/// its requests are corrected by the lag.
+pub fn begin_arrival(user: &mut GooseUser, due_ms: f64, began_ms: f64) {
+    let lag_ms = Some((began_ms - due_ms).max(0.0));
+    match user.get_session_data_mut::<Session>() {
+        Some(s) => s.lag_ms = lag_ms,
+        None => user.set_session_data(Session {
+            active: false,
+            lag_ms,
+        }),
+    }
+}
 
 /// What to send.
 #[derive(Debug)]
@@ -62,6 +93,7 @@ pub struct Response {
     pub error: Option<String>,
     invoke_ms: f64,
     complete_ms: f64,
+    intended_ms: Option<f64>,
     op: OpKind,
 }
 
@@ -90,6 +122,7 @@ impl Response {
         let mut op = Op::new(self.op, user, self.outcome);
         op.invoke_ms = self.invoke_ms;
         op.complete_ms = self.complete_ms;
+        op.intended_ms = self.intended_ms;
         op.status = self.status;
         op.error.clone_from(&self.error);
         op
@@ -130,7 +163,21 @@ pub async fn send(
         .name(req.op.as_str())
         .set_request_builder(builder)
         .build();
+    let session = *user
+        .get_session_data::<Session>()
+        .unwrap_or(&Session::default());
+    if !session.active {
+        recorder
+            .counters()
+            .users_active
+            .fetch_add(1, Ordering::Relaxed);
+        user.set_session_data(Session {
+            active: true,
+            ..session
+        });
+    }
     let invoke_ms = recorder.now_ms();
+    let intended_ms = session.lag_ms.map(|lag| invoke_ms - lag);
     // Held until the body is read; waiting for it counts in the latency.
     let _connection = recorder.connection().await;
     let goose = user.request(goose_request).await?;
@@ -160,6 +207,7 @@ pub async fn send(
         body,
         invoke_ms,
         complete_ms,
+        intended_ms,
         op: req.op,
     })
 }

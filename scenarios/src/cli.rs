@@ -16,6 +16,26 @@ fn parse_duration_ms(s: &str) -> Result<f64, String> {
     chaos::schedule::parse_duration(s).map(|d| d.as_secs_f64() * 1000.0)
 }
 
+/// An http(s) base URL, without a trailing slash.
+fn parse_http_url(s: &str) -> Result<String, String> {
+    if !(s.starts_with("http://") || s.starts_with("https://")) {
+        return Err(format!("{s:?} is not an http:// or https:// URL"));
+    }
+    reqwest::Url::parse(s).map_err(|e| format!("{s:?}: {e}"))?;
+    Ok(s.trim_end_matches('/').to_owned())
+}
+
+/// `KEY=VALUE` of `--app-env`.
+fn parse_env_pair(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected KEY=VALUE"))?;
+    if k.is_empty() {
+        return Err(format!("{s:?}: empty variable name"));
+    }
+    Ok((k.to_owned(), v.to_owned()))
+}
+
 /// A scenario name on the command line (`list` prints them all).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ScenarioName {
@@ -25,10 +45,20 @@ pub enum ScenarioName {
     FlashSale,
     /// A realistic mix over a duration: browse, search, hold, abandon, book, pay, cancel.
     BrowseAndBuy,
+    /// browse-and-buy for a long time, watching the box office's resources for leaks.
+    Soak,
     /// First-come coupon claims against a quota.
     CouponRush,
     /// flash-sale once per concurrency strategy, compared in one table.
     StrategyMatrix,
+    /// flash-sale once per (component, fault) on the local stack, compared in one table.
+    FaultMatrix,
+    /// coupon-rush once per concurrency strategy, compared in one table.
+    CouponMatrix,
+    /// browse-and-buy with the cache off and on, PostgreSQL's own load compared.
+    CacheCompare,
+    /// flash-sale with redis-lock, fenced and atomic under a lock holder's pause and a Redis failover.
+    LockVsFencing,
     /// A stepped ramp of open-model arrival rates, to find the latency knee.
     Capacity,
     /// The runner's own cost: GET /health/live with history on, off, and under wrk.
@@ -45,8 +75,13 @@ impl ScenarioName {
             ScenarioName::List => "list",
             ScenarioName::FlashSale => "flash-sale",
             ScenarioName::BrowseAndBuy => "browse-and-buy",
+            ScenarioName::Soak => "soak",
             ScenarioName::CouponRush => "coupon-rush",
             ScenarioName::StrategyMatrix => "strategy-matrix",
+            ScenarioName::FaultMatrix => "fault-matrix",
+            ScenarioName::CouponMatrix => "coupon-matrix",
+            ScenarioName::CacheCompare => "cache-compare",
+            ScenarioName::LockVsFencing => "lock-vs-fencing",
             ScenarioName::Capacity => "capacity",
             ScenarioName::Bench => "bench",
             ScenarioName::Probe => "probe",
@@ -73,6 +108,49 @@ impl Connections {
     }
 }
 
+/// A component `fault-matrix` can fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Component {
+    /// PostgreSQL (primary, and a synchronous standby for `failover`).
+    Postgres,
+    /// Redis (primary + replica under Sentinel).
+    Redis,
+    /// The Kafka-protocol broker (tansu).
+    Kafka,
+    /// The payment provider.
+    Payments,
+    /// The first box-office instance behind the balancer (`app-1`).
+    App,
+}
+
+/// A kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FaultKind {
+    /// SIGKILL, then a restart when the fault ends.
+    Kill,
+    /// SIGSTOP, then SIGCONT.
+    Pause,
+    /// 200 ms added to every response through the component's proxy.
+    Latency,
+    /// Packets to and from the component dropped (a black hole: connections hang).
+    Partition,
+    /// Connections reset by the peer.
+    Reset,
+    /// The primary lost, the replica promoted.
+    Failover,
+}
+
+/// A cell on the command line: `COMPONENT:FAULT`.
+pub fn parse_cell(s: &str) -> Result<(Component, FaultKind), String> {
+    let (c, f) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: expected COMPONENT:FAULT, e.g. postgres:kill"))?;
+    Ok((
+        Component::from_str(c.trim(), true)?,
+        FaultKind::from_str(f.trim(), true)?,
+    ))
+}
+
 /// Box Office Lab: load, check and judge the box office.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -80,7 +158,9 @@ impl Connections {
     args_override_self = true,
     about = "Run a load scenario against the box office and write a latency, correctness and failover report.",
     after_help = "Exit codes: 0 pass, 1 run error, 2 usage error, 3 latency/error-rate/throughput threshold missed, \
-                  4 correctness invariant broken (wins over 5 and 3), 5 failover budget exceeded."
+                  4 correctness invariant broken (wins over 5 and 3), 5 failover budget exceeded.\n\n\
+                  Also: `scenario compare A B` (two runs side by side, regressions flagged) and \
+                  `scenario check RUN_DIR` (re-run the checker and verdict on a saved run); see their --help."
 )]
 pub struct Cli {
     /// Scenario to run (`list` describes them all).
@@ -128,9 +208,62 @@ pub struct Cli {
     #[arg(long, help_heading = "Lab")]
     pub think_ms: Option<u64>,
 
+    /// The box office's catalog cache: `on` (cache-aside) or `off` (every read from the
+    /// database) [default: on].
+    #[arg(long, value_enum, help_heading = "Lab")]
+    pub cache: Option<boxoffice::config::CacheMode>,
+
+    /// Share of flash buyers who choose their seats; the others ask for a quantity and get
+    /// the best available (lowest ids), so 0 makes every buyer want the same seats
+    /// [default: 0.5].
+    #[arg(long, value_name = "SHARE", help_heading = "Lab")]
+    pub chosen_seats: Option<f64>,
+
+    /// Seconds the local stack sits idle before the attack while PostgreSQL's statistics
+    /// measure its background load (report counters `idle_pg_xact`…; cache-compare uses it
+    /// to tell the load's transactions from the outbox relay's and health checks').
+    #[arg(long, value_name = "SECS", default_value_t = 0, help_heading = "Lab")]
+    pub db_idle_secs: u64,
+
+    /// Extra environment of the local stack's box-office instances (repeatable), e.g.
+    /// BOXOFFICE_LOCK_TTL_MS=1000.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_env_pair, help_heading = "Lab")]
+    pub app_env: Vec<(String, String)>,
+
+    /// Chaos on `app-N:pause` and `redis:failover` waits until a box-office instance holds a
+    /// `redis-lock`/`fenced` lock (read from its /metrics), and the Redis failover loses that
+    /// lock (the replica never got it, as with asynchronous replication): a lock-vs-fencing
+    /// drill that does not depend on luck.
+    #[arg(long, help_heading = "Chaos")]
+    pub while_locked: bool,
+
     /// Strategies for strategy-matrix (comma-separated) [default: all].
     #[arg(long, value_delimiter = ',', value_enum, help_heading = "Lab")]
     pub strategies: Vec<boxoffice::Strategy>,
+
+    /// fault-matrix: components to fault (comma-separated: postgres, redis, kafka, payments,
+    /// app) [default: all].
+    #[arg(long, value_delimiter = ',', value_enum, help_heading = "Chaos")]
+    pub targets: Vec<Component>,
+
+    /// fault-matrix: faults to inject (comma-separated: kill, pause, latency, partition,
+    /// reset, failover) [default: all].
+    #[arg(long, value_delimiter = ',', value_enum, help_heading = "Chaos")]
+    pub faults: Vec<FaultKind>,
+
+    /// fault-matrix: only these cells, as COMPONENT:FAULT (e.g. postgres:kill,app:pause).
+    #[arg(long, value_delimiter = ',', value_name = "COMPONENT:FAULT", value_parser = parse_cell, help_heading = "Chaos")]
+    pub cells: Vec<(Component, FaultKind)>,
+
+    /// Run again what the run in RUN_DIR ran (its recorded command line: scenario, seed,
+    /// faults, every parameter); arguments given beside it override the recorded ones.
+    #[arg(long, value_name = "RUN_DIR", help_heading = "Lab")]
+    pub replay: Option<PathBuf>,
+
+    /// The command line as given (without `--out` and `--replay`), recorded in the report
+    /// for `--replay`; set by the binary.
+    #[arg(skip)]
+    pub command: Vec<String>,
 
     /// Output directory [default: reports/runs/<UTC timestamp>-<scenario>/ under the
     /// workspace root when run from the source tree, else under the current directory].
@@ -198,6 +331,19 @@ pub struct Cli {
     #[arg(long, help_heading = "Lab")]
     pub no_prometheus: bool,
 
+    /// A Prometheus that evaluates the project's alert rules against the stack under test
+    /// (e.g. the compose stack's http://localhost:9090): a chaos run polls its alerts, so the
+    /// failover report says which fired and when [default: the local stack's own Prometheus;
+    /// none on other stacks].
+    #[arg(long, value_name = "URL", value_parser = parse_http_url, help_heading = "Lab")]
+    pub prometheus_url: Option<String>,
+
+    /// Push the runner's final `lab_*` metrics to this Prometheus Pushgateway when the run
+    /// ends (job `scenario`, instance = the scenario's name), for runs shorter than a scrape
+    /// interval or with no address Prometheus can reach (e.g. http://localhost:9091).
+    #[arg(long, value_name = "URL", value_parser = parse_http_url, help_heading = "Lab")]
+    pub pushgateway_url: Option<String>,
+
     /// Box-office instances behind the local stack's balancer.
     #[arg(long, default_value_t = 2, help_heading = "Lab")]
     pub instances: usize,
@@ -205,7 +351,8 @@ pub struct Cli {
     /// How virtual users connect: `per-user` (each its own HTTP client and keep-alive
     /// connections, like browsers: what a connection-level balancer spreads) or `shared`
     /// (one client and pool for all: far less memory and start-up time) [default:
-    /// per-user on the local stack, whose balancer routes connections; shared elsewhere].
+    /// per-user on the local stack up to 1,000 users, whose balancer routes connections;
+    /// shared elsewhere and beyond].
     #[arg(long, value_enum, help_heading = "Lab")]
     pub connections: Option<Connections>,
 
@@ -222,6 +369,11 @@ pub struct Cli {
     /// Share of payments the in-process payment provider declines (0..=1).
     #[arg(long, default_value_t = 0.0, help_heading = "Lab")]
     pub decline_rate: f64,
+
+    /// Latency the in-process payment provider adds to every charge (e.g. 50ms): an injected
+    /// slowdown of `pay`, to see a regression (`--baseline`, `scenario compare`).
+    #[arg(long, value_name = "DURATION", default_value = "0ms", value_parser = parse_duration_ms, help_heading = "Lab")]
+    pub payments_latency: f64,
 
     /// p50 limit, TRANSACTION=DURATION (e.g. hold=200ms, all=1s); repeatable.
     #[arg(long, value_name = "TX=DURATION", help_heading = "Verdict")]
@@ -250,9 +402,82 @@ pub struct Cli {
     #[arg(long, help_heading = "Verdict")]
     pub min_throughput: Option<f64>,
 
+    /// soak: most growth of an instance's resident memory from the first quarter of the
+    /// run to the last, as 0.1 or 10%.
+    #[arg(long, default_value = "10%", value_parser = parse_rate, help_heading = "Verdict")]
+    pub max_rss_growth: f64,
+    /// Compare this run with a baseline run (its directory or report.json): the comparison
+    /// becomes a section of the report; see --max-regression.
+    #[arg(long, value_name = "RUN_DIR|REPORT", help_heading = "Verdict")]
+    pub baseline: Option<PathBuf>,
+
+    /// With --baseline: how much worse than the baseline the run may be before the verdict
+    /// fails (exit 3), e.g. `p99=+20%,throughput=-10%` (also p50, p95, `hold.p99=…`,
+    /// `error_rate=+1%` in points). A change within noise never breaks a rule.
+    #[arg(
+        long,
+        value_name = "RULES",
+        requires = "baseline",
+        help_heading = "Verdict"
+    )]
+    pub max_regression: Option<reports::RegressionRules>,
+
+    /// Stop the load as soon as an invariant breaks (oversold seats in the live database
+    /// audit, polled every 500 ms); the report is still written and the run exits 4.
+    #[arg(long, help_heading = "Verdict")]
+    pub abort_on_fail: bool,
+
     /// Goose's options.
     #[command(flatten)]
     pub goose: GooseConfiguration,
+}
+
+/// `scenario compare A B`: two runs side by side.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "scenario compare",
+    about = "Compare two runs (run directories or report.json files): per transaction and check, with deltas and noise-aware regression flags.",
+    after_help = "Exit codes: 0 no regression, 1 a run could not be read, 2 usage error, 3 a regression \
+                  (with --max-regression: a broken rule)."
+)]
+pub struct CompareCli {
+    /// The baseline run (A).
+    #[arg(value_name = "A")]
+    pub baseline: PathBuf,
+    /// The run compared with it (B).
+    #[arg(value_name = "B")]
+    pub current: PathBuf,
+    /// Write compare.json, compare.md and compare.html into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print the comparison as JSON instead of Markdown.
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing (the exit code and --out files only).
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Judge by these rules instead of every flagged regression, e.g. `p99=+20%,throughput=-10%`.
+    #[arg(long, value_name = "RULES")]
+    pub max_regression: Option<reports::RegressionRules>,
+}
+
+/// `scenario check RUN_DIR`: the checker and the verdict re-run on a saved run.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "scenario check",
+    about = "Re-run the checker and the verdict offline on a run directory's history.jsonl and final-state.json.",
+    after_help = "Exits with the re-derived verdict's code (0 pass, 3 threshold missed, 4 invariant broken, 5 failover budget exceeded; 2 when the directory cannot be read)."
+)]
+pub struct CheckCli {
+    /// The run directory.
+    #[arg(value_name = "RUN_DIR")]
+    pub run_dir: PathBuf,
+    /// Write the re-derived report (JSON, Markdown, HTML, JUnit) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print nothing.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 impl Cli {
@@ -313,5 +538,29 @@ mod tests {
     #[test]
     fn the_command_definition_is_consistent() {
         <Cli as clap::CommandFactory>::command().debug_assert();
+        <CompareCli as clap::CommandFactory>::command().debug_assert();
+        <CheckCli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn max_regression_needs_a_baseline_and_parses_its_rules() {
+        assert!(Cli::parse_from_args(["scenario", "--max-regression", "p99=+20%"]).is_err());
+        let cli = Cli::parse_from_args([
+            "scenario",
+            "--baseline",
+            "runs/a",
+            "--max-regression",
+            "p99=+20%,throughput=-10%",
+        ])
+        .unwrap();
+        assert_eq!(cli.max_regression.unwrap().0.len(), 2);
+        assert!(Cli::parse_from_args([
+            "scenario",
+            "--baseline",
+            "a",
+            "--max-regression",
+            "p97=1%"
+        ])
+        .is_err());
     }
 }

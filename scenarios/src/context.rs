@@ -85,25 +85,38 @@ impl RunContext {
         )
     }
 
-    /// Waits for this user's turn: its slot on the open-model schedule (returning when it
-    /// should have started, in history ms) or the crowd's gate.
-    pub async fn arrive(&self, user: &GooseUser) -> Option<f64> {
-        if let Some(p) = &self.pacer {
-            let at = p.slot(user.weighted_users_index, user.get_iterations());
-            tokio::time::sleep_until(at.into()).await;
-            p.began(at);
-            return Some(
-                at.saturating_duration_since(self.recorder.epoch())
-                    .as_secs_f64()
-                    * 1000.0,
-            );
-        }
+    /// Waits for this user's turn: its slot on the open-model schedule or the crowd's gate.
+    /// An open-model schedule starts once every user runs (behind the same gate), so its
+    /// first step is not spent starting users; each arrival's lag (how late it began)
+    /// corrects every request of its journey. An arrival due after the load's end is
+    /// [`Turn::Over`]: the user skips it at once rather than wait for it (Goose lets a user
+    /// finish its transaction, so a user asleep until a slot far beyond the end would hold
+    /// the run open).
+    pub async fn arrive(&self, user: &mut GooseUser) -> Turn {
         if let Some(g) = &self.gate {
             if user.get_iterations() == 0 {
                 g.arrive().await;
             }
         }
-        None
+        let Some(p) = &self.pacer else {
+            return Turn::Go(None);
+        };
+        let at = p.slot(user.weighted_users_index, user.get_iterations());
+        if let Some(end) = p.end().filter(|&end| at >= end) {
+            // Waits for the end (at least a moment), so that the user does not spin through
+            // its remaining arrivals while Goose has not stopped it yet.
+            let nap = Instant::now() + Duration::from_millis(100);
+            tokio::time::sleep_until(end.max(nap).into()).await;
+            return Turn::Over;
+        }
+        tokio::time::sleep_until(at.into()).await;
+        p.began(at);
+        let due_ms = at
+            .saturating_duration_since(self.recorder.epoch())
+            .as_secs_f64()
+            * 1000.0;
+        crate::call::begin_arrival(user, due_ms, self.recorder.now_ms());
+        Turn::Go(Some(due_ms))
     }
 
     /// Sleeps a think time drawn around the configured mean (uniform 0.5×–1.5×).
@@ -114,6 +127,16 @@ impl RunContext {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
     }
+}
+
+/// A user's turn, as [`RunContext::arrive`] gives it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Turn {
+    /// Go now; in an open-model run, with when the arrival was due (history ms), which the
+    /// journey's first request records as its intended start.
+    Go(Option<f64>),
+    /// The arrival would be due after the load's end: skip the journey.
+    Over,
 }
 
 /// Builds a Goose transaction from a step and the shared context.
@@ -172,6 +195,8 @@ pub struct Pacer {
     step_s: f64,
     users: usize,
     start: OnceLock<Instant>,
+    /// How long the schedule runs (the run time), if it is time-boxed.
+    run_for: Option<Duration>,
     /// Arrivals that began.
     started: AtomicUsize,
     /// Of those, arrivals that began more than [`LATE`] after they were due (their user was
@@ -213,9 +238,26 @@ impl Pacer {
             },
             users: users.max(1),
             start: OnceLock::new(),
+            run_for: None,
             started: AtomicUsize::new(0),
             late: AtomicUsize::new(0),
         }
+    }
+
+    /// Ends the schedule `run_for` after its start: later arrivals are not due.
+    pub fn ending_after(mut self, run_for: Option<Duration>) -> Self {
+        self.run_for = run_for;
+        self
+    }
+
+    /// When the schedule ends, if it has started and is time-boxed.
+    pub fn end(&self) -> Option<Instant> {
+        Some(*self.start.get()? + self.run_for?)
+    }
+
+    /// Whether an arrival due at `at` falls after the schedule's end.
+    pub fn is_past_the_end(&self, at: Instant) -> bool {
+        self.end().is_some_and(|end| at >= end)
     }
 
     /// Arrivals due in the first `secs` seconds of the schedule.
@@ -245,12 +287,18 @@ impl Pacer {
         }
     }
 
+    /// When the schedule started (the first arrival was due), if it has.
+    pub fn started_at(&self) -> Option<Instant> {
+        self.start.get().copied()
+    }
+
     /// The arrivals so far: due since the first one, begun, late, dropped.
     pub fn arrivals(&self) -> Arrivals {
-        let due = self
-            .start
-            .get()
-            .map_or(0, |s| self.due_within(s.elapsed().as_secs_f64()));
+        let due = self.start.get().map_or(0, |s| {
+            let elapsed = s.elapsed();
+            let within = self.run_for.map_or(elapsed, |r| elapsed.min(r));
+            self.due_within(within.as_secs_f64())
+        });
         let started = self.started.load(Ordering::Relaxed);
         Arrivals {
             due,
@@ -331,6 +379,18 @@ mod tests {
         let a = p.arrivals();
         assert_eq!((a.started, a.late), (2, 1));
         assert_eq!(a.dropped, a.due.saturating_sub(2));
+    }
+
+    #[test]
+    fn arrivals_after_the_end_are_not_due_and_not_waited_for() {
+        let p = Pacer::new(10.0, 2).ending_after(Some(Duration::from_secs(1)));
+        let t0 = p.slot(0, 0);
+        assert!(!p.is_past_the_end(t0));
+        assert!(!p.is_past_the_end(p.slot(1, 4)), "due at 0.9 s");
+        assert!(p.is_past_the_end(p.slot(0, 5)), "due at 1.0 s, the end");
+        std::thread::sleep(Duration::from_millis(1200));
+        assert_eq!(p.arrivals().due, 10, "due stops counting at the end");
+        assert!(!Pacer::new(10.0, 2).is_past_the_end(t0 + Duration::from_secs(3600)));
     }
 
     #[tokio::test]

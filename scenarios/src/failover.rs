@@ -147,6 +147,7 @@ pub fn analyze(
             first_success_after_s: first_success.map(|t| t / 1000.0),
             recovered_within_slo_s: recovered_ms.map(|t| ((t - w.start_ms) / 1000.0).max(0.0)),
             errors_in_window: in_window.iter().filter(|s| s.error).count() as u64,
+            bookings_in_window: Some(in_window.iter().filter(|s| s.booking).count() as u64),
             requests_in_window: in_window.len() as u64,
             error_rate_baseline,
             error_rate_window,
@@ -266,6 +267,7 @@ mod tests {
                     t_ms,
                     latency_ms: if error { 500.0 } else { 5.0 },
                     error,
+                    booking: !error,
                 }
             })
             .collect()

@@ -204,8 +204,12 @@ pub struct Counters {
     pub requests: AtomicU64,
     /// Of those, business refusals (not errors).
     pub rejected: AtomicU64,
-    /// Of those, errors or unknown outcomes.
+    /// Of those, definite errors (not business answers).
     pub errors: AtomicU64,
+    /// Of those, unknown outcomes (a write's timeout, transport error or 5xx).
+    pub unknown: AtomicU64,
+    /// Virtual users that sent at least one request.
+    pub users_active: AtomicU64,
     /// Virtual users that started working.
     pub users_started: AtomicU64,
     /// Virtual users (or iterations, for one-shot scenarios) that finished.
@@ -282,10 +286,14 @@ impl Recorder {
         if let Some(observer) = &self.observer {
             observer.observe(op.op, op.latency_ms() / 1000.0, op.outcome);
         }
-        if op.outcome == Outcome::Rejected {
-            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-        } else if op.outcome.is_error() {
-            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        let counter = match op.outcome {
+            Outcome::Ok => None,
+            Outcome::Rejected => Some(&self.counters.rejected),
+            Outcome::Error => Some(&self.counters.errors),
+            Outcome::Unknown => Some(&self.counters.unknown),
+        };
+        if let Some(c) = counter {
+            c.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(tx) = &self.tx {
             // The writer only goes away after `finish`, when no user runs any more.
@@ -475,6 +483,7 @@ fn write_loop(
             t_ms: op.complete_ms,
             latency_ms: op.latency_ms(),
             error: op.outcome.is_error(),
+            booking: matches!(op.op, OpKind::Book | OpKind::Pay) && op.outcome == Outcome::Ok,
         });
         if op.op.is_write() {
             writes.push(*op);
@@ -507,6 +516,8 @@ pub struct Sample {
     /// a 4xx that is not a business answer): what a fault causes. A business refusal (sold
     /// out, seat taken) is a correct answer, not an error of the system.
     pub error: bool,
+    /// Whether it made or paid a booking.
+    pub booking: bool,
 }
 
 /// Records into an auto-resizing histogram (`saturating_record` alone would clamp to its
@@ -564,8 +575,9 @@ mod tests {
         assert_eq!(out.transactions[&OpKind::Claim].counts.rejected, 1);
         assert_eq!(out.transactions[&OpKind::ListEvents].counts.unknown, 1);
         assert_eq!(read(&path).unwrap()[0], op);
-        // The refusal is counted apart: one error, one rejection.
-        assert_eq!(rec.counters().errors.load(Ordering::Relaxed), 1);
+        // Each outcome is counted apart: one unknown, one rejection, no error.
+        assert_eq!(rec.counters().unknown.load(Ordering::Relaxed), 1);
+        assert_eq!(rec.counters().errors.load(Ordering::Relaxed), 0);
         assert_eq!(rec.counters().rejected.load(Ordering::Relaxed), 1);
         assert!(out.timeline.points.len() >= 2);
         let p = reports::Percentiles::from_histogram(&out.transactions[&OpKind::Hold].latency_us);

@@ -7,7 +7,8 @@
 //! and [`run`] turns everything into a [`reports::Report`] and a verdict.
 //!
 //! # Layout
-//! - [`cli`]: the command line (Goose's options flattened in).
+//! - [`cli`]: the command line (Goose's options flattened in); [`config`]: `--config`
+//!   files, `SCENARIO_*` variables and `--print-config`.
 //! - [`catalog`]: the scenarios, one descriptor each (defaults, personas, arrival, checker
 //!   scope, matrix cells and columns).
 //! - [`run`]: orchestration, one file per stage; start reading here.
@@ -17,6 +18,11 @@
 //!   and recorded, and one file per persona.
 //! - [`history`]: `history.jsonl` and the per-transaction aggregates, written by one thread.
 //! - [`checker`]: the invariants, one file per family, unit-tested on crafted histories.
+//! - [`compare`] (`scenario compare`, `--baseline`) and [`recheck`] (`scenario check`): runs
+//!   read back from their directories.
+//! - [`lock_drill`]: `--while-locked`, faults that wait for a lock holder.
+//! - [`counters`]: the stack's own counters (its `/metrics`, PostgreSQL's statistics) over
+//!   the attack.
 //! - [`thresholds`], [`progress`], [`error`].
 
 pub mod api;
@@ -24,13 +30,19 @@ pub mod call;
 pub mod catalog;
 pub mod checker;
 pub mod cli;
+pub mod compare;
+pub mod config;
 pub mod context;
+pub mod counters;
 pub mod error;
 pub mod failover;
 pub mod history;
 pub mod live;
+pub mod lock_drill;
 pub mod personas;
 pub mod progress;
+pub mod recheck;
+pub mod replay;
 pub mod run;
 pub mod seed;
 pub mod stack;

@@ -157,6 +157,33 @@ impl LiveMetrics {
         String::from_utf8(out).unwrap_or_default()
     }
 
+    /// Pushes the metrics as they are now to a Prometheus Pushgateway at `pushgateway` (its
+    /// base URL), replacing the group `job="scenario"`, `instance=<instance>` (an HTTP PUT of
+    /// the text exposition): what a short run leaves for a Prometheus that scrapes the
+    /// gateway (`honor_labels: true`). Fails with the gateway's answer when it refuses.
+    pub async fn push(&self, pushgateway: &str, instance: &str) -> Result<(), String> {
+        let mut url = reqwest::Url::parse(pushgateway)
+            .map_err(|e| format!("pushgateway URL {pushgateway}: {e}"))?;
+        url.path_segments_mut()
+            .map_err(|()| format!("pushgateway URL {pushgateway} cannot have a path"))?
+            .pop_if_empty()
+            .extend(["metrics", "job", "scenario", "instance", instance]);
+        let response = reqwest::Client::new()
+            .put(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "text/plain; version=0.0.4")
+            .body(self.render())
+            .timeout(std::time::Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| format!("PUT {url}: {e}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(format!("PUT {url}: {status} {}", body.trim()));
+        }
+        Ok(())
+    }
+
     /// Serves `/metrics` on `listen` (port 0 picks one) until the returned task is aborted:
     /// a one-route axum router.
     pub async fn serve(

@@ -1,5 +1,6 @@
-//! The progress line on stderr while a run is under way: users, requests/s, errors, elapsed
-//! and remaining time. Redrawn in place on a terminal, one line every 5 s otherwise.
+//! The progress line on stderr while a run is under way: users, requests/s, rejections,
+//! errors and unknown outcomes (each apart: a sold-out answer is not an error), elapsed and
+//! remaining time. Redrawn in place on a terminal, one line every 5 s otherwise.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::Ordering;
@@ -95,6 +96,7 @@ pub fn render(plan: &Plan, c: &Counters, elapsed: Duration, rps: f64) -> String 
     let requests = c.requests.load(Ordering::Relaxed);
     let rejected = c.rejected.load(Ordering::Relaxed);
     let errors = c.errors.load(Ordering::Relaxed);
+    let unknown = c.unknown.load(Ordering::Relaxed);
     let remaining = match plan.duration {
         Some(d) => format!("~{}s", d.saturating_sub(elapsed).as_secs()),
         None if done > 0 && (done as usize) < plan.users => {
@@ -114,7 +116,7 @@ pub fn render(plan: &Plan, c: &Counters, elapsed: Duration, rps: f64) -> String 
         format!("users {}", plan.users)
     };
     format!(
-        "{}  {users}  requests {requests} ({rps:.0}/s)  rejected {rejected}  errors {errors}  elapsed {}s  remaining {remaining}",
+        "{}  {users}  requests {requests} ({rps:.0}/s)  rejected {rejected}  errors {errors}  unknown {unknown}  elapsed {}s  remaining {remaining}",
         plan.scenario,
         elapsed.as_secs()
     )
@@ -132,12 +134,13 @@ mod tests {
         c.requests.store(30, Ordering::Relaxed);
         c.rejected.store(11, Ordering::Relaxed);
         c.errors.store(2, Ordering::Relaxed);
+        c.unknown.store(3, Ordering::Relaxed);
         let plan = Plan {
             scenario: "flash-sale".into(),
             users: 10,
             duration: None,
         };
         let line = render(&plan, &c, Duration::from_secs(4), 7.5);
-        assert_eq!(line, "flash-sale  users 10/10 (done 5)  requests 30 (8/s)  rejected 11  errors 2  elapsed 4s  remaining ~4s");
+        assert_eq!(line, "flash-sale  users 10/10 (done 5)  requests 30 (8/s)  rejected 11  errors 2  unknown 3  elapsed 4s  remaining ~4s");
     }
 }

@@ -83,6 +83,9 @@ pub struct StackOptions {
     pub hold_ttl_secs: Option<u64>,
     /// Share of payments the in-process provider declines.
     pub payments_decline_rate: f64,
+    /// Latency the in-process payment provider adds to every charge, ms (an injected
+    /// slowdown of `pay`).
+    pub payments_latency_ms: u64,
     /// `local`: box-office instances behind the balancer.
     pub instances: usize,
     /// `local`: the executable that serves an instance with `serve-app` (this `scenario`
@@ -96,6 +99,13 @@ pub struct StackOptions {
     pub prometheus: Option<compose::LabPrometheus>,
     /// `url`: the deployed stack's Toxiproxy API, whose proxies become chaos targets.
     pub chaos_api: Option<String>,
+    /// The catalog cache on or off (`None`: the box office's default, on).
+    pub cache: Option<boxoffice::config::CacheMode>,
+    /// `local`: extra environment of every instance.
+    pub app_env: Vec<(String, String)>,
+    /// `local`: `app-N:pause` and `redis:failover` wait for a lock holder (see
+    /// [`crate::lock_drill`]).
+    pub while_locked: bool,
 }
 
 /// Environment variable naming the executable that serves a box-office instance.
@@ -177,6 +187,8 @@ pub struct Stack {
         tokio::sync::oneshot::Sender<()>,
         tokio::task::JoinHandle<std::io::Result<()>>,
     )>,
+    /// `--while-locked`: pauses and failovers wait for a lock holder.
+    while_locked: bool,
 }
 
 impl Stack {
@@ -207,6 +219,7 @@ impl Stack {
                     docker: None,
                     remote_targets,
                     provider: None,
+                    while_locked: false,
                 }
             }
             StackSpec::Docker => Self::docker(spec, options).await?,
@@ -238,11 +251,15 @@ impl Stack {
         cfg.admin_email = Some(options.admin.email.clone());
         cfg.admin_password = Some(options.admin.password.clone());
         cfg.payments_decline_rate = options.payments_decline_rate;
+        cfg.payments_latency_ms = options.payments_latency_ms;
         if let Some(n) = options.db_max_connections {
             cfg.db_max_connections = n;
         }
         if let Some(ttl) = options.hold_ttl_secs {
             cfg.hold_ttl_secs = ttl;
+        }
+        if let Some(mode) = options.cache {
+            cfg.cache = mode;
         }
         let app = boxoffice::Application::build(cfg)
             .await
@@ -264,6 +281,7 @@ impl Stack {
             docker: None,
             remote_targets: HashMap::new(),
             provider: None,
+            while_locked: false,
         })
     }
 
@@ -296,6 +314,7 @@ impl Stack {
             docker: Some(stack),
             remote_targets: HashMap::new(),
             provider: None,
+            while_locked: false,
         })
     }
 
@@ -309,7 +328,7 @@ impl Stack {
             .local_addr()
             .map_err(|e| Error::io("binding the payment provider", e))?;
         let state = boxoffice::payments::ProviderState::new(boxoffice::payments::ProviderConfig {
-            latency_ms: 0,
+            latency_ms: options.payments_latency_ms,
             jitter_ms: 0,
             decline_rate: options.payments_decline_rate,
             seed: options.seed,
@@ -354,6 +373,14 @@ impl Stack {
         if let Some(ttl) = options.hold_ttl_secs {
             env.push(("BOXOFFICE_HOLD_TTL_SECS".into(), ttl.to_string()));
         }
+        if let Some(mode) = options.cache {
+            let mode = match mode {
+                boxoffice::config::CacheMode::On => "on",
+                boxoffice::config::CacheMode::Off => "off",
+            };
+            env.push(("BOXOFFICE_CACHE".into(), mode.into()));
+        }
+        env.extend(options.app_env.iter().cloned());
         let lab = compose::LocalLab::start(compose::LabOptions {
             instances: options.instances.max(1),
             app: compose::AppCommand {
@@ -382,6 +409,7 @@ impl Stack {
             docker: None,
             remote_targets: HashMap::new(),
             provider: Some((ptx, provider)),
+            while_locked: options.while_locked,
         })
     }
 
@@ -389,7 +417,11 @@ impl Stack {
     /// `app-1`…); empty for stacks the lab does not control.
     pub fn targets(&self) -> HashMap<String, Arc<dyn FaultTarget>> {
         if let Some(lab) = &self.lab {
-            return lab.targets();
+            let mut targets = lab.targets();
+            if self.while_locked {
+                crate::lock_drill::wrap(&mut targets, lab, self.strategy);
+            }
+            return targets;
         }
         if let Some(d) = &self.docker {
             return d.targets();

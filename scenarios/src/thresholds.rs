@@ -147,6 +147,56 @@ impl Thresholds {
     }
 }
 
+impl Thresholds {
+    /// The thresholds as JSON, kept in the report's parameters (`thresholds`) so that
+    /// `scenario check` can judge a saved run by the same limits:
+    /// `{"p99": {"all": 500.0}, "max_error_rate": 0.0, …}` (latencies in ms).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        for (pct, limits) in &self.latency {
+            let per_tx: serde_json::Map<String, serde_json::Value> = limits
+                .iter()
+                .map(|l| (l.transaction.clone(), serde_json::json!(l.limit_ms)))
+                .collect();
+            map.insert((*pct).to_owned(), per_tx.into());
+        }
+        for (key, value) in [
+            ("max_error_rate", self.max_error_rate),
+            ("max_unknown_rate", self.max_unknown_rate),
+            ("min_throughput_rps", self.min_throughput_rps),
+        ] {
+            if let Some(v) = value {
+                map.insert(key.to_owned(), serde_json::json!(v));
+            }
+        }
+        map.into()
+    }
+
+    /// Reads [`Thresholds::to_json`]'s form back; unknown keys are ignored.
+    pub fn from_json(value: &serde_json::Value) -> Self {
+        let mut t = Thresholds::default();
+        for pct in ["p50", "p95", "p99"] {
+            if let Some(per_tx) = value.get(pct).and_then(|v| v.as_object()) {
+                let limits = per_tx
+                    .iter()
+                    .filter_map(|(tx, ms)| {
+                        ms.as_f64().map(|limit_ms| LatencyLimit {
+                            transaction: tx.clone(),
+                            limit_ms,
+                        })
+                    })
+                    .collect();
+                t.latency.insert(pct, limits);
+            }
+        }
+        let get = |k: &str| value.get(k).and_then(serde_json::Value::as_f64);
+        t.max_error_rate = get("max_error_rate");
+        t.max_unknown_rate = get("max_unknown_rate");
+        t.min_throughput_rps = get("min_throughput_rps");
+        t
+    }
+}
+
 fn rate_outcome(name: &str, observed: f64, max: f64) -> ThresholdOutcome {
     ThresholdOutcome::new(
         name,
@@ -177,6 +227,24 @@ mod tests {
                 limit_ms: 2000.0
             })
         );
+    }
+
+    #[test]
+    fn thresholds_round_trip_through_the_reports_json() {
+        let mut t = Thresholds::default();
+        t.latency.insert(
+            "p99",
+            vec!["hold=500ms".parse().unwrap(), "all=1s".parse().unwrap()],
+        );
+        t.latency.insert("p50", vec!["pay=20ms".parse().unwrap()]);
+        t.max_error_rate = Some(0.01);
+        t.min_throughput_rps = Some(50.0);
+        let mut back = Thresholds::from_json(&t.to_json());
+        // Limits come back ordered by transaction name.
+        for limits in back.latency.values_mut().chain(t.latency.values_mut()) {
+            limits.sort_by(|a, b| a.transaction.cmp(&b.transaction));
+        }
+        assert_eq!(back, t);
     }
 
     #[test]

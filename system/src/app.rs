@@ -43,6 +43,7 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
     provider: Option<SocketAddr>,
+    demo: Option<crate::demo::Demo>,
 }
 
 impl Application {
@@ -55,6 +56,14 @@ impl Application {
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let listen = config.listen;
         let (state, provider) = AppState::build(config, clock).await?;
+        let demo = if state.config.demo && state.config.role.serves_api() {
+            let demo = crate::demo::seed(&state.db, state.clock.now_ms())
+                .await
+                .map_err(|e| anyhow::anyhow!("Failed to seed the demo catalog: {e}"))?;
+            Some(demo)
+        } else {
+            None
+        };
         let listener =
             listen_on(listen).with_context(|| format!("Failed to listen on {listen}"))?;
         let addr = listener.local_addr()?;
@@ -63,7 +72,13 @@ impl Application {
             listener,
             addr,
             provider,
+            demo,
         })
+    }
+
+    /// The demo catalog, when `--demo` seeded (or found) it.
+    pub fn demo(&self) -> Option<&crate::demo::Demo> {
+        self.demo.as_ref()
     }
 
     /// The bound port.
@@ -101,6 +116,13 @@ impl Application {
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let role = self.state.config.role;
+        let db_watch = self.state.db.watch_health(
+            self.state
+                .metrics
+                .dependency_up
+                .with_label_values(&["database"]),
+            stop_rx.clone(),
+        );
         let kafka = role
             .runs_workers()
             .then(|| tokio::spawn(run_kafka(self.state.clone(), stop_rx.clone())));
@@ -128,6 +150,9 @@ impl Application {
         }
         if let Some(k) = kafka {
             let _ = k.await;
+        }
+        if let Some(w) = db_watch {
+            let _ = w.await;
         }
         self.state.db.close().await;
         result

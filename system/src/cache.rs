@@ -5,10 +5,14 @@
 //! a TTL. Every seat change (hold, release, booking, payment, cancellation, expiry) deletes the
 //! round's availability entry after its transaction commits, and a new round deletes its
 //! event's entry. A reader that read the database just before a write and stores its value just
-//! after the write's invalidation leaves a stale entry behind: the TTL (`--cache-ttl-ms`,
-//! 2 s by default) bounds how long. The backend is Redis when `--redis-url` is set (shared by
-//! every instance) and a moka cache in this process otherwise. A cache that fails is skipped:
-//! the database answers, and the failure is counted as `result="error"`.
+//! after the write's invalidation leaves a stale entry behind: the entry's lifetime bounds how
+//! long. Each entry lives the TTL (`--cache-ttl-ms`, 2 s by default) plus a random jitter
+//! (`--cache-ttl-jitter-ms`, up to 0.4 s), so that entries filled together do not expire
+//! together and stampede the database; the stale-read window is therefore TTL + jitter. The
+//! backend is Redis when `--redis-url` is set (shared by every instance) and a moka cache in
+//! this process otherwise. A cache that fails is skipped: the database answers, and the
+//! failure is counted as `result="error"`. `--cache off` ([`CacheMode::Off`]) sends every read
+//! to the database, uncounted: the baseline of the cache-compare experiment.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -36,11 +40,23 @@ pub trait Cache: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// Redis: `GET`, `SET … PX`, `DEL` under a key prefix.
+/// Longest a cache command may take before the request goes on without the cache.
+pub const REDIS_OP_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long the cache is skipped after Redis failed or was slow: a failover, a pause or a
+/// partition costs each request at most one [`REDIS_OP_TIMEOUT`] per second, not the
+/// connection's response timeout every time.
+pub const REDIS_SKIP_FOR: Duration = Duration::from_secs(1);
+
+/// Redis: `GET`, `SET … PX`, `DEL` under a key prefix, each bounded by [`REDIS_OP_TIMEOUT`];
+/// after a failure the cache is skipped for [`REDIS_SKIP_FOR`] (reads go to the database,
+/// invalidations are dropped: a stale entry lives at most its TTL, the cache's contract).
 #[derive(Clone)]
 pub struct RedisCache {
     conn: ConnectionManager,
     prefix: String,
+    /// Until when (ms since `epoch`) the cache is skipped.
+    skip_until_ms: Arc<std::sync::atomic::AtomicU64>,
+    epoch: std::time::Instant,
 }
 
 impl std::fmt::Debug for RedisCache {
@@ -57,7 +73,35 @@ impl RedisCache {
         Self {
             conn,
             prefix: format!("{prefix}:cache:"),
+            skip_until_ms: Arc::default(),
+            epoch: std::time::Instant::now(),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Runs one command within [`REDIS_OP_TIMEOUT`], unless Redis failed moments ago.
+    async fn bounded<T>(
+        &self,
+        command: impl Future<Output = redis::RedisResult<T>>,
+    ) -> anyhow::Result<T> {
+        use std::sync::atomic::Ordering;
+        let now = self.now_ms();
+        if now < self.skip_until_ms.load(Ordering::Relaxed) {
+            anyhow::bail!("Redis failed less than {REDIS_SKIP_FOR:?} ago; cache skipped");
+        }
+        let failed = match tokio::time::timeout(REDIS_OP_TIMEOUT, command).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => anyhow::Error::from(e),
+            Err(_) => anyhow::anyhow!("Redis did not answer within {REDIS_OP_TIMEOUT:?}"),
+        };
+        let until = self.now_ms() + REDIS_SKIP_FOR.as_millis() as u64;
+        if self.skip_until_ms.swap(until, Ordering::Relaxed) < now {
+            tracing::warn!(error = %failed, "Redis cache failing: skipped for {REDIS_SKIP_FOR:?}");
+        }
+        Err(failed)
     }
 }
 
@@ -65,31 +109,31 @@ impl RedisCache {
 impl Cache for RedisCache {
     async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
         let mut conn = self.conn.clone();
-        Ok(redis::cmd("GET")
-            .arg(format!("{}{key}", self.prefix))
-            .query_async(&mut conn)
-            .await?)
+        let key = format!("{}{key}", self.prefix);
+        self.bounded(redis::cmd("GET").arg(key).query_async(&mut conn))
+            .await
     }
 
     async fn set(&self, key: &str, value: String, ttl: Duration) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
-        redis::cmd("SET")
-            .arg(format!("{}{key}", self.prefix))
-            .arg(value)
-            .arg("PX")
-            .arg(ttl.as_millis().max(1) as u64)
-            .query_async::<()>(&mut conn)
-            .await?;
-        Ok(())
+        let key = format!("{}{key}", self.prefix);
+        let ttl_ms = ttl.as_millis().max(1) as u64;
+        self.bounded(
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(ttl_ms)
+                .query_async::<()>(&mut conn),
+        )
+        .await
     }
 
     async fn delete(&self, key: &str) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
-        redis::cmd("DEL")
-            .arg(format!("{}{key}", self.prefix))
-            .query_async::<()>(&mut conn)
-            .await?;
-        Ok(())
+        let key = format!("{}{key}", self.prefix);
+        self.bounded(redis::cmd("DEL").arg(key).query_async::<()>(&mut conn))
+            .await
     }
 
     async fn ping(&self) -> anyhow::Result<()> {
@@ -99,20 +143,29 @@ impl Cache for RedisCache {
     }
 }
 
-/// In-process: a moka cache whose entries all live `ttl` (the TTL passed to `set` is ignored:
-/// one TTL per cache is what moka's builder offers, and the box office uses one).
+/// Whether the box office caches its catalog reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CacheMode {
+    /// Cache-aside (the default).
+    On,
+    /// No cache: every read from the database.
+    Off,
+}
+
+/// In-process: a moka cache; each entry keeps its own deadline (the TTL passed to `set`), and
+/// moka evicts every entry after `max_ttl` at the latest.
 #[derive(Debug, Clone)]
 pub struct LocalCache {
-    inner: moka::future::Cache<String, String>,
+    inner: moka::future::Cache<String, (String, std::time::Instant)>,
 }
 
 impl LocalCache {
-    /// At most `capacity` entries, each living `ttl`.
-    pub fn new(capacity: u64, ttl: Duration) -> Self {
+    /// At most `capacity` entries, none living longer than `max_ttl`.
+    pub fn new(capacity: u64, max_ttl: Duration) -> Self {
         Self {
             inner: moka::future::Cache::builder()
                 .max_capacity(capacity)
-                .time_to_live(ttl.max(Duration::from_millis(1)))
+                .time_to_live(max_ttl.max(Duration::from_millis(1)))
                 .build(),
         }
     }
@@ -121,11 +174,17 @@ impl LocalCache {
 #[async_trait]
 impl Cache for LocalCache {
     async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
-        Ok(self.inner.get(key).await)
+        Ok(self
+            .inner
+            .get(key)
+            .await
+            .filter(|(_, deadline)| std::time::Instant::now() < *deadline)
+            .map(|(value, _)| value))
     }
 
-    async fn set(&self, key: &str, value: String, _ttl: Duration) -> anyhow::Result<()> {
-        self.inner.insert(key.to_owned(), value).await;
+    async fn set(&self, key: &str, value: String, ttl: Duration) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + ttl;
+        self.inner.insert(key.to_owned(), (value, deadline)).await;
         Ok(())
     }
 
@@ -140,6 +199,10 @@ impl Cache for LocalCache {
 pub struct CatalogCache {
     backend: Arc<dyn Cache>,
     ttl: Duration,
+    /// Most extra lifetime drawn for an entry (see the module's doc).
+    jitter: Duration,
+    /// Off: reads go to the database and nothing is counted or stored.
+    mode: CacheMode,
     metrics: Metrics,
     /// `boxoffice_cache_requests_total` children by cache and result, resolved once: a hit
     /// is cheaper than the label lookup that would count it.
@@ -165,9 +228,38 @@ impl CatalogCache {
         Self {
             backend,
             ttl,
+            jitter: Duration::ZERO,
+            mode: CacheMode::On,
             metrics,
             counts,
         }
+    }
+
+    /// Each entry lives `ttl` plus a uniform draw in 0..=`jitter`.
+    pub fn with_jitter(mut self, jitter: Duration) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// On or off.
+    pub fn with_mode(mut self, mode: CacheMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The longest a stale entry can be served: the TTL plus the most jitter.
+    pub fn stale_window(&self) -> Duration {
+        self.ttl + self.jitter
+    }
+
+    /// This entry's lifetime: the TTL plus its jitter.
+    fn entry_ttl(&self) -> Duration {
+        if self.jitter.is_zero() {
+            return self.ttl;
+        }
+        let extra =
+            rand::Rng::gen_range(&mut rand::thread_rng(), 0..=self.jitter.as_millis() as u64);
+        self.ttl + Duration::from_millis(extra)
     }
 
     fn count(&self, cache: &str, result: &str) {
@@ -198,6 +290,9 @@ impl CatalogCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<T>, E>>,
     {
+        if self.mode == CacheMode::Off {
+            return load().await;
+        }
         let key = format!("{cache}:{id}");
         match self.backend.get(&key).await {
             Ok(Some(json)) => match serde_json::from_str(&json) {
@@ -219,7 +314,7 @@ impl CatalogCache {
         let value = load().await?;
         if let Some(v) = &value {
             if let Ok(json) = serde_json::to_string(v) {
-                if let Err(e) = self.backend.set(&key, json, self.ttl).await {
+                if let Err(e) = self.backend.set(&key, json, self.entry_ttl()).await {
                     tracing::warn!(key, error = %e, "cache write failed");
                 }
             }
@@ -241,6 +336,11 @@ impl CatalogCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<T>, E>>,
     {
+        if self.mode == CacheMode::Off {
+            return Ok(load()
+                .await?
+                .map(|v| serde_json::to_string(&v).unwrap_or_default()));
+        }
         let key = format!("{cache}:{id}");
         match self.backend.get(&key).await {
             Ok(Some(json)) => {
@@ -257,13 +357,16 @@ impl CatalogCache {
             return Ok(None);
         };
         let json = serde_json::to_string(&value).unwrap_or_default();
-        if let Err(e) = self.backend.set(&key, json.clone(), self.ttl).await {
+        if let Err(e) = self.backend.set(&key, json.clone(), self.entry_ttl()).await {
             tracing::warn!(key, error = %e, "cache write failed");
         }
         Ok(Some(json))
     }
 
     async fn invalidate(&self, cache: &str, id: i64) {
+        if self.mode == CacheMode::Off {
+            return;
+        }
         let key = format!("{cache}:{id}");
         if let Err(e) = self.backend.delete(&key).await {
             // The TTL still bounds the staleness.
@@ -285,5 +388,60 @@ impl CatalogCache {
     /// The event's rounds changed: forget its catalog entry.
     pub async fn event_changed(&self, event_id: i64) {
         self.invalidate(EVENT, event_id).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog(ttl_ms: u64, jitter_ms: u64, mode: CacheMode) -> (CatalogCache, Metrics) {
+        let metrics = Metrics::new("atomic");
+        let backend = Arc::new(LocalCache::new(100, Duration::from_secs(60)));
+        let cache = CatalogCache::new(backend, Duration::from_millis(ttl_ms), metrics.clone())
+            .with_jitter(Duration::from_millis(jitter_ms))
+            .with_mode(mode);
+        (cache, metrics)
+    }
+
+    async fn read(cache: &CatalogCache, value: i64) -> i64 {
+        cache
+            .get_or_load(AVAILABILITY, 1, || async { Ok::<_, ()>(Some(value)) })
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    fn hits(metrics: &Metrics, result: &str) -> u64 {
+        metrics
+            .cache_requests
+            .with_label_values(&[AVAILABILITY, result])
+            .get()
+    }
+
+    #[tokio::test]
+    async fn with_the_cache_off_every_read_goes_to_the_database_uncounted() {
+        let (cache, metrics) = catalog(60_000, 0, CacheMode::Off);
+        assert_eq!(read(&cache, 1).await, 1);
+        assert_eq!(read(&cache, 2).await, 2, "nothing was stored");
+        assert_eq!(hits(&metrics, "hit") + hits(&metrics, "miss"), 0);
+        let (cache, metrics) = catalog(60_000, 0, CacheMode::On);
+        assert_eq!(read(&cache, 1).await, 1);
+        assert_eq!(read(&cache, 2).await, 1, "served from the cache");
+        assert_eq!((hits(&metrics, "miss"), hits(&metrics, "hit")), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn an_entry_lives_its_ttl_plus_at_most_the_jitter() {
+        let (cache, _) = catalog(100, 100, CacheMode::On);
+        assert_eq!(cache.stale_window(), Duration::from_millis(200));
+        for _ in 0..50 {
+            let ttl = cache.entry_ttl();
+            assert!(ttl >= Duration::from_millis(100) && ttl <= Duration::from_millis(200));
+        }
+        assert_eq!(read(&cache, 1).await, 1);
+        assert_eq!(read(&cache, 2).await, 1, "fresh for at least the TTL");
+        tokio::time::sleep(Duration::from_millis(230)).await;
+        assert_eq!(read(&cache, 3).await, 3, "gone after TTL + jitter");
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+pub use crate::cache::CacheMode;
 use crate::domain::Strategy;
 
 /// How log lines are written.
@@ -161,6 +162,17 @@ pub struct Config {
     #[arg(long, env = "BOXOFFICE_CACHE_TTL_MS", default_value_t = 2000)]
     pub cache_ttl_ms: u64,
 
+    /// Whether catalog and availability reads go through the cache: `on` (cache-aside) or
+    /// `off` (every read from the database; the baseline of `scenario cache-compare`).
+    #[arg(long, env = "BOXOFFICE_CACHE", value_enum, default_value_t = CacheMode::On)]
+    pub cache: CacheMode,
+
+    /// Random extra lifetime of each cached entry, uniform in 0..=this, in milliseconds:
+    /// entries filled together do not expire together (no stampede on the database). A stale
+    /// entry is served at most `--cache-ttl-ms` + this.
+    #[arg(long, env = "BOXOFFICE_CACHE_TTL_JITTER_MS", default_value_t = 400)]
+    pub cache_ttl_jitter_ms: u64,
+
     /// Lifetime of a `redis-lock` / `fenced` lock, in milliseconds: a holder that stalls
     /// longer loses it without knowing.
     #[arg(long, env = "BOXOFFICE_LOCK_TTL_MS", default_value_t = 5000)]
@@ -200,6 +212,11 @@ pub struct Config {
         default_value_t = 5000
     )]
     pub ledger_reconcile_after_ms: u64,
+
+    /// Seed the demo catalog at start (venues, events and rounds of 48, 320 and 2,000 seats)
+    /// unless it is there already; see `boxoffice::demo`.
+    #[arg(long, env = "BOXOFFICE_DEMO")]
+    pub demo: bool,
 
     /// Log format.
     #[arg(long, env = "BOXOFFICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]

@@ -312,8 +312,12 @@ pub mod limits {
     pub const MAX_SEATS_PER_ROW: i64 = 1000;
     /// Most seats in a venue.
     pub const MAX_CAPACITY: i64 = 100_000;
-    /// Most results on a page.
+    /// Most results on a page (`per_page` of `GET /v1/events`).
     pub const MAX_PER_PAGE: i64 = 100;
+    /// Highest page number a listing accepts.
+    pub const MAX_PAGE: i64 = 1_000_000;
+    /// Longest search text, in characters.
+    pub const MAX_QUERY_CHARS: usize = 200;
 }
 
 /// The concurrency control used for holds and coupon claims; chosen per run because comparing

@@ -93,6 +93,13 @@ impl IntoResponse for ApiError {
             },
         };
         let mut res = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // A dependency is down: when to try again (the health watcher probes faster).
+            res.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(crate::store::health::RETRY_AFTER_S),
+            );
+        }
         // The logging layer reads this to log server faults once, outside into_response.
         res.extensions_mut().insert(self);
         res

@@ -5,8 +5,9 @@
 //!  outbox row  ◄─┘
 //!      │ relay (idempotent producer, acks=all; sent_at set after the broker's ack)
 //!      ▼
-//!  <prefix>booking.events (key = round id) ──► group <prefix>ledger   ──► ledger_sales (+ processed_events, one transaction; offset committed after)
+//!  <prefix>booking.events (key = round id) ──► group <prefix>ledger   ──► ledger_sales (+ processed_events, one transaction per fetched batch; offsets committed after)
 //!  <prefix>coupon.events  (key = coupon id)└─► group <prefix>notifier ──► crate::notify (Redis pub/sub) ──► SSE streams
+//!                                                                          (owners' notifications, rounds' seat streams)
 //!
 //!  outbox rows acknowledged but not received in time ──► the ledger worker's reconciliation ──► ledger_sales (same apply)
 //! ```
@@ -136,8 +137,16 @@ pub fn topics(prefix: &str) -> Vec<String> {
     ]
 }
 
-/// Creates `names` with `partitions` partitions each; existing topics are left alone.
-pub async fn create_topics(brokers: &str, names: &[String], partitions: i32) -> anyhow::Result<()> {
+/// How often a failing relay checks that the broker still has the topics.
+const TOPIC_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Creates `names` with `partitions` partitions each; existing topics are left alone. Returns
+/// how many it created.
+pub async fn create_topics(
+    brokers: &str,
+    names: &[String],
+    partitions: i32,
+) -> anyhow::Result<usize> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
@@ -151,14 +160,18 @@ pub async fn create_topics(brokers: &str, names: &[String], partitions: i32) -> 
         .create_topics(&new, &opts)
         .await
         .with_context(|| format!("Failed to create topics on {brokers}"))?;
+    let mut created = 0;
     for r in results {
         match r {
-            Ok(name) => tracing::info!(topic = name, "created topic"),
+            Ok(name) => {
+                created += 1;
+                tracing::info!(topic = name, "created topic");
+            }
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => anyhow::bail!("Failed to create topic {name}: {code}"),
         }
     }
-    Ok(())
+    Ok(created)
 }
 
 /// A running background task that can be stopped.
@@ -257,6 +270,7 @@ async fn relay(
     mut stop: watch::Receiver<bool>,
 ) {
     let prefix = state.config.kafka_prefix.clone();
+    let mut topics_checked = std::time::Instant::now();
     loop {
         // An idempotent producer whose messages timed out (the broker unreachable for longer
         // than message.timeout.ms) may be fenced or otherwise fatally failed: every later send
@@ -317,6 +331,35 @@ async fn relay(
             tracing::warn!("relay: the broker fenced the producer; creating a new one");
             if let Ok(p) = relay_producer(&bootstrap) {
                 producer = p;
+            }
+        }
+        if first_error.is_some() && topics_checked.elapsed() >= TOPIC_CHECK_EVERY {
+            // A broker that lost its data (restarted without durable storage, or replaced)
+            // comes back without the topics, and a producer waits for a topic that nobody
+            // creates until every message times out. The topics are recreated (existing ones
+            // are left alone) and a new producer starts with fresh metadata; what the old
+            // broker acknowledged and lost, the ledger's reconciliation applies from the outbox.
+            topics_checked = std::time::Instant::now();
+            let created = tokio::time::timeout(
+                TOPIC_CHECK_EVERY,
+                create_topics(&bootstrap, &topics(&prefix), state.config.kafka_partitions),
+            )
+            .await;
+            match created {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => {
+                    tracing::warn!(
+                        topics = n,
+                        "relay: the broker had lost its topics; recreated them"
+                    );
+                    if let Ok(p) = relay_producer(&bootstrap) {
+                        producer = p;
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %format!("{e:#}"), "relay: could not check the topics")
+                }
+                Err(_) => tracing::warn!("relay: checking the topics timed out"),
             }
         }
         let now = state.clock.now_ms();
@@ -473,6 +516,9 @@ fn consumer(
         // librdkafka lets a fetch wait up to 500 ms for data by default, and the broker
         // (tansu) holds it that long: half a second of lag for nothing at low rates.
         .set("fetch.wait.max.ms", "20")
+        // A broker that lost its topics gets them back from the relay; a subscriber learns of
+        // them at its next metadata refresh (5 minutes by default).
+        .set("topic.metadata.refresh.interval.ms", "5000")
         .set("statistics.interval.ms", "1000")
         .create_with_context(context)
         .with_context(|| format!("Failed to create Kafka consumer {group}"))?;
@@ -501,17 +547,7 @@ pub async fn start_ledger(state: &AppState) -> anyhow::Result<Worker> {
         // The consumer is the fast way; the reconciliation catches what the broker
         // acknowledged and did not deliver in time. Both stop (or die) with the worker.
         let reconcile = crate::reconcile::run(state.clone(), reconcile_after_ms, stop.clone());
-        let consume = consume(state, c, stop, "ledger", |state, event| async move {
-            let now = state.clock.now_ms();
-            let applied = outbox::apply_to_ledger(&state.db, &event, now).await?;
-            let result = if applied { "applied" } else { "duplicate" };
-            state
-                .metrics
-                .events_consumed
-                .with_label_values(&["ledger", result])
-                .inc();
-            Ok(())
-        });
+        let consume = consume_ledger(state, c, stop);
         tokio::join!(consume, reconcile);
     }))
 }
@@ -556,6 +592,7 @@ pub async fn start_notifier(state: &AppState) -> anyhow::Result<Worker> {
                         at: event.at,
                     })
                     .await;
+                publish_seats(&state, &event).await?;
             }
             outbox::record_processed(&state.db, "notifier", &event.event_id, state.clock.now_ms())
                 .await?;
@@ -567,6 +604,136 @@ pub async fn start_notifier(state: &AppState) -> anyhow::Result<Worker> {
             Ok(())
         })
     }))
+}
+
+/// The seats of a confirmed (`sold`), cancelled or expired (`released`) booking, to the seat
+/// streams of its round.
+async fn publish_seats(state: &AppState, event: &Event) -> crate::error::Result<()> {
+    use crate::notify::SeatState;
+    let to = match event.kind.as_str() {
+        "booking.confirmed" => SeatState::Sold,
+        "booking.cancelled" | "booking.expired" => SeatState::Released,
+        _ => return Ok(()),
+    };
+    let Some(id) = event.booking_id else {
+        return Ok(());
+    };
+    if let Some(b) = crate::store::bookings::get(&state.db, id).await? {
+        state.publish_seats(b.round_id, to, b.seat_ids);
+    }
+    Ok(())
+}
+
+/// Most events the ledger applies in one database transaction.
+const LEDGER_BATCH: usize = 256;
+
+/// The ledger's loop: receives an event, takes every further event already fetched (up to
+/// [`LEDGER_BATCH`]), applies them in one transaction (retrying until it works or the worker
+/// stops), then commits the last offset of each partition. Each event keeps its own consumer
+/// span, a child of the trace in its headers, spanning the batch that applied it.
+async fn consume_ledger(state: AppState, consumer: LagConsumer, mut stop: watch::Receiver<bool>) {
+    use futures::FutureExt as _;
+    const NAME: &str = "ledger";
+    loop {
+        let first = tokio::select! {
+            m = consumer.recv() => m,
+            _ = stop.changed() => return,
+        };
+        let first = match first {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(consumer = NAME, error = %e, "receive failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let mut messages = vec![first];
+        while messages.len() < LEDGER_BATCH {
+            match consumer.recv().now_or_never() {
+                Some(Ok(m)) => messages.push(m),
+                Some(Err(e)) => {
+                    tracing::warn!(consumer = NAME, error = %e, "receive failed");
+                    break;
+                }
+                None => break,
+            }
+        }
+        let mut events = Vec::with_capacity(messages.len());
+        let mut spans = Vec::with_capacity(messages.len());
+        for msg in &messages {
+            match msg
+                .payload()
+                .and_then(|p| serde_json::from_slice::<Event>(p).ok())
+            {
+                None => tracing::warn!(
+                    consumer = NAME,
+                    offset = msg.offset(),
+                    "unreadable event skipped"
+                ),
+                Some(event) => {
+                    let span = tracing::info_span!(
+                        "kafka.consume",
+                        otel.name = %format!("{NAME} {}", event.kind),
+                        otel.kind = "consumer",
+                        messaging.system = "kafka",
+                        messaging.consumer.group.name = NAME,
+                        messaging.batch.message_count = messages.len(),
+                        event.action = %event.kind,
+                    );
+                    crate::telemetry::adopt_kafka_parent(&span, msg.headers());
+                    spans.push(span);
+                    events.push(event);
+                }
+            }
+        }
+        if let Some(span) = spans.first().cloned() {
+            loop {
+                let now = state.clock.now_ms();
+                let applied = outbox::apply_batch_to_ledger(&state.db, &events, now)
+                    .instrument(span.clone())
+                    .await;
+                match applied {
+                    Ok(fresh) => {
+                        let consumed = &state.metrics.events_consumed;
+                        consumed
+                            .with_label_values(&[NAME, "applied"])
+                            .inc_by(fresh as u64);
+                        consumed
+                            .with_label_values(&[NAME, "duplicate"])
+                            .inc_by((events.len() - fresh) as u64);
+                        let now = state.clock.now_ms();
+                        for event in &events {
+                            state
+                                .metrics
+                                .event_lag
+                                .with_label_values(&[NAME])
+                                .observe((now - event.at).max(0) as f64 / 1000.0);
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(consumer = NAME, error = %e.message, events = events.len(), "applying events failed; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                            _ = stop.changed() => return,
+                        }
+                    }
+                }
+            }
+        }
+        drop(spans);
+        // After the effect: a crash before this line redelivers the batch, which the
+        // effect's idempotence absorbs. The last message of each partition commits it.
+        let mut last = std::collections::BTreeMap::new();
+        for msg in &messages {
+            last.insert(msg.partition(), msg);
+        }
+        for msg in last.into_values() {
+            if let Err(e) = consumer.commit_message(msg, CommitMode::Async) {
+                tracing::warn!(consumer = NAME, error = %e, "offset commit failed");
+            }
+        }
+    }
 }
 
 /// Receives, applies (retrying until it works or the worker stops), then commits.

@@ -27,6 +27,8 @@
 //! - [`metrics`]: the Prometheus registry (specified in `system/METRICS.md`);
 //!   [`telemetry`]: ECS JSON logs and OpenTelemetry traces with W3C context propagation.
 //! - [`state`]: [`AppState`], what handlers share, and [`AppState::build`], which connects it.
+//! - [`demo`]: the demo catalog `--demo` seeds.
+//! - [`web`]: the buyer's page (HTML, CSS and JavaScript embedded in the binary).
 //! - [`app`]: [`Application::build`] binds a listener and serves the router, the reaper and
 //!   the Kafka pipeline until stopped.
 
@@ -36,6 +38,7 @@ pub mod auth;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod kafka;
@@ -48,6 +51,7 @@ pub mod reconcile;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod web;
 
 pub use app::Application;
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -1,11 +1,18 @@
 //! Notification fan-out: a change to a user's booking (published by the `notifier` Kafka
 //! consumer, see [`crate::kafka`]) reaches that user's open
-//! `GET /v1/me/notifications` streams, whichever instance serves them.
+//! `GET /v1/me/notifications` streams, and a change of a round's seats (held, released, sold)
+//! reaches every open `GET /v1/rounds/{id}/seats/stream`, whichever instance serves them.
 //!
 //! ```text
-//!  instance A                      Redis                       instance B
-//!  publish(n) ── PUBLISH prefix:notify:<user> ──► PSUBSCRIBE prefix:notify:* ── broadcast ──► SSE of <user>
+//!  instance A                            Redis                             instance B
+//!  publish(n) ──────── PUBLISH prefix:notify:<user> ──► PSUBSCRIBE prefix:notify:* ─► broadcast ─► SSE of <user>
+//!  publish_seats(c) ── PUBLISH prefix:seats:<round> ──► PSUBSCRIBE prefix:seats:*  ─► broadcast ─► SSE of <round>
 //! ```
+//!
+//! Seat changes come from two places: holds placed, released or expired are published by the
+//! instance that made the change, right after its commit (holds are not outbox events: they
+//! are the hot path of a flash sale); bookings confirmed (`sold`), cancelled or expired
+//! (`released`) by the `notifier` consumer of `booking.events`, like the owners' notifications.
 //!
 //! With `--redis-url`, [`Notifier::publish`] goes through Redis pub/sub and every instance runs
 //! one listener task that forwards what it hears into a local broadcast channel; each SSE
@@ -36,10 +43,50 @@ pub struct Notification {
     pub at: i64,
 }
 
+/// What happened to some seats of a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SeatState {
+    /// Taken by a hold (or an unpaid booking).
+    Held,
+    /// Free again: a hold released or expired, a booking cancelled or expired.
+    Released,
+    /// Paid for.
+    Sold,
+}
+
+impl SeatState {
+    /// The event name on the seat stream and the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeatState::Held => "held",
+            SeatState::Released => "released",
+            SeatState::Sold => "sold",
+        }
+    }
+
+    /// Every state, for metric labels.
+    pub const ALL: [SeatState; 3] = [SeatState::Held, SeatState::Released, SeatState::Sold];
+}
+
+/// A change of some seats of one round, as every viewer of its seat map sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SeatChange {
+    /// The round.
+    pub round_id: i64,
+    /// What happened to the seats.
+    pub state: SeatState,
+    /// The seats, ascending.
+    pub seat_ids: Vec<i64>,
+    /// When it happened, epoch ms.
+    pub at: i64,
+}
+
 /// Publishes notifications and hands out subscriptions to them.
 #[derive(Clone)]
 pub struct Notifier {
     local: broadcast::Sender<Notification>,
+    seats: broadcast::Sender<SeatChange>,
     redis: Option<(ConnectionManager, String)>,
     /// `true` once the Redis listener is subscribed (always `true` without Redis).
     listening: watch::Receiver<bool>,
@@ -59,24 +106,33 @@ impl Notifier {
     /// In-process fan-out only.
     pub fn local() -> Self {
         let (local, _) = broadcast::channel(LOCAL_CAPACITY);
+        let (seats, _) = broadcast::channel(LOCAL_CAPACITY);
         let (_, listening) = watch::channel(true);
         Self {
             local,
+            seats,
             redis: None,
             listening,
         }
     }
 
-    /// Fan-out through Redis pub/sub on channels `prefix:notify:<user id>`; starts the
-    /// listener task (which resubscribes after a Redis restart).
+    /// Fan-out through Redis pub/sub on channels `prefix:notify:<user id>` and
+    /// `prefix:seats:<round id>`; starts the listener task (which resubscribes after a Redis
+    /// restart).
     pub fn redis(client: redis::Client, conn: ConnectionManager, prefix: &str) -> Self {
         let (local, _) = broadcast::channel(LOCAL_CAPACITY);
+        let (seats, _) = broadcast::channel(LOCAL_CAPACITY);
         let (ready_tx, listening) = watch::channel(false);
-        let pattern = format!("{prefix}:notify:*");
-        tokio::spawn(listen(client, pattern, local.clone(), ready_tx));
+        let fanout = Fanout {
+            prefix: prefix.to_owned(),
+            notifications: local.clone(),
+            seats: seats.clone(),
+        };
+        tokio::spawn(listen(client, fanout, ready_tx));
         Self {
             local,
-            redis: Some((conn, format!("{prefix}:notify:"))),
+            seats,
+            redis: Some((conn, prefix.to_owned())),
             listening,
         }
     }
@@ -96,11 +152,11 @@ impl Notifier {
             None => {
                 let _ = self.local.send(n);
             }
-            Some((conn, channel)) => {
+            Some((conn, prefix)) => {
                 let mut conn = conn.clone();
                 let payload = serde_json::to_string(&n).unwrap_or_default();
                 let r: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-                    .arg(format!("{channel}{}", n.user_id))
+                    .arg(format!("{prefix}:notify:{}", n.user_id))
                     .arg(payload)
                     .query_async(&mut conn)
                     .await;
@@ -115,34 +171,93 @@ impl Notifier {
     pub fn subscribe(&self) -> broadcast::Receiver<Notification> {
         self.local.subscribe()
     }
+
+    /// Sends `change` to every seat stream of its round on every instance. Failures are
+    /// logged: viewers catch up with a fresh snapshot when they reconnect.
+    pub async fn publish_seats(&self, change: SeatChange) {
+        if change.seat_ids.is_empty() {
+            return;
+        }
+        match &self.redis {
+            None => {
+                let _ = self.seats.send(change);
+            }
+            Some((conn, prefix)) => {
+                let mut conn = conn.clone();
+                let payload = serde_json::to_string(&change).unwrap_or_default();
+                let r: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                    .arg(format!("{prefix}:seats:{}", change.round_id))
+                    .arg(payload)
+                    .query_async(&mut conn)
+                    .await;
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, round_id = change.round_id, state = change.state.as_str(), "seat change not published");
+                }
+            }
+        }
+    }
+
+    /// Every seat change published from now on (every round's: filter by `round_id`).
+    pub fn subscribe_seats(&self) -> broadcast::Receiver<SeatChange> {
+        self.seats.subscribe()
+    }
 }
 
-async fn listen(
-    client: redis::Client,
-    pattern: String,
-    local: broadcast::Sender<Notification>,
-    ready: watch::Sender<bool>,
-) {
+/// Where the Redis listener forwards what it hears.
+struct Fanout {
+    prefix: String,
+    notifications: broadcast::Sender<Notification>,
+    seats: broadcast::Sender<SeatChange>,
+}
+
+impl Fanout {
+    fn forward(&self, channel: &str, payload: &str) {
+        if channel.starts_with(&format!("{}:seats:", self.prefix)) {
+            match serde_json::from_str::<SeatChange>(payload) {
+                Ok(c) => {
+                    let _ = self.seats.send(c);
+                }
+                Err(e) => tracing::warn!(error = %e, "unreadable seat change"),
+            }
+        } else {
+            match serde_json::from_str::<Notification>(payload) {
+                Ok(n) => {
+                    let _ = self.notifications.send(n);
+                }
+                Err(e) => tracing::warn!(error = %e, "unreadable notification"),
+            }
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.notifications.receiver_count() == 0
+            && self.notifications.is_empty()
+            && self.seats.receiver_count() == 0
+    }
+}
+
+async fn listen(client: redis::Client, fanout: Fanout, ready: watch::Sender<bool>) {
+    let patterns = [
+        format!("{}:notify:*", fanout.prefix),
+        format!("{}:seats:*", fanout.prefix),
+    ];
     loop {
         let result = async {
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.psubscribe(&pattern).await?;
+            for p in &patterns {
+                pubsub.psubscribe(p).await?;
+            }
             let _ = ready.send(true);
             let mut messages = pubsub.on_message();
             while let Some(msg) = messages.next().await {
                 let payload: String = msg.get_payload()?;
-                match serde_json::from_str::<Notification>(&payload) {
-                    Ok(n) => {
-                        let _ = local.send(n);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "unreadable notification"),
-                }
+                fanout.forward(msg.get_channel_name(), &payload);
             }
             redis::RedisResult::Ok(())
         }
         .await;
         let _ = ready.send(false);
-        if local.receiver_count() == 0 && local.is_empty() && ready.is_closed() {
+        if fanout.idle() && ready.is_closed() {
             return;
         }
         match result {

@@ -1,11 +1,13 @@
 //! The reaper: expires active holds whose TTL has passed and unpaid bookings past their
 //! payment deadline, releasing their seats, invalidating the cached availability of their
-//! rounds (owners hear of expired bookings through the outbox and the `notifier` consumer). [`run_once`] does one sweep (tests call it with a
+//! rounds and publishing the seats of expired holds to the rounds' seat streams (owners, and
+//! seat streams, hear of expired bookings through the outbox and the `notifier` consumer). [`run_once`] does one sweep (tests call it with a
 //! manual clock); [`spawn`] sweeps every interval until the shutdown signal.
 
 use std::time::Duration;
 
 use crate::error::Result;
+use crate::notify::SeatState;
 use crate::state::AppState;
 
 /// One sweep; returns (holds expired, bookings expired).
@@ -14,6 +16,15 @@ pub async fn run_once(state: &AppState) -> Result<(u64, u64)> {
     let expired = crate::store::bookings::expire_due_detailed(&state.db, now).await?;
     for round in expired.rounds() {
         state.cache.seats_changed(round).await;
+    }
+    // Expired bookings reach the seat streams through their `booking.expired` events; holds
+    // have no event, so their seats are published from here.
+    for (hold_id, round) in &expired.holds {
+        match crate::store::holds::get(&state.db, *hold_id).await {
+            Ok(Some(h)) => state.publish_seats(*round, SeatState::Released, h.seat_ids),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, hold_id, "seats of an expired hold not published"),
+        }
     }
     let (holds, bookings) = (expired.holds.len() as u64, expired.bookings.len() as u64);
     state

@@ -91,7 +91,9 @@ impl AppState {
             cache,
             Duration::from_millis(config.cache_ttl_ms),
             metrics.clone(),
-        );
+        )
+        .with_jitter(Duration::from_millis(config.cache_ttl_jitter_ms))
+        .with_mode(config.cache);
         let locks = Locks::new(
             locks,
             Duration::from_millis(config.lock_ttl_ms),
@@ -112,6 +114,28 @@ impl AppState {
             kafka: KafkaSettings::default(),
         };
         Ok((AppState(Arc::new(shared)), provider_addr))
+    }
+
+    /// Tells every viewer of `round`'s seat map (on every instance) that `seat_ids` are now
+    /// `to`, and counts it. Called after the change committed; the publication runs in its
+    /// own task, so a slow Redis never slows the request that changed the seats.
+    pub fn publish_seats(&self, round: i64, to: crate::notify::SeatState, mut seat_ids: Vec<i64>) {
+        if seat_ids.is_empty() {
+            return;
+        }
+        seat_ids.sort_unstable();
+        self.metrics
+            .seat_changes
+            .with_label_values(&[to.as_str()])
+            .inc();
+        let change = crate::notify::SeatChange {
+            round_id: round,
+            state: to,
+            seat_ids,
+            at: self.clock.now_ms(),
+        };
+        let notifier = self.notifier.clone();
+        tokio::spawn(async move { notifier.publish_seats(change).await });
     }
 
     /// Where the data lives, for humans: the SQLite file or the PostgreSQL server.
@@ -202,7 +226,7 @@ async fn coordination(config: &Config) -> anyhow::Result<Coordination> {
         return Ok((
             Arc::new(LocalCache::new(
                 100_000,
-                Duration::from_millis(config.cache_ttl_ms),
+                Duration::from_millis(config.cache_ttl_ms + config.cache_ttl_jitter_ms),
             )),
             Arc::new(LocalLocks::new()),
             Notifier::local(),

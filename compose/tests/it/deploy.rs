@@ -322,6 +322,7 @@ fn the_stack_has_the_planned_services_and_profiles() {
         "kafka-3",
         "kafka-init",
         "prometheus",
+        "pushgateway",
         "alertmanager",
         "grafana",
         "elasticsearch",
@@ -796,6 +797,19 @@ fn prometheus_scrapes_services_with_the_project_job_names() {
         );
     }
     assert_eq!(jobs["scenario"], vec!["host.docker.internal".to_owned()]);
+    // What the runner pushes keeps its own job and instance labels.
+    assert_eq!(jobs["pushgateway"], vec!["pushgateway".to_owned()]);
+    let pushgateway = prom["scrape_configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_name"] == "pushgateway")
+        .unwrap();
+    assert_eq!(pushgateway["honor_labels"], Value::Bool(true));
+    assert_eq!(
+        str_list(&svc["pushgateway"]["profiles"]),
+        vec!["observability"]
+    );
     assert_eq!(jobs["chaos"], vec!["toxiproxy".to_owned()]);
     let am = &prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"][0];
     assert_eq!(am, "alertmanager:9093");
@@ -1274,4 +1288,452 @@ async fn the_docker_stack_starts_where_docker_is() {
         String::from_utf8_lossy(&out.stderr)
     );
     stack.stop().await;
+}
+
+// ───────────────────────────── checked by the real tools ─────────────────────────────
+//
+// Each config the deployed stack mounts is handed to the program that reads it in production
+// (Debian's builds of them), with only what cannot exist outside Docker rewritten: service
+// names become loopback addresses and fixed ports become free ones. Every rewrite must hit, so
+// a renamed service or port fails here instead of being silently left unchecked.
+
+/// `text` with `from` replaced by `to`, which must occur exactly `times` times.
+fn rewrite(text: &str, from: &str, to: &str, times: usize) -> String {
+    assert_eq!(
+        text.matches(from).count(),
+        times,
+        "expected `{from}` {times} time(s) in the file under test"
+    );
+    text.replace(from, to)
+}
+
+fn tool(program: &str, hint: &str) -> PathBuf {
+    which(program).unwrap_or_else(|| panic!("{program} is not installed: {hint}"))
+}
+
+fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `nginx -t` on compose/nginx/nginx.conf, with app-1/app-2 mapped to loopback addresses (nginx
+/// resolves upstream names while parsing) and the pid file moved into a temp dir.
+///
+/// What Debian's nginx 1.22 cannot check: the upstream `resolve` parameter (re-resolving a
+/// recreated container's address), which needs nginx >= 1.27.3 and is removed from the copy;
+/// the test asserts that the shipped file does carry it on every server line, and that 1.22
+/// rejects exactly that parameter and nothing else.
+#[test]
+fn nginx_accepts_the_config_with_service_names_on_loopback() {
+    let nginx = tool("nginx", "apt-get install -y --no-install-recommends nginx");
+    let original = read(&compose_dir().join("nginx/nginx.conf"));
+    let tmp = tempfile::tempdir().unwrap();
+    let pid = tmp.path().join("nginx.pid");
+    let check = |text: &str| {
+        let path = tmp.path().join("nginx.conf");
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(&nginx)
+            .arg("-t")
+            .arg("-c")
+            .arg(&path)
+            .arg("-p")
+            .arg(tmp.path())
+            .args(["-e", "stderr"])
+            .output()
+            .unwrap();
+        (out.status.success(), output_text(&out))
+    };
+    let loopback = rewrite(&original, "server app-1:", "server 127.0.0.1:", 1);
+    let loopback = rewrite(&loopback, "server app-2:", "server 127.0.0.2:", 1);
+    let loopback = rewrite(
+        &loopback,
+        "pid /tmp/nginx.pid;",
+        &format!("pid {};", pid.display()),
+        1,
+    );
+
+    // As shipped (names mapped), 1.22 stops at `resolve` and at nothing else.
+    let (ok, out) = check(&loopback);
+    assert!(!ok, "nginx 1.22 accepted `resolve`?\n{out}");
+    assert!(
+        out.contains("invalid parameter \"resolve\""),
+        "nginx rejected something other than `resolve`:\n{out}"
+    );
+    let checkable = rewrite(&loopback, " resolve;", ";", 2);
+    let (ok, out) = check(&checkable);
+    assert!(ok, "nginx -t:\n{out}");
+    assert!(out.contains("test is successful"), "{out}");
+
+    // And a typo is caught: the check is real.
+    let (ok, out) = check(&rewrite(&checkable, "least_conn;", "least_con;", 1));
+    assert!(
+        !ok && out.contains("unknown directive"),
+        "a typo passed:\n{out}"
+    );
+}
+
+#[test]
+fn promtool_resolves_every_rule_file_the_prometheus_config_names() {
+    let promtool = tool("promtool", "apt-get install -y prometheus");
+    let doc = compose();
+    let prometheus = &services(&doc)["prometheus"];
+    let text = read(&compose_dir().join("prometheus/prometheus.yml"));
+    let rules = host_path(prometheus, "/etc/prometheus/rules").unwrap();
+    let text = text.replace("/etc/prometheus/rules", &rules.to_string_lossy());
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("prometheus.yml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(promtool)
+        .args(["check", "config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "promtool check config:\n{text}");
+    let expected = files_matching(&rules, ".yml").len();
+    assert!(expected > 0);
+    assert!(
+        text.contains(&format!("{expected} rule files found")),
+        "promtool did not load the {expected} mounted rule files:\n{text}"
+    );
+    for file in files_matching(&rules, ".yml") {
+        assert!(
+            text.contains(&format!(
+                "Checking {}",
+                file.canonicalize().unwrap().display()
+            )),
+            "{} was not checked:\n{text}",
+            file.display()
+        );
+    }
+}
+
+/// The Alertmanager config the compose service mounts passes `amtool check-config`, and every
+/// secret file it reads (`api_url_file`) is one the service's command writes before starting.
+#[test]
+fn amtool_accepts_the_mounted_alertmanager_config_and_its_secret_files_are_written() {
+    let amtool = tool("amtool", "apt-get install -y prometheus-alertmanager");
+    let doc = compose();
+    let am = &services(&doc)["alertmanager"];
+    let config = host_path(am, "/etc/alertmanager/alertmanager.yml").expect("config mounted");
+    // The mount is the file itself: no trailing separator.
+    let config = PathBuf::from(config.to_string_lossy().trim_end_matches('/'));
+    let out = Command::new(amtool)
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "amtool check-config:\n{text}");
+    assert!(text.contains("SUCCESS"), "{text}");
+    let command = str_list(&am["command"]).join("\n");
+    let yaml = read(&config);
+    let files: Vec<&str> = yaml
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .trim_start_matches("- ")
+                .strip_prefix("api_url_file:")
+        })
+        .map(str::trim)
+        .collect();
+    assert!(!files.is_empty(), "no api_url_file in {}", config.display());
+    for file in files {
+        assert!(
+            command.contains(&format!("> {file}")),
+            "{file} is read by Alertmanager but not written by its command:\n{command}"
+        );
+    }
+}
+
+/// Runs `sh`/`bash` on a script as `owner` (uid, gid) when that is not us.
+fn as_owner(command: &mut Command, owner: (u32, u32)) {
+    use std::os::unix::fs::MetadataExt as _;
+    use std::os::unix::process::CommandExt as _;
+    let probe = tempfile::NamedTempFile::new().unwrap();
+    let me = std::fs::metadata(probe.path()).unwrap();
+    if (me.uid(), me.gid()) != owner {
+        command.uid(owner.0).gid(owner.1);
+    }
+}
+
+/// A child stopped on drop, its output kept in a file for the failure message.
+struct Running {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Running {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // SIGQUIT: PostgreSQL's immediate shutdown, and Sentinel exits on it as well.
+        let _ = chaos::process::send(self.child.id(), chaos::process::Signal::SIGQUIT);
+        for _ in 0..50 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_logged(mut command: Command, log: PathBuf) -> Running {
+    let file = std::fs::File::create(&log).unwrap();
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file);
+    Running {
+        child: command.spawn().unwrap(),
+        log,
+    }
+}
+
+/// compose/postgres/primary-init.sh on a real primary, then standby-entrypoint.sh cloning it,
+/// both with Debian's PostgreSQL binaries, as the unprivileged owner of the data directories:
+/// the standby streams what the primary commits and stays read-only. Rewritten for the check:
+/// the primary's fixed port 5432 (a free port instead); the standby's port comes from PGPORT,
+/// and its unix socket goes to a temp dir (the image's /var/run/postgresql is not ours here).
+#[tokio::test]
+async fn the_postgres_replication_scripts_make_a_streaming_standby() {
+    use std::os::unix::fs::MetadataExt as _;
+    let bin = compose::postgres::find_postgres_bin_dir().expect("PostgreSQL binaries");
+    // The image's default max_connections (100): a hot standby refuses to run with fewer
+    // connections than its primary, and the compose stack sets neither.
+    let primary = compose::LocalPostgres::start_with(&[("max_connections", "100")])
+        .await
+        .expect("a primary");
+    let data = primary.data_dir().to_path_buf();
+    let meta = std::fs::metadata(&data).unwrap();
+    let owner = (meta.uid(), meta.gid());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let work = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(work.path(), Some(owner.0), Some(owner.1)).unwrap();
+
+    // The init script as docker-entrypoint-initdb.d runs it: psql to the primary, PGDATA set.
+    let mut init = Command::new("bash");
+    init.arg(compose_dir().join("postgres/primary-init.sh"))
+        .env("PATH", &path)
+        .env("POSTGRES_USER", "postgres")
+        .env("POSTGRES_DB", "postgres")
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", primary.port().to_string())
+        .env("PGDATA", &data)
+        .env("REPLICATION_USER", "replicator")
+        .env("REPLICATION_PASSWORD", "replicator-secret")
+        .env("HOME", work.path())
+        .current_dir(work.path());
+    as_owner(&mut init, owner);
+    let out = init.output().unwrap();
+    assert!(
+        out.status.success(),
+        "primary-init.sh:\n{}",
+        output_text(&out)
+    );
+    let hba = read(&data.join("pg_hba.conf"));
+    assert!(
+        hba.lines()
+            .any(|l| l == "host replication replicator all scram-sha-256"),
+        "{hba}"
+    );
+    // The docker image reloads after the init scripts; so do we. Trust lines come first in
+    // the test cluster's pg_hba.conf, so the replicator is authenticated as `trust` here.
+    let admin = sqlx::PgPool::connect(&primary.url("postgres"))
+        .await
+        .unwrap();
+    sqlx::raw_sql("SELECT pg_reload_conf()")
+        .execute(&admin)
+        .await
+        .unwrap();
+    // The standby inherits the primary's postgresql.auto.conf through pg_basebackup.
+    sqlx::raw_sql(&format!(
+        "ALTER SYSTEM SET unix_socket_directories = '{}'",
+        work.path().display()
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
+
+    let script = read(&compose_dir().join("postgres/standby-entrypoint.sh"));
+    let script = rewrite(&script, "-p 5432", &format!("-p {}", primary.port()), 2);
+    let script_path = work.path().join("standby-entrypoint.sh");
+    std::fs::write(&script_path, script).unwrap();
+    let pgdata = work.path().join("data");
+    std::fs::create_dir(&pgdata).unwrap();
+    std::os::unix::fs::chown(&pgdata, Some(owner.0), Some(owner.1)).unwrap();
+    let standby_port = compose::free_port().unwrap();
+    let mut command = Command::new("bash");
+    command
+        .arg(&script_path)
+        .env("PATH", &path)
+        .env("PRIMARY_HOST", "127.0.0.1")
+        .env("REPLICATION_USER", "replicator")
+        .env("REPLICATION_PASSWORD", "replicator-secret")
+        .env("PGDATA", &pgdata)
+        .env("PGPORT", standby_port.to_string())
+        .env("HOME", work.path())
+        .env("LC_ALL", "C")
+        .current_dir(work.path());
+    as_owner(&mut command, owner);
+    let mut standby = spawn_logged(command, work.path().join("standby.log"));
+
+    let standby_url = format!("postgres://postgres@127.0.0.1:{standby_port}/postgres");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let replica = loop {
+        if let Ok(pool) = sqlx::PgPool::connect(&standby_url).await {
+            break pool;
+        }
+        if let Ok(Some(status)) = standby.child.try_wait() {
+            panic!("the standby exited ({status}):\n{}", standby.log());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the standby did not accept connections in 60 s:\n{}",
+            standby.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let recovering: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(&replica)
+        .await
+        .unwrap();
+    assert!(recovering, "the standby is not in recovery");
+    let slot_active: bool =
+        sqlx::query_scalar("SELECT active FROM pg_replication_slots WHERE slot_name = 'standby_1'")
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+    assert!(
+        slot_active,
+        "the standby does not stream through slot standby_1"
+    );
+
+    sqlx::raw_sql(
+        "CREATE TABLE replicated (v text); INSERT INTO replicated VALUES ('from the primary')",
+    )
+    .execute(&admin)
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let row: Option<String> = sqlx::query_scalar("SELECT v FROM replicated")
+            .fetch_optional(&replica)
+            .await
+            .ok()
+            .flatten();
+        if row.as_deref() == Some("from the primary") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the row did not reach the standby:\n{}",
+            standby.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let write = sqlx::raw_sql("CREATE TABLE on_standby (v int)")
+        .execute(&replica)
+        .await;
+    assert!(write.is_err(), "the standby accepted a write");
+    replica.close().await;
+    admin.close().await;
+    drop(standby);
+}
+
+/// compose/redis/sentinel-entrypoint.sh with Debian's redis-sentinel against a real Redis: the
+/// Sentinel it starts monitors the master by host name and has its quorum. Rewritten for the
+/// check: the `redis` service name becomes `localhost` (still a name Sentinel must resolve,
+/// `resolve-hostnames yes`), and the fixed ports and config path become free ones.
+#[tokio::test]
+async fn the_sentinel_entrypoint_monitors_redis_by_name() {
+    let sentinel = tool("redis-sentinel", "apt-get install -y redis-sentinel");
+    let redis = compose::LocalRedis::start().await.expect("a Redis server");
+    let work = tempfile::tempdir().unwrap();
+    let conf = work.path().join("sentinel.conf");
+    let port = compose::free_port().unwrap();
+    let script = read(&compose_dir().join("redis/sentinel-entrypoint.sh"));
+    let script = rewrite(
+        &script,
+        "CONF=/tmp/sentinel.conf",
+        &format!("CONF={}", conf.display()),
+        1,
+    );
+    let script = rewrite(&script, "port 26379", &format!("port {port}"), 1);
+    let script = rewrite(
+        &script,
+        "} redis 6379 1",
+        &format!("}} localhost {} 1", redis.port()),
+        1,
+    );
+    let script_path = work.path().join("sentinel-entrypoint.sh");
+    std::fs::write(&script_path, script).unwrap();
+    let mut command = Command::new("sh");
+    command
+        .arg(&script_path)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                sentinel.parent().unwrap().display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("SENTINEL_MASTER_NAME", "boxoffice")
+        .env("SENTINEL_DOWN_AFTER_MS", "5000")
+        .current_dir(work.path());
+    let running = spawn_logged(command, work.path().join("sentinel.log"));
+
+    let ask = |cmd: &str| -> Option<String> {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .ok()?;
+        s.write_all(format!("{cmd}\r\n").as_bytes()).ok()?;
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let quorum = loop {
+        match ask("SENTINEL ckquorum boxoffice") {
+            Some(reply) if reply.starts_with("+OK") => break reply,
+            other => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "Sentinel never had its quorum (last reply {other:?}):\n{}",
+                    running.log()
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert!(quorum.contains("1 usable Sentinels"), "{quorum}");
+    let master = ask("SENTINEL get-master-addr-by-name boxoffice").unwrap();
+    assert!(
+        master.contains("localhost") && master.contains(&redis.port().to_string()),
+        "{master}"
+    );
+    let down_after = ask("SENTINEL master boxoffice").unwrap();
+    assert!(
+        down_after.contains("down-after-milliseconds"),
+        "{down_after}"
+    );
+    assert!(down_after.contains("\r\n5000\r\n"), "{down_after}");
+    // Sentinel rewrote its config file in place (why the script writes it somewhere writable).
+    assert!(read(&conf).contains("# Generated by CONFIG REWRITE"));
+    drop(running);
 }

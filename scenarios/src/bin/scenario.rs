@@ -3,7 +3,8 @@
 //! budget exceeded).
 
 use clap::Parser;
-use scenarios::{Cli, ScenarioName};
+use scenarios::config::{self, Invocation};
+use scenarios::ScenarioName;
 
 fn main() {
     // A run holds a socket per virtual user in flight (three on the local stack): lift the
@@ -28,7 +29,43 @@ fn main() {
         };
         std::process::exit(code);
     }
-    let cli = Cli::parse();
+    // The offline commands: no runtime, no stack.
+    let offline = match std::env::args().nth(1).as_deref() {
+        Some("compare") => Some(scenarios::compare::main(
+            scenarios::cli::CompareCli::parse_from(std::env::args_os().skip(1)),
+        )),
+        Some("check") => Some(scenarios::recheck::main(
+            scenarios::cli::CheckCli::parse_from(std::env::args_os().skip(1)),
+        )),
+        _ => None,
+    };
+    if let Some(result) = offline {
+        std::process::exit(match result {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e}");
+                e.exit_code()
+            }
+        });
+    }
+    // `--replay RUN_DIR`: the recorded command line first, the arguments given now after it.
+    let argv = match scenarios::replay::expand(std::env::args_os().collect()) {
+        Ok(argv) => argv,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(e.exit_code());
+        }
+    };
+    // The command line over SCENARIO_* variables over a --config file over the defaults.
+    let mut cli = match config::parse_from(argv.clone()) {
+        Ok(Invocation::Run(cli)) => *cli,
+        Ok(Invocation::PrintConfig(text)) => {
+            print!("{text}");
+            return;
+        }
+        Err(e) => e.exit(),
+    };
+    cli.command = scenarios::replay::recordable(&argv);
     if cli.scenario == ScenarioName::List {
         print!("{}", scenarios::catalog::listing());
         return;

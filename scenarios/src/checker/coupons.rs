@@ -28,8 +28,10 @@ pub fn coupon_quota(history: &[Op], state: &FinalState) -> Check {
     let mut examples = Vec::new();
     let (mut over_quota, mut several, mut lost, mut claims, mut quota, mut acknowledged) =
         (0i64, 0i64, 0i64, 0i64, 0i64, 0i64);
+    let mut counter = 0i64;
     for c in &state.coupons {
         claims += c.claims;
+        counter += c.counter;
         quota += c.quota;
         let users = acked.get(c.code.as_str()).cloned().unwrap_or_default();
         let acks: i64 = users.values().sum();
@@ -70,6 +72,7 @@ pub fn coupon_quota(history: &[Op], state: &FinalState) -> Check {
     )
     .with_count("quota", quota)
     .with_count("claims", claims)
+    .with_count("counter", counter)
     .with_count("acknowledged", acknowledged)
     .with_count("over_quota", over_quota)
     .with_count("users_with_several_claims", several)

@@ -8,7 +8,7 @@ use goose::prelude::*;
 use rand::Rng;
 
 use crate::call::{send, Request};
-use crate::context::{transaction, RunContext, TxFuture};
+use crate::context::{transaction, RunContext, Turn, TxFuture};
 use crate::history::OpKind;
 
 /// The persona as a Goose scenario.
@@ -23,7 +23,9 @@ pub fn claim(user: &mut GooseUser, ctx: Arc<RunContext>) -> TxFuture<'_> {
         counters.users_started.fetch_add(1, Ordering::Relaxed);
         let buyer = ctx.buyer(user);
         let mut rng = ctx.rng(user);
-        let intended = ctx.arrive(user).await;
+        let Turn::Go(intended) = ctx.arrive(user).await else {
+            return Ok(());
+        };
         let Some(code) = ctx.world.coupons.first().cloned() else {
             return Ok(());
         };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use goose::prelude::*;
 
 use super::steps;
-use crate::context::{transaction, RunContext, TxFuture};
+use crate::context::{transaction, RunContext, Turn, TxFuture};
 
 /// The persona as a Goose scenario.
 pub fn scenario(ctx: &Arc<RunContext>) -> Scenario {
@@ -21,7 +21,9 @@ pub fn purchase(user: &mut GooseUser, ctx: Arc<RunContext>) -> TxFuture<'_> {
         counters.users_started.fetch_add(1, Ordering::Relaxed);
         let buyer = ctx.buyer(user);
         let mut rng = ctx.rng(user);
-        let intended = ctx.arrive(user).await;
+        let Turn::Go(intended) = ctx.arrive(user).await else {
+            return Ok(());
+        };
         let round = &ctx.world.rounds[0];
         if let Some(held) = steps::hold(user, &ctx, &buyer, round, &mut rng, intended).await? {
             if let Some(booked) = steps::book(user, &ctx, &buyer, round, &held).await? {

@@ -34,6 +34,15 @@ pub enum Persona {
 }
 
 impl Persona {
+    /// Whether each of its iterations waits for its turn (`RunContext::arrive`): the
+    /// crowd's gate or its open-model slot. Browsers and probers just loop.
+    pub fn waits_its_turn(self) -> bool {
+        matches!(
+            self,
+            Persona::FlashBuyer | Persona::Shopper | Persona::CouponHunter
+        )
+    }
+
     /// The persona as a Goose scenario with this weight.
     pub fn goose_scenario(
         self,

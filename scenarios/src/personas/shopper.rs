@@ -8,7 +8,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 
 use super::steps;
-use crate::context::{transaction, RunContext, TxFuture};
+use crate::context::{transaction, RunContext, Turn, TxFuture};
 use crate::history::OpKind;
 
 /// The persona as a Goose scenario.
@@ -21,7 +21,9 @@ pub fn shop(user: &mut GooseUser, ctx: Arc<RunContext>) -> TxFuture<'_> {
     Box::pin(async move {
         let buyer = ctx.buyer(user);
         let mut rng = ctx.rng(user);
-        let intended = ctx.arrive(user).await;
+        let Turn::Go(intended) = ctx.arrive(user).await else {
+            return Ok(());
+        };
         let Some(round) = ctx.world.rounds.choose(&mut rng).cloned() else {
             return Ok(());
         };

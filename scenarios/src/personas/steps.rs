@@ -77,7 +77,11 @@ pub async fn hold(
         )
         .await?;
         let mut op = r.op(buyer.id);
-        op.intended_ms = intended.take();
+        // The arrival's own due time for its first request; the retry keeps the corrected
+        // start `send` gave it.
+        if let Some(due) = intended.take() {
+            op.intended_ms = Some(due);
+        }
         op.round_id = Some(round.id);
         if r.is_ok() {
             op.hold_id = r.i64("id");

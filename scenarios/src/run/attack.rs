@@ -43,8 +43,21 @@ pub struct Attacked {
     pub peak_open_files: u64,
     /// Requests in flight at once were limited to this many (descriptors), if they were.
     pub connection_limit: Option<usize>,
+    /// The most TCP connections the runner held to the target at once, where readable.
+    pub peak_connections: Option<u64>,
+    /// The soft open-files limit during the load.
+    pub open_files_limit: Option<u64>,
+    /// Virtual users that sent at least one request.
+    pub users_active: u64,
+    /// When the open model's schedule started, s on the history's clock (every user runs
+    /// by then).
+    pub schedule_start_s: Option<f64>,
     /// The open model's arrivals: due, begun, late, dropped.
     pub arrivals: Option<crate::context::Arrivals>,
+    /// The box office's resources over the run, when the scenario samples them.
+    pub resources: Option<Vec<reports::ResourceSeries>>,
+    /// Why `--abort-on-fail` stopped the load early, if it did.
+    pub aborted: Option<String>,
 }
 
 /// What a chaos run saw besides the history.
@@ -135,7 +148,7 @@ struct ChaosRun {
         std::result::Result<Vec<FaultRecord>, chaos::schedule::ScheduleError>,
     >,
     readiness: observe::Poller<observe::ReadinessSeen>,
-    alerts: Option<observe::Poller<Vec<(f64, String)>>>,
+    alerts: Option<observe::Poller<observe::AlertsSeen>>,
 }
 
 impl ChaosRun {
@@ -159,10 +172,12 @@ impl ChaosRun {
             offset_ms,
             task,
             readiness: observe::readiness(stack.instance_urls(), recorder.clone()),
-            alerts: stack
-                .lab()
-                .and_then(|l| l.prometheus())
-                .map(|p| observe::alerts(p.url(), recorder.clone())),
+            alerts: plan
+                .cli
+                .prometheus_url
+                .clone()
+                .or_else(|| stack.lab().and_then(|l| l.prometheus()).map(|p| p.url()))
+                .map(|url| observe::alerts(url, recorder.clone())),
         }
     }
 
@@ -180,7 +195,7 @@ impl ChaosRun {
             }
         };
         let alerts = match self.alerts {
-            Some(w) => w.finish().await,
+            Some(w) => w.finish().await.fired,
             None => Vec::new(),
         };
         FaultsSeen {
@@ -224,20 +239,35 @@ pub async fn attack(
         Some(s) => Some(chaos_targets(plan, s, stack, live)?),
         None => None,
     };
+    // `--abort-on-fail` watches the database's audit of the seeded rounds.
+    let watched_rounds: Vec<i64> = world.rounds.iter().map(|r| r.id).collect();
+    let watch = (plan.cli.abort_on_fail && plan.attack.scope.seats && !watched_rounds.is_empty())
+        .then(|| (world.admin_token.clone(), watched_rounds));
+    let config = plan.goose(&stack.base_url);
+    // Goose's run time (`-t 8s`, or what the plan chose): also when the open model's
+    // schedule ends.
+    let planned = config
+        .run_time
+        .as_deref()
+        .and_then(goose::util::parse_timespan)
+        .map(|s| Duration::from_secs(s as u64));
     let ctx = Arc::new(RunContext {
         recorder: recorder.clone(),
         world,
         seed: plan.cli.seed,
-        gate: plan.pacing.gate(plan.users),
-        pacer: plan.pacing.pacer(plan.users),
+        // A gate must count every user: an open-model run with personas that loop without
+        // waiting their turn (browsers) starts its schedule at the first arrival instead.
+        gate: if plan.attack.personas.iter().all(|(p, _)| p.waits_its_turn()) {
+            plan.pacing.gate(plan.users)
+        } else {
+            None
+        },
+        pacer: plan
+            .pacing
+            .pacer(plan.users)
+            .map(|p| p.ending_after(planned)),
         knobs: plan.knobs.clone(),
     });
-    let config = plan.goose(&stack.base_url);
-    let planned = config
-        .run_time
-        .as_deref()
-        .and_then(|t| t.parse::<u64>().ok())
-        .map(Duration::from_secs);
     let attack = goose_attack(plan, config, &ctx)?;
 
     let progress = (!plan.cli.quiet()).then(|| {
@@ -258,9 +288,37 @@ pub async fn attack(
         .zip(targets)
         .map(|(s, targets)| ChaosRun::start(plan, s, targets, stack, &recorder));
     let open_files = observe::open_files();
+    let connections = observe::connections(&stack.base_url);
+    let resources = plan
+        .attack
+        .samples_resources
+        .then(|| observe::resources(stack.instance_urls(), recorder.clone()));
+    let invariants = watch.map(|(token, rounds)| {
+        observe::invariant_watch(stack.base_url.clone(), token, rounds, recorder.clone())
+    });
     let attack_result = attack.execute().await;
+    let resources = match resources {
+        Some(r) => Some(r.finish().await),
+        None => None,
+    };
+    let aborted = match invariants {
+        Some(w) => w.finish().await,
+        None => None,
+    };
+    if let Some(reason) = &aborted {
+        plan.say(format!("abort-on-fail: stopped the load: {reason}"));
+    }
     let arrivals = ctx.pacer.as_ref().map(crate::context::Pacer::arrivals);
+    let schedule_start_s = ctx
+        .pacer
+        .as_ref()
+        .and_then(crate::context::Pacer::started_at)
+        .map(|t| t.saturating_duration_since(recorder.epoch()).as_secs_f64());
     let peak_open_files = open_files.finish().await;
+    let peak_connections = match connections {
+        Some(p) => Some(p.finish().await),
+        None => None,
+    };
     let duration_s = t0.elapsed().as_secs_f64();
     let faults = match chaos_run {
         Some(c) => Some(c.finish(plan).await),
@@ -285,6 +343,16 @@ pub async fn attack(
         faults,
         peak_open_files,
         connection_limit,
+        peak_connections,
+        open_files_limit: nix::sys::resource::getrlimit(
+            nix::sys::resource::Resource::RLIMIT_NOFILE,
+        )
+        .ok()
+        .map(|(soft, _)| soft),
+        users_active: recorder.counters().users_active.load(Ordering::Relaxed),
+        schedule_start_s,
         arrivals,
+        resources,
+        aborted,
     })
 }

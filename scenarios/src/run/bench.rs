@@ -147,6 +147,7 @@ pub async fn run(cli: &Cli) -> Result<Outcome> {
         title: format!("Runner cost on GET /health/live: {users} connections, {secs} s each"),
         columns: vec!["req/s".into(), "p50 ms".into(), "p99 ms".into()],
         rows,
+        reading: None,
     });
     report.verdict = reports::Verdict::from_outcomes(vec![reports::ThresholdOutcome::new(
         "history recording overhead",

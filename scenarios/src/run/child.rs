@@ -58,6 +58,7 @@ pub fn forwarded_args(cli: &Cli, users: usize, seats: usize) -> Vec<String> {
     opt("--chaos", cli.chaos.clone());
     opt("--max-recovery", cli.max_recovery.map(|m| format!("{m}ms")));
     opt("-t", cli.goose.run_time.clone());
+    opt("--prometheus-url", cli.prometheus_url.clone());
     opt(
         "--connections",
         cli.connections.map(|c| c.as_str().to_owned()),
@@ -81,7 +82,14 @@ pub fn forwarded_args(cli: &Cli, users: usize, seats: usize) -> Vec<String> {
 /// Runs `scenario <args> --out <out> -q` and reads the report it wrote.
 pub async fn run(args: &[String], out: &Path) -> Result<reports::Report> {
     let exe = exe()?;
-    let status = tokio::process::Command::new(&exe)
+    let mut command = tokio::process::Command::new(&exe);
+    // A child gets exactly the options its parent forwards, not the parent's SCENARIO_*.
+    for (name, _) in std::env::vars_os() {
+        if crate::config::is_option_env(&name) {
+            command.env_remove(name);
+        }
+    }
+    let status = command
         .args(args)
         .arg("--out")
         .arg(out)

@@ -33,7 +33,12 @@ pub async fn run(cli: &Cli, scenario: &'static Scenario, matrix: &Matrix) -> Res
     let started_at = chrono::Utc::now();
     let t0 = std::time::Instant::now();
     let mut children = Vec::new();
+    let mut ran = Vec::new();
+    let mut failed: Vec<(String, String)> = Vec::new();
     for cell in &cells {
+        if cell.not_applicable.is_some() {
+            continue;
+        }
         if !cli.quiet() {
             eprintln!(
                 "{}: running {} with {}…",
@@ -44,9 +49,24 @@ pub async fn run(cli: &Cli, scenario: &'static Scenario, matrix: &Matrix) -> Res
         }
         let mut args = base.clone();
         args.extend(cell.overrides.iter().cloned());
-        children.push(child::run(&args, &dir.join(&cell.key)).await?);
+        match child::run(&args, &dir.join(&cell.key)).await {
+            Ok(child) => {
+                children.push(child);
+                ran.push(cell.clone());
+            }
+            // One broken cell must not cost the others: the table says which one, and the
+            // matrix exits as a run error once its report is written.
+            Err(e) => {
+                eprintln!(
+                    "{}: cell {} did not run: {e}",
+                    scenario.name.as_str(),
+                    cell.key
+                );
+                failed.push((cell.key.clone(), e.to_string()));
+            }
+        }
     }
-    let mut report = combine(scenario, &cells, &children);
+    let mut report = combine(scenario, &ran, &children);
     report.run.id = dir
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
@@ -54,16 +74,85 @@ pub async fn run(cli: &Cli, scenario: &'static Scenario, matrix: &Matrix) -> Res
     report.run.started_at = started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     report.run.finished_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     report.run.duration_s = t0.elapsed().as_secs_f64();
+    if !cli.command.is_empty() {
+        // What `--replay` runs again (each cell's report records its own command too).
+        report
+            .run
+            .parameters
+            .insert("command".into(), serde_json::json!(cli.command));
+    }
+    let reading = {
+        let pairs: Vec<_> = ran.iter().zip(&children).collect();
+        (matrix.read)(&pairs)
+    };
+    if !reading.checks.is_empty() {
+        let mut outcomes = std::mem::take(&mut report.verdict.outcomes);
+        let extra = reports::Correctness {
+            checks: reading.checks.clone(),
+        };
+        outcomes.extend(extra.outcomes());
+        report.correctness.checks.extend(reading.checks);
+        report.verdict = reports::Verdict::from_outcomes(outcomes);
+    }
     report.comparison = Some(reports::Comparison {
+        reading: reading.text,
         title: (matrix.title)(users, seats),
         columns: matrix.columns.iter().map(|c| c.name.to_owned()).collect(),
-        rows: cells
-            .iter()
-            .zip(&children)
-            .map(|(cell, child)| matrix_row(matrix.columns, cell, child))
-            .collect(),
+        rows: {
+            let mut reports = children.iter();
+            cells
+                .iter()
+                .map(|cell| {
+                    if let Some(why) = cell.not_applicable {
+                        return blank_row(matrix.columns, cell, &format!("n/a: {why}"), true);
+                    }
+                    match failed.iter().find(|(key, _)| *key == cell.key) {
+                        Some((_, e)) => {
+                            blank_row(matrix.columns, cell, &format!("run error: {e}"), false)
+                        }
+                        None => matrix_row(
+                            matrix.columns,
+                            cell,
+                            reports.next().expect("a report per cell that ran"),
+                        ),
+                    }
+                })
+                .collect()
+        },
     });
-    Outcome::write(report, dir)
+    let outcome = Outcome::write(report, dir)?;
+    if failed.is_empty() {
+        Ok(outcome)
+    } else {
+        let keys: Vec<_> = failed.iter().map(|(k, _)| k.as_str()).collect();
+        Err(Error::Stack(format!(
+            "{} of {} cells did not run ({}); the report at {} shows the others",
+            failed.len(),
+            cells.len(),
+            keys.join(", "),
+            outcome.written.html.display()
+        )))
+    }
+}
+
+/// The row of a cell without a report (n/a here, or its run failed): every column n/a, and
+/// why in the verdict column.
+fn blank_row(
+    columns: &[crate::catalog::Column],
+    cell: &crate::catalog::Cell,
+    why: &str,
+    passed: bool,
+) -> reports::ComparisonRow {
+    let mut values: std::collections::BTreeMap<String, serde_json::Value> = columns
+        .iter()
+        .map(|c| (c.name.to_owned(), serde_json::json!("n/a")))
+        .collect();
+    values.insert("verdict".into(), serde_json::json!(why));
+    reports::ComparisonRow {
+        label: cell.label.clone(),
+        values,
+        passed,
+    }
 }
 
 /// The matrix's report from its cells' reports (without the table and the timing).

@@ -44,6 +44,11 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Kind::Matrix(m) => matrix::run(&cli, scenario, m).await,
         Kind::Bench => bench::run(&cli).await,
     }?;
+    if let Some(runs) = index_dir(&outcome.dir) {
+        if let Err(e) = reports::write_index(runs) {
+            eprintln!("warning: writing the runs index in {}: {e}", runs.display());
+        }
+    }
     // In a GitHub Actions job the verdict shows on the run's page too.
     if let Some(summary) = std::env::var_os(report::STEP_SUMMARY_ENV) {
         if let Err(e) = report::append_step_summary(&outcome, std::path::Path::new(&summary)) {
@@ -54,6 +59,15 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         }
     }
     Ok(outcome)
+}
+
+/// Where the runs index of a run in `dir` goes: its parent, when that is a `runs` directory
+/// (the default `reports/runs/`) or already holds an index; never a random parent such as
+/// `/tmp` of `--out /tmp/x`.
+pub fn index_dir(dir: &std::path::Path) -> Option<&std::path::Path> {
+    let parent = dir.parent()?;
+    let is_runs = parent.file_name().is_some_and(|n| n == "runs");
+    (is_runs || parent.join(reports::index::INDEX_FILE).is_file()).then_some(parent)
 }
 
 /// One attack: provision, run the pipeline, always stop the stack.
@@ -70,7 +84,20 @@ async fn pipeline(plan: &plan::Plan, p: &provision::Provisioned) -> Result<Outco
     let api = Api::new(&p.stack.base_url)?;
     let world = provision::seed_world(plan, &api, &p.stack).await?;
     let keys = judge::StateKeys::of(&world);
+    let idle = crate::counters::idle(&p.stack, plan.cli.db_idle_secs).await;
+    let before = crate::counters::Counters::read(&p.stack).await;
     let attacked = attack::attack(plan, &p.stack, world, &p.live).await?;
+    // Read before the stack stops: its counters die with it.
+    let mut counters = crate::counters::Counters::read(&p.stack)
+        .await
+        .since(&before);
+    counters.extend(idle);
+    if let Some(url) = &plan.cli.pushgateway_url {
+        match p.live.push(url, plan.scenario.name.as_str()).await {
+            Ok(()) => plan.say(format!("pushed the runner's metrics to {url}")),
+            Err(e) => eprintln!("warning: pushing the runner's metrics: {e}"),
+        }
+    }
     let judged = judge::judge(plan, &api, &keys, &attacked).await?;
-    report::write(plan, &p.stack, &keys, attacked, judged)
+    report::write(plan, &p.stack, &keys, attacked, judged, counters)
 }

@@ -40,7 +40,9 @@ impl Pacing {
 
     /// The gate a closed-model rush waits at.
     pub fn gate(&self, users: usize) -> Option<Gate> {
-        (*self == Pacing::Together).then(|| Gate::new(users, Duration::from_secs(10)))
+        // The open model waits for every user too: its schedule starts once all run.
+        matches!(self, Pacing::Together | Pacing::Open { .. })
+            .then(|| Gate::new(users, Duration::from_secs(10)))
     }
 
     /// The pacer of an open-model run.
@@ -51,6 +53,9 @@ impl Pacing {
         }
     }
 }
+
+/// The most users the local stack gives a client (and connections) each by default.
+pub const PER_USER_CONNECTIONS_MAX: usize = 1_000;
 
 /// A run, resolved.
 #[derive(Debug)]
@@ -79,12 +84,22 @@ pub struct Plan {
     pub run_time_s: Option<usize>,
     /// Persona knobs.
     pub knobs: Knobs,
+    /// The run to compare with (`--baseline`), read before anything starts.
+    pub baseline: Option<crate::compare::LoadedRun>,
 }
 
 impl Plan {
     /// Resolves the command line for an attack.
     pub fn resolve(cli: Cli, scenario: &'static Scenario, attack: &'static Attack) -> Result<Plan> {
         let d = scenario.defaults;
+        if attack.samples_resources && cli.stack == crate::stack::StackSpec::Embedded {
+            return Err(Error::Usage(format!(
+                "{} watches the box office's own process for leaks: run it with --stack local \
+                 (on the embedded stack the box office shares the runner's process, whose \
+                 history grows by design)",
+                scenario.name.as_str()
+            )));
+        }
         let schedule = match &cli.chaos {
             Some(spec) => Some(chaos_schedule(spec, cli.seed)?),
             None => None,
@@ -107,7 +122,15 @@ impl Plan {
             (_, Some(sched)) => Some(sched.span().as_secs() as usize + 15),
             _ => d.run_time_s,
         };
+        let baseline = match &cli.baseline {
+            Some(path) => Some(
+                crate::compare::LoadedRun::load(path)
+                    .map_err(|e| Error::Usage(format!("--baseline: {e}")))?,
+            ),
+            None => None,
+        };
         Ok(Plan {
+            baseline,
             users: cli.goose.users.unwrap_or(d.users).max(1),
             seats: cli.seats.unwrap_or(d.seats),
             dir: cli
@@ -118,6 +141,9 @@ impl Plan {
             thresholds: thresholds_for(&cli, scenario.name),
             knobs: Knobs {
                 think_ms: cli.think_ms.unwrap_or(d.think_ms),
+                chosen_seats_share: cli
+                    .chosen_seats
+                    .unwrap_or(Knobs::default().chosen_seats_share),
                 ..Knobs::default()
             },
             schedule,
@@ -180,12 +206,17 @@ impl Plan {
         }
     }
 
-    /// How the virtual users connect: as asked, else per user on the local stack (its
-    /// balancer routes whole connections, so a paused instance must catch the users bound
-    /// to it) and shared elsewhere.
+    /// How the virtual users connect: as asked, else per user on the local stack up to
+    /// [`PER_USER_CONNECTIONS_MAX`] users (its balancer routes whole connections, so a paused
+    /// instance must catch the users bound to it) and shared elsewhere, and beyond that
+    /// number (a client per user costs about 100 KB: 10,000 of them would take a gigabyte;
+    /// so many users keep enough requests in flight that a shared pool opens connections to
+    /// every instance anyway).
     pub fn connections(&self) -> crate::cli::Connections {
         self.cli.connections.unwrap_or(match self.cli.stack {
-            crate::stack::StackSpec::Local => crate::cli::Connections::PerUser,
+            crate::stack::StackSpec::Local if self.users <= PER_USER_CONNECTIONS_MAX => {
+                crate::cli::Connections::PerUser
+            }
             _ => crate::cli::Connections::Shared,
         })
     }
@@ -236,12 +267,16 @@ pub fn stack_options(cli: &Cli, schedule: Option<&chaos::schedule::Schedule>) ->
         db_max_connections: cli.db_max_connections,
         hold_ttl_secs: None,
         payments_decline_rate: cli.decline_rate,
+        payments_latency_ms: cli.payments_latency.round() as u64,
         instances: cli.instances,
         app_bin: cli.app_bin.clone(),
         postgres_standby: cli.standby || fails_postgres_over,
         seed: cli.seed,
         prometheus: None,
         chaos_api: cli.chaos_api.clone(),
+        cache: cli.cache,
+        app_env: cli.app_env.clone(),
+        while_locked: cli.while_locked,
     }
 }
 
@@ -366,7 +401,11 @@ mod tests {
         assert_eq!(p.run_time_s, None);
         let p = plan(&["flash-sale", "--rate", "20"]).unwrap();
         assert!(p.pacing.is_open());
-        assert!(p.pacing.gate(10).is_none());
+        assert!(
+            p.pacing.gate(10).is_some(),
+            "the open model's schedule starts once every user runs"
+        );
+        assert!(plan(&["browse-and-buy"]).unwrap().pacing.gate(10).is_none());
     }
 
     #[test]
@@ -419,8 +458,11 @@ mod tests {
             plan(&["flash-sale"]).unwrap().connections(),
             Connections::Shared
         );
-        let local = plan(&["flash-sale", "--stack", "local"]).unwrap();
+        let local = plan(&["flash-sale", "--stack", "local", "-u", "1000"]).unwrap();
         assert_eq!(local.connections(), Connections::PerUser);
+        // Beyond 1,000 users a client each would cost a gigabyte at 10,000.
+        let many = plan(&["flash-sale", "--stack", "local", "-u", "1001"]).unwrap();
+        assert_eq!(many.connections(), Connections::Shared);
         let asked = plan(&["flash-sale", "--stack", "local", "--connections", "shared"]);
         assert_eq!(asked.unwrap().connections(), Connections::Shared);
     }

@@ -108,7 +108,23 @@ pub async fn seed_world(plan: &Plan, api: &Api, stack: &Stack) -> Result<World> 
         plan.seats,
         t.elapsed().as_secs_f64()
     ));
+    if let Some(first) = world.rounds.first() {
+        let more = match world.rounds.len() {
+            1 => String::new(),
+            n => format!(" (the first of {n} rounds)"),
+        };
+        plan.say(format!(
+            "watch the sale live: {}{more}",
+            seat_map_url(&stack.base_url, first.id)
+        ));
+    }
     Ok(world)
+}
+
+/// The buyer's page's seat map of `round` on the box office at `base_url`: opened during a
+/// run, it shows the sale live (seats turning held and sold).
+pub fn seat_map_url(base_url: &str, round: i64) -> String {
+    format!("{}/#/rounds/{round}", base_url.trim_end_matches('/'))
 }
 
 /// The project's alert rules (alerts/rules/*.yml in the source tree).
@@ -207,5 +223,17 @@ mod tests {
         let _f: Vec<_> = (0..5).map(|_| tempfile::tempfile().unwrap()).collect();
         assert!(open_files().unwrap() >= before + 5);
         assert!(peak_rss_mib().unwrap() > 1.0);
+    }
+
+    #[test]
+    fn the_seat_map_url_is_the_pages_round_route_on_the_stacks_base_url() {
+        assert_eq!(
+            seat_map_url("http://127.0.0.1:8080/", 7),
+            "http://127.0.0.1:8080/#/rounds/7"
+        );
+        assert_eq!(
+            seat_map_url("http://127.0.0.1:8080", 1),
+            "http://127.0.0.1:8080/#/rounds/1"
+        );
     }
 }

@@ -56,16 +56,23 @@ pub fn write(
     keys: &StateKeys,
     run: Attacked,
     judged: Judged,
+    counters: std::collections::BTreeMap<String, f64>,
 ) -> Result<Outcome> {
     let mut report = reports::Report::new(run_info(plan, stack, keys, &run));
+    report.counters = counters;
     report.summary = judged.summary;
     report.transactions = judged.transactions;
     report.timeline = run.out.timeline.clone();
     report.correctness = judged.correctness;
     report.failover = judged.failover;
     report.verdict = judged.verdict;
+    report.resources = run.resources.clone().map(|series| reports::Resources {
+        interval_s: super::observe::RESOURCE_INTERVAL.as_secs_f64(),
+        series,
+    });
+    report.baseline = judged.baseline;
     report.comparison = match plan.attack.table {
-        Some(Table::CapacityRamp) => Some(capacity_table(&run.out, plan)),
+        Some(Table::CapacityRamp) => Some(capacity_table(&run.out, plan, run.schedule_start_s)),
         None => None,
     };
     report.artifacts = artifacts(plan, stack, &judged.state, &run.out)?;
@@ -90,28 +97,40 @@ fn run_info(plan: &Plan, stack: &Stack, keys: &StateKeys, run: &Attacked) -> rep
         }
         _ => {}
     }
-    if let Some(a) = run.arrivals {
-        // Open model: arrivals a busy user began late (the corrected latency covers their
-        // wait) and arrivals no user was free to begin before the load ended.
-        p.insert("arrivals_due".into(), json!(a.due));
-        p.insert("arrivals_started".into(), json!(a.started));
-        p.insert("arrivals_late".into(), json!(a.late));
-        p.insert("arrivals_dropped".into(), json!(a.dropped));
-    }
     p.insert("think_ms".into(), json!(plan.knobs.think_ms));
+    if !plan.cli.command.is_empty() {
+        // What `--replay` runs again.
+        p.insert("command".into(), json!(plan.cli.command));
+    }
+    // The limits the run was judged by, so `scenario check` judges it again by the same.
+    p.insert(
+        crate::recheck::THRESHOLDS_PARAMETER.into(),
+        plan.thresholds.to_json(),
+    );
+    if let Some(reason) = &run.aborted {
+        p.insert("aborted".into(), json!(reason));
+    }
     p.insert("history".into(), json!(!plan.cli.no_history));
     // Counted on the request path whether or not history is recorded (the bench's
     // "history off" leg has no aggregates otherwise).
     p.insert("requests_counted".into(), json!(run.requests_counted));
-    // What the run cost the runner: descriptors (a socket per request in flight; on the
-    // local stack also the balancer's and proxies') and memory.
-    p.insert("peak_open_files".into(), json!(run.peak_open_files));
-    p.insert("connection_limit".into(), json!(run.connection_limit));
-    p.insert("connections".into(), json!(plan.connections().as_str()));
-    p.insert(
-        "peak_rss_mib".into(),
-        json!(super::provision::peak_rss_mib().map(|m| m.round())),
-    );
+    let load = reports::Load {
+        users_started: run.users_active,
+        connections: plan.connections().as_str().to_owned(),
+        peak_connections: run.peak_connections,
+        connection_limit: run.connection_limit.map(|n| n as u64),
+        peak_open_files: run.peak_open_files,
+        open_files_limit: run.open_files_limit,
+        peak_rss_mib: super::provision::peak_rss_mib().map(f64::round),
+        // Open model: arrivals a busy user began late (the corrected latency covers their
+        // wait) and arrivals no user was free to begin before the load ended.
+        arrivals: run.arrivals.map(|a| reports::ArrivalCounts {
+            due: a.due as u64,
+            started: a.started as u64,
+            late: a.late as u64,
+            dropped: a.dropped as u64,
+        }),
+    };
     reports::RunInfo {
         id: plan.run_id(),
         scenario: plan.name().to_owned(),
@@ -126,6 +145,7 @@ fn run_info(plan: &Plan, stack: &Stack, keys: &StateKeys, run: &Attacked) -> rep
         seed: plan.cli.seed,
         users: plan.users as u64,
         target_url: stack.base_url.clone(),
+        load,
         parameters: p,
         host: reports::HostInfo::current(),
     }
@@ -178,15 +198,21 @@ fn write_state(dir: &Path, state: &FinalState) -> Result<()> {
         .map_err(|e| Error::io("writing the final state", e))
 }
 
-/// Capacity: one row per step of the ramp, from the timeline (hold latency is the first
-/// request of each arrival, so it carries the corrected latency).
-fn capacity_table(out: &HistoryOutput, plan: &Plan) -> reports::Comparison {
+/// Capacity: one row per step of the ramp, from the timeline. The steps count from when
+/// the schedule started (every user running), rounded up to the timeline's interval.
+fn capacity_table(
+    out: &HistoryOutput,
+    plan: &Plan,
+    schedule_start_s: Option<f64>,
+) -> reports::Comparison {
     let p99_limit_ms = plan.scenario.defaults.p99_all_ms;
     let rates = ramp_rates(&plan.cli);
     let step = plan.cli.step_secs.max(1) as f64;
+    let interval = out.timeline.interval_s.max(1e-3);
+    let offset = schedule_start_s.map_or(0.0, |s| (s / interval - 1e-9).ceil().max(0.0) * interval);
     let mut rows = Vec::new();
     for (i, rate) in rates.iter().enumerate() {
-        let (from, to) = (i as f64 * step, (i + 1) as f64 * step);
+        let (from, to) = (offset + i as f64 * step, offset + (i + 1) as f64 * step);
         let points: Vec<_> = out
             .timeline
             .points
@@ -194,7 +220,8 @@ fn capacity_table(out: &HistoryOutput, plan: &Plan) -> reports::Comparison {
             .filter(|p| p.t_s >= from && p.t_s < to)
             .collect();
         let requests: u64 = points.iter().map(|p| p.requests).sum();
-        let errors: u64 = points.iter().map(|p| p.errors).sum();
+        // Errors and unknown outcomes: what the service failed to answer.
+        let errors: u64 = points.iter().map(|p| p.errors + p.unknown).sum();
         let worst_p99 = points
             .iter()
             .flat_map(|p| p.per_transaction.values().map(|s| s.p99_ms))
@@ -214,6 +241,7 @@ fn capacity_table(out: &HistoryOutput, plan: &Plan) -> reports::Comparison {
         title: format!("Capacity ramp: open-model arrivals doubling every {step} s (p99 SLO {p99_limit_ms} ms)"),
         columns: vec!["arrivals/s".into(), "requests/s".into(), "errors".into(), "worst p99 (ms)".into()],
         rows,
+        reading: None,
     }
 }
 
@@ -249,15 +277,22 @@ pub fn summary_text(outcome: &Outcome) -> String {
         r.summary.throughput_rps,
         r.summary.error_rate * 100.0
     ));
-    let param = |k: &str| r.run.parameters.get(k).and_then(serde_json::Value::as_u64);
-    if let (Some(due), Some(begun), Some(late), Some(dropped)) = (
-        param("arrivals_due"),
-        param("arrivals_started"),
-        param("arrivals_late"),
-        param("arrivals_dropped"),
-    ) {
+    let load = &r.run.load;
+    s.push_str(&format!(
+        "  load: {} of {} users ran, {} connections{}, peak {} descriptors, peak RSS {}\n",
+        load.users_started,
+        r.run.users,
+        load.connections,
+        load.peak_connections
+            .map_or_else(String::new, |c| format!(" (peak {c} open)")),
+        load.peak_open_files,
+        load.peak_rss_mib
+            .map_or_else(|| "?".to_owned(), |m| format!("{m:.0} MiB")),
+    ));
+    if let Some(a) = load.arrivals {
         s.push_str(&format!(
-            "  arrivals due {due}  begun {begun} ({late} late)  dropped {dropped} (no free user)\n"
+            "  arrivals due {}  begun {} ({} late)  dropped {} (no free user)\n",
+            a.due, a.started, a.late, a.dropped
         ));
     }
     for t in &r.transactions {
@@ -310,17 +345,22 @@ pub fn summary_text(outcome: &Outcome) -> String {
 
 fn comparison_text(c: &reports::Comparison) -> String {
     let mut s = format!("  {}\n", c.title);
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "—".into(),
+        other => other.to_string(),
+    };
     for row in &c.rows {
-        let cells: Vec<String> = c
-            .columns
-            .iter()
-            .map(|col| {
-                format!(
-                    "{col} {}",
-                    row.values.get(col).map_or("—".into(), |v| v.to_string())
-                )
-            })
-            .collect();
+        let skipped = row.values.values().filter(|v| *v == "n/a").count() + 1 >= row.values.len()
+            && row.values.len() > 1;
+        let cells: Vec<String> = if skipped {
+            vec![row.values.get("verdict").map_or_else(|| "n/a".into(), text)]
+        } else {
+            c.columns
+                .iter()
+                .map(|col| format!("{col} {}", row.values.get(col).map_or("—".into(), text)))
+                .collect()
+        };
         s.push_str(&format!(
             "    {:<28} {}  {}\n",
             row.label,

@@ -9,8 +9,10 @@ async fn a_capacity_ramp_reports_one_row_per_step_with_corrected_latency() {
     let outcome = scenarios::run(common::cli(
         &[
             "capacity",
+            // Many users: the schedule must start only once every one of them runs, so the
+            // first step is measured at its full rate (with -u 3000 it once recorded nothing).
             "-u",
-            "20",
+            "400",
             "--rate",
             "10",
             "--steps",
@@ -34,11 +36,40 @@ async fn a_capacity_ramp_reports_one_row_per_step_with_corrected_latency() {
         .collect();
     assert_eq!(rates, vec![10.0, 20.0], "the rate doubles each step");
     for row in &table.rows {
+        // Each arrival makes at least one request (a hold).
         assert!(
-            row.values["requests/s"].as_f64().unwrap() > 0.0,
-            "every step did work: {row:?}"
+            row.values["requests/s"].as_f64().unwrap()
+                >= 0.8 * row.values["arrivals/s"].as_f64().unwrap(),
+            "every step did its arrivals' work: {table:#?}"
         );
     }
+    let arrivals = report
+        .run
+        .load
+        .arrivals
+        .expect("open-model arrivals are counted");
+    assert_eq!(
+        arrivals.due,
+        arrivals.started + arrivals.dropped,
+        "{arrivals:?}"
+    );
+    assert!(arrivals.started >= 50, "{arrivals:?}");
+    // 2 s at 10/s then 2 s at 20/s: arrivals after the end are not due (nor waited for).
+    assert!(
+        (55..=62).contains(&arrivals.due),
+        "60 arrivals due in 4 s: {arrivals:?}"
+    );
+    assert!(
+        report.run.duration_s < 10.0,
+        "no user sleeps until a slot after the end: {} s",
+        report.run.duration_s
+    );
+    // Fewer arrivals than users: each began on a user of its own, which then sent requests.
+    let active = report.run.load.users_started;
+    assert!(
+        active <= arrivals.started && active + 3 >= arrivals.started,
+        "{active} users sent requests for {arrivals:?}"
+    );
     let hold = report
         .transactions
         .iter()

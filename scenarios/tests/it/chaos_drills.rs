@@ -198,3 +198,54 @@ fn a_paused_instance_is_noticed_and_routed_around_and_the_sale_stays_correct() {
     // Requests caught on the frozen instance wait for it: the window's p99 shows the pause.
     assert!(fault.p99_window_ms > fault.p99_baseline_ms, "{fault:#?}");
 }
+
+/// The pause drill twenty times in one sale: each instance in turn frozen for 4 s (its
+/// consumer stays in the group) or 7 s (past the 6 s session timeout: its partitions move to
+/// the other instance and come back), 2 s apart. Once, a single pause lost a ledger effect;
+/// the ledger must still equal the database after all twenty.
+#[test]
+fn twenty_instance_pauses_in_a_row_lose_no_ledger_effect() {
+    let mut schedule = Vec::new();
+    let mut at = 3;
+    for i in 0..20 {
+        let length = if i % 4 < 2 { 4 } else { 7 };
+        schedule.push(format!("app-{}:pause@{at}s+{length}s", 1 + i % 2));
+        at += length + 2;
+    }
+    let run_s = at + 8;
+    let dir = tempfile::tempdir().unwrap();
+    let exe = env!("CARGO_BIN_EXE_scenario");
+    let started = std::time::Instant::now();
+    let status = Command::new(exe)
+        .args(["flash-sale", "--stack", "local", "--strategy", "atomic"])
+        .args(["--chaos", &schedule.join(",")])
+        .args(["-t", &format!("{run_s}s"), "--rate", "10", "-u", "30"])
+        .args(["--seats", "20000", "--app-bin", exe, "-q", "--out"])
+        .arg(dir.path())
+        .status()
+        .expect("the scenario binary runs");
+    let report = common::assert_valid_report(dir.path());
+    let took = started.elapsed();
+    assert_ne!(status.code(), Some(reports::exit_code::INVARIANT_BROKEN));
+    assert_eq!(report.failover.faults.len(), 20, "every pause ran");
+    let broken: Vec<_> = report
+        .correctness
+        .checks
+        .iter()
+        .filter(|c| c.status() == reports::CheckStatus::Failed)
+        .map(|c| format!("{}: {:?} {:?}", c.name, c.counts, c.examples))
+        .collect();
+    assert!(broken.is_empty(), "invariants broken: {broken:#?}");
+    let ledger = common::check(&report, "ledger-matches-bookings");
+    assert!(ledger.passed, "{ledger:?}");
+    assert!(ledger.counts["ledger_bookings"] > 100, "{ledger:?}");
+    for fault in &report.failover.faults {
+        assert_eq!(fault.acknowledged_lost, 0, "{fault:?}");
+    }
+    eprintln!(
+        "twenty pauses: ledger {} / database {} bookings in {:.0} s",
+        ledger.counts["ledger_bookings"],
+        ledger.counts["database_bookings"],
+        took.as_secs_f64()
+    );
+}

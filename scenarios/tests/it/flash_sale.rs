@@ -56,3 +56,58 @@ async fn a_small_flash_sale_sells_every_seat_once_and_writes_a_valid_report() {
     assert!(report.verdict.passed, "{:#?}", report.verdict);
     assert_eq!(outcome.exit_code(), reports::exit_code::PASS);
 }
+
+#[test]
+fn a_run_records_its_command_and_replay_runs_it_again_with_new_arguments_on_top() {
+    let first = tempfile::tempdir().unwrap();
+    let again = tempfile::tempdir().unwrap();
+    let exe = env!("CARGO_BIN_EXE_scenario");
+    let status = std::process::Command::new(exe)
+        .args([
+            "flash-sale",
+            "-u",
+            "40",
+            "--seats",
+            "30",
+            "--seed",
+            "7",
+            "-q",
+        ])
+        .arg("--out")
+        .arg(first.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let a = common::assert_valid_report(first.path());
+    assert_eq!(
+        a.run.parameters["command"],
+        serde_json::json!([
+            "flash-sale",
+            "-u",
+            "40",
+            "--seats",
+            "30",
+            "--seed",
+            "7",
+            "-q"
+        ])
+    );
+    // Replayed with one parameter changed on top: everything else comes back.
+    let status = std::process::Command::new(exe)
+        .arg("--replay")
+        .arg(first.path())
+        .args(["--seats", "31", "--out"])
+        .arg(again.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let b = common::assert_valid_report(again.path());
+    assert_eq!((b.run.seed, b.run.users), (7, 40));
+    assert_eq!(b.run.scenario, "flash-sale");
+    assert_eq!(b.run.parameters["seats"], 31);
+    let missing = std::process::Command::new(exe)
+        .args(["--replay", "/nonexistent/run"])
+        .status()
+        .unwrap();
+    assert_eq!(missing.code(), Some(reports::exit_code::USAGE));
+}

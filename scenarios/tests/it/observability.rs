@@ -16,7 +16,9 @@
 //!   legitimately makes the alert itself empty, while a typo in a metric or label name would
 //!   make the selector empty too — and that is what this test catches;
 //! - the families Prometheus scraped from the box office are exactly those of
-//!   `system/METRICS.md`.
+//!   `system/METRICS.md`;
+//! - every dashboard's fault annotation (`lab_fault_active`), evaluated as Grafana does,
+//!   draws exactly one band, over the injected fault's window.
 //!
 //! Separate tests run `promtool check rules`, `promtool test rules`, `amtool check-config` and
 //! `amtool config routes test`; each fails (never skips) when the tool is missing.
@@ -466,6 +468,143 @@ fn grafana_to_promql(expr: &str) -> String {
         .replace("$instance", ".*")
 }
 
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The Prometheus annotation of a dashboard that marks the lab's faults (`lab_fault_active`).
+fn fault_annotation(dashboard: &Value) -> Option<Value> {
+    dashboard["annotations"]["list"]
+        .as_array()?
+        .iter()
+        .find(|a| {
+            a["datasource"]["uid"] == "prometheus"
+                && a["expr"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("lab_fault_active"))
+        })
+        .cloned()
+}
+
+/// The panels of a dashboard that show latency or errors (their queries read a duration
+/// histogram, 5xx responses, or failed/error outcomes), by title.
+fn latency_or_error_panels(dashboard: &Value) -> Vec<String> {
+    let mut queries = Vec::new();
+    panel_queries(dashboard, &mut queries);
+    let mut titles: Vec<String> = queries
+        .into_iter()
+        .filter(|(_, e)| {
+            e.contains("_seconds_bucket")
+                || e.contains("5xx")
+                || e.contains("result=\"error\"")
+                || e.contains("outcome=\"failure\"")
+                || e.contains("failed")
+        })
+        .map(|(t, _)| t)
+        .collect();
+    titles.dedup();
+    titles
+}
+
+/// One annotation band: where the annotation's query returned points, back to back at its
+/// step, for one label set.
+#[derive(Debug)]
+struct Band {
+    labels: serde_json::Map<String, Value>,
+    start: f64,
+    end: f64,
+}
+
+/// Evaluates a Grafana Prometheus annotation over `[start, end]` as Grafana does: a range query
+/// at the annotation's step; points no more than one step apart form one band.
+async fn annotation_bands(
+    prometheus: &LocalPrometheus,
+    annotation: &Value,
+    start: f64,
+    end: f64,
+) -> Vec<Band> {
+    let expr = annotation["expr"].as_str().unwrap();
+    let step: f64 = annotation["step"]
+        .as_str()
+        .and_then(|s| s.strip_suffix('s'))
+        .and_then(|s| s.parse().ok())
+        .expect("the annotation has a step in seconds");
+    let data = prometheus
+        .api(&format!(
+            "/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step={step}",
+            compose::prometheus::url_encode(expr)
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("annotation query {expr}: {e:#}"));
+    let mut bands = Vec::new();
+    for series in data["result"].as_array().into_iter().flatten() {
+        let labels = series["metric"].as_object().cloned().unwrap_or_default();
+        let mut current: Option<Band> = None;
+        for point in series["values"].as_array().into_iter().flatten() {
+            let t = point[0].as_f64().unwrap();
+            match current.as_mut() {
+                Some(band) if t - band.end <= step + 1e-6 => band.end = t,
+                _ => {
+                    bands.extend(current.take());
+                    current = Some(Band {
+                        labels: labels.clone(),
+                        start: t,
+                        end: t,
+                    });
+                }
+            }
+        }
+        bands.extend(current);
+    }
+    bands
+}
+
+/// Grafana shows the lab's fault windows as bands on every dashboard with a latency or error
+/// panel: each carries the `lab_fault_active` annotation query on the provisioned Prometheus,
+/// enabled, with tags to tell faults apart. The live test below evaluates it.
+#[test]
+fn every_dashboard_with_latency_or_error_panels_annotates_the_faults() {
+    let mut annotated = 0;
+    for file in files("dashboards/grafana", "json") {
+        let dashboard: Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let panels = latency_or_error_panels(&dashboard);
+        let annotation = fault_annotation(&dashboard);
+        if panels.is_empty() {
+            continue;
+        }
+        let annotation = annotation.unwrap_or_else(|| {
+            panic!(
+                "{} shows latency or errors ({panels:?}) but has no lab_fault_active annotation",
+                file.display()
+            )
+        });
+        assert_eq!(annotation["enable"], true, "{}", file.display());
+        assert_eq!(annotation["hide"], false, "{}", file.display());
+        let tags = annotation["tagKeys"].as_str().unwrap_or_default();
+        assert!(
+            tags.contains("target") && tags.contains("action"),
+            "{}: tagKeys {tags}",
+            file.display()
+        );
+        annotated += 1;
+    }
+    let chaos: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("dashboards/grafana/chaos-run.json")).unwrap(),
+    )
+    .unwrap();
+    let panels = latency_or_error_panels(&chaos);
+    assert!(
+        panels.iter().any(|t| t.contains("p99")) && panels.iter().any(|t| t.contains("5xx")),
+        "the chaos-run dashboard must show latency and errors under its fault bands: {panels:?}"
+    );
+    assert!(fault_annotation(&chaos).is_some());
+    assert!(annotated >= 4, "only {annotated} dashboards annotated");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_and_alert_expression_returns_data_from_a_live_run() {
     // Dependencies: PostgreSQL, Redis behind the fault proxy.
@@ -536,6 +675,11 @@ async fn every_dashboard_query_and_alert_expression_returns_data_from_a_live_run
         lab: Arc::clone(&lab),
     };
     let sse = drive_traffic(&runner).await;
+    // Every target scraped before the fault, so that its window is sampled from the start.
+    prometheus
+        .wait_targets_up(Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", prometheus.log_tail(20)));
     // One fault: 50 ms of Redis latency for two seconds, while the runner reads.
     use chaos::schedule::FaultTarget as _;
     let fault = chaos::schedule::parse_action("latency=50ms").expect("a toxic");
@@ -545,18 +689,16 @@ async fn every_dashboard_query_and_alert_expression_returns_data_from_a_live_run
         Arc::clone(&lab.live),
     );
     lab.live.declare_fault("redis", &fault);
+    let fault_on = unix_now();
     redis_target.apply(&fault).await.expect("latency on");
     let began = Instant::now();
-    while began.elapsed() < Duration::from_secs(2) {
+    while began.elapsed() < Duration::from_secs(3) {
         runner.get("browse", "/v1/events", None).await;
     }
     redis_target.revert(&fault).await.expect("latency off");
+    let fault_off = unix_now();
     runner.get("browse", "/v1/events", None).await;
 
-    prometheus
-        .wait_targets_up(Duration::from_secs(20))
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", prometheus.log_tail(20)));
     // Enough scrapes after the traffic for rate() over 1m, and the Kafka pipeline's
     // statistics and consumers to have reported.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -667,6 +809,49 @@ async fn every_dashboard_query_and_alert_expression_returns_data_from_a_live_run
         failures.push(format!(
             "METRICS.md vs scraped: in METRICS.md only {missing:?}; scraped only {extra:?}"
         ));
+    }
+
+    // The fault annotation of every dashboard, evaluated as Grafana does (a range query at the
+    // annotation's step; consecutive points make one band), finds the fault's window.
+    for file in files("dashboards/grafana", "json") {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let dashboard: Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let Some(annotation) = fault_annotation(&dashboard) else {
+            continue;
+        };
+        checked += 1;
+        let bands = annotation_bands(&prometheus, &annotation, fault_on - 30.0, unix_now()).await;
+        let redis: Vec<&Band> = bands
+            .iter()
+            .filter(|b| b.labels["target"] == "redis" && b.labels["action"] == "latency")
+            .collect();
+        match redis.as_slice() {
+            [band] => {
+                // Scrapes are 1 s apart and a band point is the last sample at or before it:
+                // the band starts within a scrape and a step of the fault, and ends within one
+                // scrape after it.
+                let starts = (fault_on - 1.0..=fault_on + 2.5).contains(&band.start);
+                let ends = (fault_off - 2.5..=fault_off + 2.0).contains(&band.end);
+                if !(starts && ends) {
+                    failures.push(format!(
+                        "{name}: fault annotation band {:.1}..{:.1} s vs the fault {:.1}..{:.1} s",
+                        band.start - fault_on,
+                        band.end - fault_on,
+                        0.0,
+                        fault_off - fault_on
+                    ));
+                }
+            }
+            other => failures.push(format!(
+                "{name}: fault annotation: expected one band for redis latency, found {other:?} (all: {bands:?})"
+            )),
+        }
+        if bands.len() != redis.len() {
+            failures.push(format!(
+                "{name}: bands for faults that were never injected: {bands:?}"
+            ));
+        }
     }
 
     // Alerts reach Alertmanager's API (none should fire on a healthy run).

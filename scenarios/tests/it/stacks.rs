@@ -18,9 +18,36 @@ async fn a_deployed_stack_gets_its_faults_through_its_toxiproxy_api() {
     let api = stack.lab().expect("a lab").chaos_api();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("url={}", stack.base_url);
+    // The deployed stack's own Prometheus: the project's rules, plus one that fires as soon as
+    // the runner reports a fault, scraping the runner's metrics (`--metrics-listen`). The run
+    // is told where it is (`--prometheus-url`) and times the alerts there. Like a deployed
+    // one, it is already scraping when the run begins (`start` waits for each target's first
+    // scrape; the runner's is down until the run serves its metrics).
+    let metrics = format!("127.0.0.1:{}", compose::free_port().unwrap());
+    let rules = tempfile::tempdir().unwrap();
+    let fault_rule = rules.path().join("lab-fault.yml");
+    std::fs::write(
+        &fault_rule,
+        "groups:\n  - name: lab\n    rules:\n      - alert: LabFaultInForce\n        \
+         expr: max(lab_fault_active{job=\"scenario\"}) > 0\n",
+    )
+    .unwrap();
+    let mut rule_files = scenarios::run::provision::alert_rule_files();
+    rule_files.push(fault_rule);
+    let prometheus = compose::LocalPrometheus::start(&compose::PrometheusOptions {
+        targets: vec![compose::ScrapeTarget::new("scenario", metrics.clone())],
+        rule_files,
+        ..Default::default()
+    })
+    .await
+    .expect("Prometheus (apt-get install -y prometheus)");
+    let pushgateway = Pushgateway::start();
     let out = tokio::process::Command::new(exe)
         .args(["flash-sale", "--stack", &url, "--chaos-api", &api])
         .args(["--chaos", "payments:down@2s+3s", "-t", "9s"])
+        .args(["--metrics-listen", &metrics])
+        .args(["--prometheus-url", &prometheus.url()])
+        .args(["--pushgateway-url", &pushgateway.url])
         .args(["--rate", "10", "-u", "20", "--seats", "3000", "-q", "--out"])
         .arg(dir.path())
         .output()
@@ -44,6 +71,88 @@ async fn a_deployed_stack_gets_its_faults_through_its_toxiproxy_api() {
     assert!(fault.recovered_within_slo_s.is_some(), "{fault:#?}");
     assert_eq!(fault.acknowledged_lost, 0);
     assert!(common::check(&report, "payments-balance").passed);
+
+    // Prometheus sampled the fault: the runner's gauge at 1 (a Prometheus that had not begun
+    // scraping when the 3 s fault began held no such sample, and no alert could fire).
+    let sampled = prometheus
+        .query("max_over_time(lab_fault_active{job=\"scenario\",target=\"payments\"}[5m])")
+        .await
+        .unwrap();
+    assert_eq!(
+        sampled["result"][0]["value"][1],
+        "1",
+        "{sampled}\n{}",
+        prometheus.log_tail(20)
+    );
+    // --prometheus-url: the alert that Prometheus fired is this fault's, timed on the run's
+    // clock after the fault began (scrape and evaluation every second).
+    let fired: Vec<&str> = fault.alerts.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(fired, vec!["LabFaultInForce"], "{fault:#?}");
+    let at = fault.alerts[0].fired_at_s;
+    assert!(
+        at >= fault.start_s && at <= fault.start_s + 6.0,
+        "fired at {at} s for a fault from {} s",
+        fault.start_s
+    );
+    // --pushgateway-url: the final lab_* metrics, grouped as job="scenario",
+    // instance="flash-sale"; the fault is over (0) and the transactions are counted.
+    let pushed = reqwest::get(format!("{}/metrics", pushgateway.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        pushed.contains(
+            r#"lab_fault_active{action="down",instance="flash-sale",job="scenario",target="payments"} 0"#
+        ),
+        "{pushed}"
+    );
+    let transactions: f64 = pushed
+        .lines()
+        .filter(|l| {
+            l.starts_with("lab_transactions_total{")
+                && l.contains(r#"instance="flash-sale""#)
+                && l.contains(r#"job="scenario""#)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(transactions > 0.0, "{pushed}");
+}
+
+/// Debian's `prometheus-pushgateway` on a free loopback port, killed on drop.
+struct Pushgateway {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Pushgateway {
+    fn start() -> Self {
+        let port = compose::free_port().unwrap();
+        let child = Command::new("prometheus-pushgateway")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus-pushgateway (apt-get install -y prometheus-pushgateway)");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the Pushgateway did not listen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Pushgateway { child, url }
+    }
+}
+
+impl Drop for Pushgateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[test]

@@ -29,6 +29,8 @@ fn the_strategy_matrix_compares_every_strategy_in_one_table() {
     );
     for (row, strategy) in table.rows.iter().zip(boxoffice::Strategy::ALL) {
         assert!(row.label.starts_with(strategy.as_str()), "{row:?}");
+        // Read from the child's stack before it stopped.
+        assert!(row.values["retries"].is_i64(), "{row:?}");
         if strategy.is_safe() {
             assert_eq!(row.values["oversold"], 0, "{row:?}");
         } else {

@@ -52,8 +52,9 @@ pub async fn create_booking(
 
 /// Pay a booking. The amount must equal the booking's; an `Idempotency-Key` makes retries safe.
 #[utoipa::path(post, path = "/v1/bookings/{id}/pay", tag = "bookings", request_body = PayRequest, security(("bearer" = [])),
-    params(("id" = i64, Path, description = "booking id"), ("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe")),
-    responses((status = 200, body = BookingResponse), (status = 402, description = "payment_declined", body = ErrorBody),
+    params(("id" = i64, Path, description = "booking id"), ("Idempotency-Key" = Option<String>, Header, description = "makes a retry safe", min_length = 1, max_length = 255, pattern = "^[!-~]+$")),
+    responses((status = 200, body = BookingResponse), (status = 400, description = "`invalid_idempotency_key`: not 1 to 255 visible ASCII characters", body = ErrorBody),
+              (status = 402, description = "payment_declined", body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, description = "already_paid, invalid_state, booking_expired", body = ErrorBody),
               (status = 422, description = "amount_mismatch", body = ErrorBody), (status = 503, description = "payment_unavailable", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(booking_id, user_id = user.id))]

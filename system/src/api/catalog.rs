@@ -117,7 +117,8 @@ pub async fn create_event(
 
 /// Search events by title or category.
 #[utoipa::path(get, path = "/v1/events", tag = "catalog", params(EventQuery),
-    responses((status = 200, body = EventPage), (status = 422, description = "page or per_page out of range", body = ErrorBody)))]
+    responses((status = 200, body = EventPage),
+              (status = 400, description = "`invalid_page`, `invalid_per_page` or `invalid_query`: a parameter out of its documented range", body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn list_events(
     State(state): State<AppState>,
@@ -125,23 +126,23 @@ pub async fn list_events(
 ) -> Result<Json<EventPage>> {
     let page = query.page.unwrap_or(1);
     let per_page = query.per_page.unwrap_or(20);
-    if !(1..=1_000_000).contains(&page) {
-        return Err(ApiError::unprocessable(
+    if !(1..=limits::MAX_PAGE).contains(&page) {
+        return Err(ApiError::bad_request(
             "invalid_page",
-            "page must be between 1 and 1000000",
+            format!("page must be between 1 and {}", limits::MAX_PAGE),
         ));
     }
     if !(1..=limits::MAX_PER_PAGE).contains(&per_page) {
-        return Err(ApiError::unprocessable(
+        return Err(ApiError::bad_request(
             "invalid_per_page",
             format!("per_page must be between 1 and {}", limits::MAX_PER_PAGE),
         ));
     }
     let q = query.q.unwrap_or_default();
-    if q.chars().count() > 200 {
-        return Err(ApiError::unprocessable(
+    if q.chars().count() > limits::MAX_QUERY_CHARS {
+        return Err(ApiError::bad_request(
             "invalid_query",
-            "q has at most 200 characters",
+            format!("q has at most {} characters", limits::MAX_QUERY_CHARS),
         ));
     }
     let (events, total) = catalog::search_events(&state.db, &q, page, per_page).await?;

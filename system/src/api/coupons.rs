@@ -38,9 +38,10 @@ pub async fn create_coupon(
 
 /// Claim a coupon: first come, first served, one per user.
 #[utoipa::path(post, path = "/v1/coupons/{code}/claims", tag = "coupons", security(("bearer" = [])),
-    params(("code" = String, Path, description = "coupon code")),
+    params(("code" = String, Path, description = "coupon code", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     responses((status = 201, body = ClaimResponse), (status = 404, body = ErrorBody),
-              (status = 409, description = "sold_out, already_claimed or contention", body = ErrorBody)))]
+              (status = 409, description = "sold_out, already_claimed or contention", body = ErrorBody),
+              (status = 503, description = "`lock_unavailable`: the lock service (Redis, `redis-lock` and `fenced` strategies) failed", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(user_id = user.id))]
 pub async fn claim(
     State(state): State<AppState>,
@@ -48,7 +49,7 @@ pub async fn claim(
     AppPath(code): AppPath<String>,
 ) -> Result<(StatusCode, Json<ClaimResponse>)> {
     let strategy = state.config.strategy;
-    let code = CouponCode::parse(&code)?;
+    let code = super::extract::path_coupon_code(&code)?;
     let result = coupons::claim(
         &state.db,
         &state.locks,

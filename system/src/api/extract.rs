@@ -10,6 +10,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
 
+use crate::domain::CouponCode;
 use crate::error::ApiError;
 
 /// A JSON body whose rejection is an [`ApiError`].
@@ -77,4 +78,21 @@ pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>
             )
         })?;
     Ok(Some(s.to_owned()))
+}
+
+/// The pattern of a coupon code in a path, as documented (`{code}` parameters).
+pub const COUPON_CODE_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+
+/// A coupon code taken from a path: exactly [`COUPON_CODE_PATTERN`] (400 `invalid_path`
+/// otherwise; a body's code may be padded with spaces, a path segment may not).
+pub fn path_coupon_code(raw: &str) -> Result<CouponCode, ApiError> {
+    CouponCode::parse(raw)
+        .ok()
+        .filter(|_| raw.trim() == raw)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_path",
+                "a coupon code in a path is 1 to 64 of A-Z a-z 0-9 _ -",
+            )
+        })
 }

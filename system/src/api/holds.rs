@@ -9,6 +9,7 @@ use super::model::{HoldRequestBody, HoldResponse};
 use crate::auth::AuthUser;
 use crate::domain::{Quantity, SeatIds};
 use crate::error::{ApiError, ErrorBody, Result};
+use crate::notify::SeatState;
 use crate::state::AppState;
 use crate::store::holds::{self, HoldRequest, StrategyOptions};
 
@@ -17,7 +18,8 @@ use crate::store::holds::{self, HoldRequest, StrategyOptions};
     params(("id" = i64, Path, description = "round id")),
     responses((status = 201, body = HoldResponse), (status = 401, body = ErrorBody), (status = 404, description = "round not found", body = ErrorBody),
               (status = 409, description = "seats_unavailable or contention", body = ErrorBody),
-              (status = 422, description = "invalid or duplicate seat ids, seats of another round, bad quantity", body = ErrorBody)))]
+              (status = 422, description = "invalid or duplicate seat ids, seats of another round, bad quantity", body = ErrorBody),
+              (status = 503, description = "`lock_unavailable`: the lock service (Redis, `redis-lock` and `fenced` strategies) failed", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(round_id, user_id = user.id))]
 pub async fn create_hold(
     State(state): State<AppState>,
@@ -81,6 +83,7 @@ pub async fn create_hold(
         .inc();
     let placed = result?;
     state.cache.seats_changed(round_id).await;
+    state.publish_seats(round_id, SeatState::Held, placed.hold.seat_ids.clone());
     state
         .metrics
         .seats_held
@@ -118,6 +121,7 @@ pub async fn release_hold(
     tracing::Span::current().record("hold_id", hold_id);
     let h = holds::release(&state.db, hold_id, user.id).await?;
     state.cache.seats_changed(h.round_id).await;
+    state.publish_seats(h.round_id, SeatState::Released, h.seat_ids);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -2,11 +2,14 @@
 //!
 //! Routes are registered through utoipa-axum's `OpenApiRouter`, so a handler and its OpenAPI
 //! entry are added by the same line and the document cannot forget a route. Every error is
-//! the JSON body of [`ApiError`]; unknown paths and wrong methods too. Every route is wrapped
+//! the JSON body of [`ApiError`]; unknown paths and wrong methods too. [`contract`] adds the
+//! error responses every operation shares (bad body, token, parameters, database down). Every route is wrapped
 //! by [`observe`]: request metrics, the `http.request` span, access and fault logs.
 
+pub mod admission;
 pub mod bookings;
 pub mod catalog;
+pub mod contract;
 pub mod coupons;
 pub mod extract;
 pub mod holds;
@@ -14,6 +17,7 @@ pub mod model;
 pub mod notifications;
 pub mod observe;
 pub mod ops;
+pub mod seat_stream;
 pub mod users;
 
 use std::sync::Arc;
@@ -60,7 +64,7 @@ impl Modify for BearerAuth {
 
 /// The routes and the OpenAPI document that describes them.
 pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let api = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(users::register))
         .routes(routes!(users::token))
         .routes(routes!(catalog::create_venue))
@@ -87,8 +91,29 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::coupon_audit))
         .routes(routes!(ops::payments_audit))
         .routes(routes!(ops::round_bookings))
-        .routes(routes!(ops::round_holds))
-        .split_for_parts()
+        .routes(routes!(ops::round_holds));
+    // ---- BEGIN seat stream (issue 17): the public per-round SSE feed of the buyer's page ----
+    let api = api.routes(routes!(seat_stream::seat_stream));
+    let (router, mut doc) = api.split_for_parts();
+    {
+        use utoipa::{PartialSchema, ToSchema};
+        let components = doc.components.get_or_insert_with(Default::default);
+        for (name, schema) in [
+            (
+                seat_stream::SeatSnapshot::name(),
+                seat_stream::SeatSnapshot::schema(),
+            ),
+            (
+                crate::notify::SeatState::name(),
+                crate::notify::SeatState::schema(),
+            ),
+        ] {
+            components.schemas.insert(name.into_owned(), schema);
+        }
+    }
+    // ---- END seat stream (issue 17) ----
+    contract::complete(&mut doc);
+    (router, doc)
 }
 
 /// The OpenAPI document of every route.
@@ -128,6 +153,7 @@ pub fn router(state: AppState) -> Router {
     // per connection (and per request of this route).
     let doc = Bytes::from(serde_json::to_vec(&doc).expect("the OpenAPI document serializes"));
     routes
+        .merge(crate::web::routes())
         .route(
             "/openapi.json",
             get(move || {
@@ -135,6 +161,10 @@ pub fn router(state: AppState) -> Router {
                 async move { ([(CONTENT_TYPE, "application/json")], doc) }
             }),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admission::gate,
+        ))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -16,6 +16,7 @@ pub struct RegisterRequest {
     /// E-mail, used to log in.
     pub email: String,
     /// 8 to 128 characters.
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
     /// Display name.
     pub name: String,
@@ -60,6 +61,7 @@ pub struct RowRequest {
     /// Row label.
     pub label: String,
     /// Seats in the row (1 to 1000).
+    #[schema(minimum = 1, maximum = 1000)]
     pub seats: i64,
     /// Price tier of the row's seats.
     pub tier: String,
@@ -177,16 +179,20 @@ impl From<store::catalog::Event> for EventResponse {
 
 /// `GET /v1/events` query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventQuery {
-    /// Text to find in titles and categories.
+    /// Text to find in titles and categories, at most 200 characters.
     #[serde(default)]
+    #[param(max_length = 200)]
     pub q: Option<String>,
-    /// Page, from 1.
+    /// Page, 1 to 1000000 (default 1).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1_000_000)]
     pub page: Option<i64>,
     /// Results per page, 1 to 100 (default 20).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<i64>,
 }
 
@@ -258,11 +264,13 @@ pub struct SeatsResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HoldRequestBody {
-    /// These seats, all or nothing.
+    /// These seats (distinct ids), all or nothing; at most the service's seats per hold.
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub seat_ids: Option<Vec<i64>>,
-    /// This many seats, best available.
+    /// This many seats, best available: 1 to the service's seats per hold.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub quantity: Option<i64>,
 }
 
@@ -373,9 +381,11 @@ pub struct BookingList {
 pub struct CouponRequest {
     /// Code (1 to 64 of A-Z 0-9 _ -, case-insensitive).
     pub code: String,
-    /// Claims allowed.
+    /// Claims allowed, 1 to 10000000.
+    #[schema(minimum = 1, maximum = 10_000_000)]
     pub quota: i64,
     /// Discount, 1 to 100 percent.
+    #[schema(minimum = 1, maximum = 100)]
     pub discount_percent: i64,
 }
 

@@ -12,7 +12,6 @@ use axum::Json;
 use super::extract::AppPath;
 use super::model::HealthResponse;
 use crate::auth::AdminUser;
-use crate::domain::CouponCode;
 use crate::error::{ApiError, ErrorBody, Result};
 use crate::state::AppState;
 use crate::store::audit::{
@@ -114,6 +113,9 @@ async fn refresh_scraped_gauges(state: &AppState) {
     m.db_pool_connections
         .with_label_values(&["max"])
         .set(i64::from(state.config.db_max_connections));
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        m.runtime_tasks.set(rt.metrics().num_alive_tasks() as i64);
+    }
     if !m.refresh_due() {
         return;
     }
@@ -237,14 +239,14 @@ pub async fn round_sales(
 
 /// Claims of a coupon against its quota, read from the database (admin).
 #[utoipa::path(get, path = "/v1/admin/coupons/{code}/audit", tag = "admin", security(("bearer" = [])),
-    params(("code" = String, Path, description = "coupon code")),
+    params(("code" = String, Path, description = "coupon code", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     responses((status = 200, body = CouponAudit), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn coupon_audit(
     State(state): State<AppState>,
     _admin: AdminUser,
     AppPath(code): AppPath<String>,
 ) -> Result<Json<CouponAudit>> {
-    let code = CouponCode::parse(&code)?;
+    let code = super::extract::path_coupon_code(&code)?;
     audit::coupon(&state.db, code.as_str())
         .await?
         .map(Json)

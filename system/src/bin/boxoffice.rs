@@ -16,6 +16,21 @@ async fn main() -> anyhow::Result<()> {
     println!("  payments: {payments}");
     println!("  strategy: {strategy}");
     println!("  API docs: http://{}/openapi.json", app.address());
+    println!("  buyers:   http://{}/", app.address());
+    if let Some(demo) = app.demo() {
+        let verb = if demo.created { "seeded" } else { "found" };
+        println!("  demo:     {verb} {} rounds", demo.rounds.len());
+        for r in &demo.rounds {
+            println!(
+                "            round {:>3}  {:>5} seats  {}  http://{}/#/rounds/{}",
+                r.id,
+                r.capacity,
+                r.event,
+                app.address(),
+                r.id
+            );
+        }
+    }
     tracing::info!(address = %app.address(), %data, %strategy, "boxoffice started");
     app.run_until_stopped(async {
         let _ = tokio::signal::ctrl_c().await;

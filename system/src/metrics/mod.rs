@@ -96,12 +96,21 @@ pub struct MetricSet {
     pub event_lag: HistogramVec,
     /// Open `GET /v1/me/notifications` streams.
     pub sse_connections: IntGauge,
+    /// Open `GET /v1/rounds/{id}/seats/stream` streams.
+    pub seat_streams: IntGauge,
+    /// Seat changes published to the rounds' seat streams, by state (`held`, `released`,
+    /// `sold`).
+    pub seat_changes: IntCounterVec,
+    /// Events written to seat streams, by kind (`snapshot`, `change`).
+    pub seat_stream_events: IntCounterVec,
     /// Calls to the payment provider by operation (`charge`, `refund`) and outcome.
     pub payments: IntCounterVec,
     /// Duration of calls to the payment provider by operation, seconds.
     pub payment_duration: HistogramVec,
     /// 1 when a dependency answered its last check, 0 when not.
     pub dependency_up: IntGaugeVec,
+    /// Tasks alive in the process's async runtime, read at scrape.
+    pub runtime_tasks: IntGauge,
     /// When the scrape-time gauges were last refreshed.
     refreshed: Arc<Mutex<Option<Instant>>>,
 }
@@ -125,7 +134,9 @@ pub const COUPON_RESULTS: &[&str] = &[
 /// Booking transitions.
 pub const BOOKING_RESULTS: &[&str] = &["created", "confirmed", "cancelled", "expired", "declined"];
 /// Lock operation results.
-pub const LOCK_RESULTS: &[&str] = &["acquired", "timeout", "released", "lost", "error"];
+pub const LOCK_RESULTS: &[&str] = &[
+    "acquired", "timeout", "released", "lost", "error", "database",
+];
 /// Payment outcomes by operation.
 pub const PAYMENT_OUTCOMES: &[(&str, &[&str])] = &[
     (
@@ -273,7 +284,7 @@ impl Metrics {
             lock_wait: histogram(
                 &r,
                 "boxoffice_lock_wait_seconds",
-                "Time spent waiting for a lock, by result (acquired, timeout, error).",
+                "Time spent waiting for a lock, by result (acquired, timeout, error, database).",
                 &["result"],
             ),
             lock_hold: single_histogram(&r, "boxoffice_lock_hold_seconds", "Time a lock was held, from acquisition to release."),
@@ -314,6 +325,19 @@ impl Metrics {
                 &["consumer"],
             ),
             sse_connections: single_gauge(&r, "boxoffice_sse_connections", "Open notification streams (Server-Sent Events)."),
+            seat_streams: single_gauge(&r, "boxoffice_seat_stream_connections", "Open seat streams of rounds (Server-Sent Events)."),
+            seat_changes: counter(
+                &r,
+                "boxoffice_seat_changes_published_total",
+                "Seat changes published to the rounds' seat streams, by state (held, released, sold).",
+                &["state"],
+            ),
+            seat_stream_events: counter(
+                &r,
+                "boxoffice_seat_stream_events_total",
+                "Events written to seat streams, by kind (snapshot, change).",
+                &["kind"],
+            ),
             payments: counter(
                 &r,
                 "boxoffice_payments_total",
@@ -332,9 +356,22 @@ impl Metrics {
                 "1 when a dependency (database, payments, redis, kafka) answered its last check, else 0.",
                 &["dependency"],
             ),
+            runtime_tasks: single_gauge(
+                &r,
+                "boxoffice_runtime_alive_tasks",
+                "Tasks alive in the process's async runtime, read at scrape.",
+            ),
             refreshed: Arc::new(Mutex::new(None)),
             registry: r,
         };
+        // The process's own resources (resident memory, open descriptors, threads, CPU):
+        // what a soak watches for leaks.
+        #[cfg(target_os = "linux")]
+        m.registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("the process collector registers once");
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), strategy])
             .set(1);
@@ -371,7 +408,7 @@ impl MetricSet {
         for r in LOCK_RESULTS {
             self.locks.with_label_values(&[r]);
         }
-        for r in ["acquired", "timeout", "error"] {
+        for r in ["acquired", "timeout", "error", "database"] {
             self.lock_wait.with_label_values(&[r]);
         }
         for t in [
@@ -389,6 +426,12 @@ impl MetricSet {
         }
         self.events_consumed
             .with_label_values(&["ledger", "reconciled"]);
+        for state in crate::notify::SeatState::ALL {
+            self.seat_changes.with_label_values(&[state.as_str()]);
+        }
+        for kind in ["snapshot", "change"] {
+            self.seat_stream_events.with_label_values(&[kind]);
+        }
         for (op, outcomes) in PAYMENT_OUTCOMES {
             self.payment_duration.with_label_values(&[op]);
             for o in *outcomes {
@@ -445,10 +488,16 @@ impl MetricSet {
 pub struct SseGuard(IntGauge);
 
 impl SseGuard {
-    /// Counts a new stream until the guard drops.
+    /// Counts a new notification stream until the guard drops.
     pub fn new(metrics: &Metrics) -> Self {
         metrics.sse_connections.inc();
         SseGuard(metrics.sse_connections.clone())
+    }
+
+    /// Counts a new seat stream until the guard drops.
+    pub fn seats(metrics: &Metrics) -> Self {
+        metrics.seat_streams.inc();
+        SseGuard(metrics.seat_streams.clone())
     }
 }
 

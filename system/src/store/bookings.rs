@@ -322,7 +322,7 @@ pub async fn pay(
             ))
         }
     };
-    let mut tx = db.begin_write().await?;
+    let mut tx = db.begin_write_patient().await?;
     let n = sqlx::query(
         "UPDATE bookings SET status = 'confirmed', confirmed_at = $1, pay_key = $2
          WHERE id = $3 AND status = 'pending_payment'",
@@ -365,7 +365,7 @@ pub async fn pay(
     let refund_key = format!("{key}-refund");
     match payments.refund(&charge_id, &refund_key, b.amount).await {
         Ok(refund_id) => {
-            let mut tx = db.begin_write().await?;
+            let mut tx = db.begin_write_patient().await?;
             record_payment(
                 tx.conn(),
                 booking_id,
@@ -436,7 +436,7 @@ pub async fn cancel(
             ))
         }
     };
-    let mut tx = db.begin_write().await?;
+    let mut tx = db.begin_write_patient().await?;
     if let Some((refund_id, refund_key)) = &refund {
         // Recorded even if a concurrent cancel wins below: the provider refunded once
         // (same key) and the unique key keeps one row.

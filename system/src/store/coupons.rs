@@ -8,13 +8,16 @@
 //! check, then increment; `fenced` records its token when it reads (`SET fence = $token WHERE
 //! fence < $token`) and increments only `WHERE fence = $token`, so a holder whose lock expired
 //! while it stalled, and whose coupon a newer holder has read since, cannot claim past the quota.
+//! When the lock service does not answer, `fenced` lets the database decide: the coupon row
+//! locked, checked, and incremented with `fence = fence + 1`, which refuses a lock holder that
+//! read the coupon before (as for holds, see `holds::locked`).
 
 use sqlx::Row;
 
 use super::Db;
 use crate::domain::Strategy;
 use crate::error::{is_retryable, is_unique_violation, ApiError, Result};
-use crate::locks::Locks;
+use crate::locks::{Grant, Locks};
 
 /// A stored coupon.
 #[derive(Debug, Clone)]
@@ -331,6 +334,36 @@ async fn atomic(db: &Db, coupon: &Coupon, user_id: i64, now: i64) -> Result<i64,
     }
 }
 
+/// `fenced` without the lock service: `pessimistic`, and the coupon's fence one step on so
+/// that a lock holder that read it before cannot write after.
+async fn fenced_by_database(
+    db: &Db,
+    coupon: &Coupon,
+    user_id: i64,
+    now: i64,
+) -> Result<i64, Attempt> {
+    let mut tx = db.begin_write().await?;
+    let c = read(tx.conn(), coupon.id, db.for_update()).await?;
+    if has_claim(tx.conn(), coupon.id, user_id).await? {
+        tx.rollback().await?;
+        return Err(Attempt::Final(already_claimed()));
+    }
+    if c.claimed >= c.quota {
+        tx.rollback().await?;
+        return Err(Attempt::Final(sold_out()));
+    }
+    sqlx::query(
+        "UPDATE coupons SET claimed = claimed + 1, version = version + 1, fence = fence + 1
+         WHERE id = $1",
+    )
+    .bind(coupon.id)
+    .execute(tx.conn())
+    .await?;
+    let id = insert_claim(tx.conn(), coupon.id, user_id, false, now).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
 async fn lock_based(
     db: &Db,
     locks: &Locks,
@@ -339,10 +372,19 @@ async fn lock_based(
     user_id: i64,
     now: i64,
 ) -> Result<i64, Attempt> {
-    let lease = locks
-        .acquire(&format!("coupon:{}", coupon.id))
-        .await
-        .map_err(Attempt::Final)?;
+    let resource = format!("coupon:{}", coupon.id);
+    let lease = if strategy == Strategy::Fenced {
+        match locks
+            .acquire_or_database(&resource)
+            .await
+            .map_err(Attempt::Final)?
+        {
+            Grant::Lease(lease) => lease,
+            Grant::Database => return fenced_by_database(db, coupon, user_id, now).await,
+        }
+    } else {
+        locks.acquire(&resource).await.map_err(Attempt::Final)?
+    };
     let result = async {
         {
             let mut conn = db.pool.acquire().await?;

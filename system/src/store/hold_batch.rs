@@ -84,7 +84,7 @@ async fn run(writer: Arc<Writer>, mut rx: mpsc::UnboundedReceiver<Job>) {
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         drain(&mut rx, &mut jobs);
-        let mut tx = match writer.begin().await {
+        let mut tx = match writer.begin(false).await {
             Ok(tx) => tx,
             Err(e) => {
                 tracing::warn!(error = %e, "hold writer: no write transaction; placing holds one by one");

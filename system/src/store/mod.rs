@@ -14,6 +14,7 @@ pub mod audit;
 pub mod bookings;
 pub mod catalog;
 pub mod coupons;
+pub mod health;
 mod hold_batch;
 pub mod holds;
 pub mod outbox;
@@ -64,6 +65,85 @@ pub struct Db {
     /// The queue of the SQLite group-commit writer of `atomic` holds (started on first use;
     /// it stops when the last clone of this `Db` is dropped).
     hold_queue: Arc<OnceLock<tokio::sync::mpsc::UnboundedSender<hold_batch::Job>>>,
+    /// Whether the database answers (see [`health`]).
+    health: health::DbHealth,
+    /// Where best-available searches of each round start (see [`SeatHints`]).
+    seat_hints: Arc<SeatHints>,
+    /// How the health watcher connects (PostgreSQL only).
+    probe: Option<AnyConnectOptions>,
+}
+
+/// Where a best-available search of a round starts (PostgreSQL `atomic` holds).
+///
+/// Best available takes the lowest free seat ids. A search from the round's first seat walks
+/// every seat already held or sold, in id order, before it finds a free one: a hold late in a
+/// 100,000-seat sale filtered out thousands of rows (and `FOR UPDATE SKIP LOCKED` had to
+/// look at each). Each search that placed a hold proves that the seats below the lowest one
+/// it took were taken (or locked by a concurrent hold) at that moment, so the next search
+/// starts there. Seats released below that point (an expired or released hold, a concurrent
+/// hold that failed) are found again by the next search from the first seat: one every
+/// [`SeatHints::FRESH_FOR`], and at once whenever a search from the hint finds too few. The
+/// database still decides every hold; a hint only chooses where to look first.
+#[derive(Debug, Default)]
+pub(crate) struct SeatHints(std::sync::Mutex<std::collections::HashMap<i64, SeatHint>>);
+
+#[derive(Debug, Clone, Copy)]
+struct SeatHint {
+    /// The lowest seat id a search may need to look at.
+    from: i64,
+    /// When the last search from the round's first seat set it.
+    since: std::time::Instant,
+}
+
+impl SeatHints {
+    /// How long a hint stands before a search starts from the first seat again.
+    pub(crate) const FRESH_FOR: Duration = Duration::from_secs(1);
+
+    /// Where the next search of `round` starts (0: from its first seat).
+    pub(crate) fn start(&self, round: i64) -> i64 {
+        let hints = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match hints.get(&round) {
+            Some(h) if h.since.elapsed() < Self::FRESH_FOR => h.from,
+            _ => 0,
+        }
+    }
+
+    /// A search that started at `started` took seats from `lowest` up: later searches may
+    /// start at `lowest`.
+    pub(crate) fn advance(&self, round: i64, started: i64, lowest: i64) {
+        let mut hints = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        match hints.get_mut(&round) {
+            Some(h) if started > 0 || h.since.elapsed() < Self::FRESH_FOR => {
+                h.from = h.from.max(lowest);
+            }
+            _ if started == 0 => {
+                hints.insert(
+                    round,
+                    SeatHint {
+                        from: lowest,
+                        since: now,
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// A search from the hint found too few seats: the next one starts from the first seat.
+    pub(crate) fn forget(&self, round: i64) {
+        let mut hints = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        hints.remove(&round);
+    }
 }
 
 /// Where write transactions start: the pool they take a connection from and, on SQLite, the
@@ -80,6 +160,8 @@ pub(crate) struct Writer {
     /// Where [`Writer::begin`] records how long it waited for a pooled connection (set once
     /// by the application).
     acquire_seconds: OnceLock<prometheus::Histogram>,
+    /// Writers waiting for a connection give up when the database is found unreachable.
+    health: health::DbHealth,
 }
 
 /// The SQLite URL of the embedded database inside `data_dir`.
@@ -108,9 +190,17 @@ impl Db {
             url.to_owned()
         };
         let options = AnyConnectOptions::from_str(&url).context("Failed to parse database URL")?;
+        let health = health::DbHealth::default();
         let pool_options = || {
+            let alive = health.clone();
             AnyPoolOptions::new()
                 .acquire_timeout(Duration::from_secs(10))
+                // A connection back in the pool finished its work: the database answers (a
+                // sign of life the health watcher weighs against a slow probe).
+                .after_release(move |_conn, _meta| {
+                    alive.answered();
+                    Box::pin(async { Ok(true) })
+                })
                 .after_connect(move |conn, _meta| {
                     Box::pin(async move {
                         if backend == Backend::Sqlite {
@@ -133,11 +223,13 @@ impl Db {
             .connect_with(options.clone())
             .await
             .with_context(failed)?;
+        let probe = (backend == Backend::Postgres).then(|| options.clone());
         let writer = match backend {
             Backend::Postgres => Writer {
                 pool: pool.clone(),
                 sqlite_lock: None,
                 acquire_seconds: OnceLock::new(),
+                health: health.clone(),
             },
             Backend::Sqlite => Writer {
                 pool: pool_options()
@@ -147,6 +239,7 @@ impl Db {
                     .with_context(failed)?,
                 sqlite_lock: Some(Arc::new(tokio::sync::Mutex::new(()))),
                 acquire_seconds: OnceLock::new(),
+                health: health.clone(),
             },
         };
         let db = Db {
@@ -154,9 +247,30 @@ impl Db {
             backend,
             writer: Arc::new(writer),
             hold_queue: Arc::default(),
+            health,
+            seat_hints: Arc::default(),
+            probe,
         };
         db.migrate().await?;
         Ok(db)
+    }
+
+    /// Whether the database answers, as the health watcher last saw it.
+    pub fn health(&self) -> &health::DbHealth {
+        &self.health
+    }
+
+    /// Starts the health watcher (PostgreSQL only; SQLite is a local file), which records
+    /// reachability in `gauge` and stops when `stop` turns true.
+    pub fn watch_health(
+        &self,
+        gauge: prometheus::IntGauge,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let options = self.probe.clone()?;
+        Some(tokio::spawn(
+            self.health.clone().watch(options, gauge, stop),
+        ))
     }
 
     /// Records the connection waits of write transactions in `histogram` from now on (the
@@ -169,6 +283,11 @@ impl Db {
     pub async fn close(&self) {
         self.pool.close().await;
         self.writer.pool.close().await;
+    }
+
+    /// Where best-available searches of each round start.
+    pub(crate) fn seat_hints(&self) -> &SeatHints {
+        &self.seat_hints
     }
 
     /// The queue of the group-commit writer of `atomic` holds on SQLite, started on first use.
@@ -192,7 +311,15 @@ impl Db {
     /// `BEGIN IMMEDIATE` after taking the in-process writer lock, so that a transaction that
     /// reads before it writes never fails to upgrade its lock.
     pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
-        self.writer.begin().await
+        self.writer.begin(false).await
+    }
+
+    /// [`Db::begin_write`] for a caller that has already changed something outside the
+    /// database (captured or refunded a payment) and must record it: it waits for a
+    /// connection up to the pool's timeout even while the database is found unreachable,
+    /// instead of failing fast, so a short outage does not strand a capture.
+    pub async fn begin_write_patient(&self) -> Result<WriteTx, sqlx::Error> {
+        self.writer.begin(true).await
     }
 
     /// Whether the database answers.
@@ -213,13 +340,26 @@ impl Db {
 
 impl Writer {
     /// See [`Db::begin_write`].
-    pub(crate) async fn begin(&self) -> Result<WriteTx, sqlx::Error> {
+    pub(crate) async fn begin(&self, patient: bool) -> Result<WriteTx, sqlx::Error> {
         let guard = match &self.sqlite_lock {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
         let waiting = std::time::Instant::now();
-        let mut conn = self.pool.acquire().await?;
+        // A database that stops answering fails waiting writers at once, not after the
+        // pool's acquire timeout.
+        let mut conn = if patient {
+            self.pool.acquire().await?
+        } else {
+            if !self.health.is_up() {
+                return Err(sqlx::Error::PoolTimedOut);
+            }
+            tokio::select! {
+                biased;
+                conn = self.pool.acquire() => conn?,
+                () = self.health.down() => return Err(sqlx::Error::PoolTimedOut),
+            }
+        };
         if let Some(h) = self.acquire_seconds.get() {
             h.observe(waiting.elapsed().as_secs_f64());
         }
@@ -232,6 +372,7 @@ impl Writer {
         Ok(WriteTx {
             conn: Some(conn),
             _writer: guard,
+            health: self.health.clone(),
         })
     }
 }
@@ -243,6 +384,8 @@ impl Writer {
 pub struct WriteTx {
     conn: Option<PoolConnection<Any>>,
     _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// Told of each commit (the database answers).
+    health: health::DbHealth,
 }
 
 impl WriteTx {
@@ -255,7 +398,10 @@ impl WriteTx {
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         let mut conn = self.conn.take().expect("transaction already finished");
         match conn.execute("COMMIT").await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.health.committed();
+                Ok(())
+            }
             Err(e) => {
                 conn.close_on_drop();
                 Err(e)

@@ -246,43 +246,83 @@ pub async fn backlog_and_oldest(db: &Db) -> Result<(i64, Option<i64>)> {
 /// Applies a booking event to the ledger once: the event id goes into `processed_events` in
 /// the same transaction as the effect. Returns `false` for an event applied before.
 pub async fn apply_to_ledger(db: &Db, event: &Event, now: i64) -> Result<bool> {
-    let delta = match (event.kind.as_str(), event.previous_status.as_deref()) {
+    Ok(apply_batch_to_ledger(db, std::slice::from_ref(event), now).await? == 1)
+}
+
+/// Applies events to the ledger in one transaction: each event once (by `event_id`, within
+/// the batch and against `processed_events`), the sales deltas summed per round and written
+/// with one upsert per round. Returns how many events were fresh; the others had been applied
+/// before. One commit for the batch instead of one per event: a single serial consumer
+/// committing each event spent its time waiting for the WAL flush and fell behind the
+/// bookings of a sustained sale.
+pub async fn apply_batch_to_ledger(db: &Db, events: &[Event], now: i64) -> Result<usize> {
+    let mut tx = db.begin_write().await?;
+    let mut seen = std::collections::HashSet::with_capacity(events.len());
+    let mut sales: std::collections::BTreeMap<i64, (i64, i64, i64)> = Default::default();
+    let mut fresh = 0;
+    for event in events {
+        if !seen.insert(event.event_id.as_str()) {
+            continue;
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ('ledger', $1, $2)
+             ON CONFLICT (consumer, event_id) DO NOTHING",
+        )
+        .bind(&event.event_id)
+        .bind(now)
+        .execute(tx.conn())
+        .await?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            continue;
+        }
+        fresh += 1;
+        let delta = ledger_delta(event);
+        if let (true, Some(round)) = (delta != 0, event.round_id) {
+            let s = sales.entry(round).or_default();
+            s.0 += delta;
+            s.1 += delta * event.seats;
+            s.2 += delta * event.amount;
+        }
+    }
+    for (round, (bookings, seats, revenue)) in sales {
+        upsert_ledger_sales(tx.conn(), round, bookings, seats, revenue).await?;
+    }
+    tx.commit().await?;
+    Ok(fresh)
+}
+
+/// What an event changes in its round's confirmed bookings: +1, −1 or nothing.
+fn ledger_delta(event: &Event) -> i64 {
+    match (event.kind.as_str(), event.previous_status.as_deref()) {
         ("booking.confirmed", _) => 1,
         ("booking.cancelled", Some("confirmed")) => -1,
         _ => 0,
-    };
-    let mut tx = db.begin_write().await?;
-    let fresh = sqlx::query(
-        "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ('ledger', $1, $2)
-         ON CONFLICT (consumer, event_id) DO NOTHING",
+    }
+}
+
+async fn upsert_ledger_sales(
+    conn: &mut AnyConnection,
+    round: i64,
+    bookings: i64,
+    seats: i64,
+    revenue: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO ledger_sales (round_id, confirmed_bookings, seats_sold, revenue) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (round_id) DO UPDATE SET
+             confirmed_bookings = ledger_sales.confirmed_bookings + excluded.confirmed_bookings,
+             seats_sold = ledger_sales.seats_sold + excluded.seats_sold,
+             revenue = ledger_sales.revenue + excluded.revenue",
     )
-    .bind(&event.event_id)
-    .bind(now)
-    .execute(tx.conn())
-    .await?
-    .rows_affected()
-        == 1;
-    if !fresh {
-        tx.rollback().await?;
-        return Ok(false);
-    }
-    if let (true, Some(round)) = (delta != 0, event.round_id) {
-        sqlx::query(
-            "INSERT INTO ledger_sales (round_id, confirmed_bookings, seats_sold, revenue) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (round_id) DO UPDATE SET
-                 confirmed_bookings = ledger_sales.confirmed_bookings + excluded.confirmed_bookings,
-                 seats_sold = ledger_sales.seats_sold + excluded.seats_sold,
-                 revenue = ledger_sales.revenue + excluded.revenue",
-        )
-        .bind(round)
-        .bind(delta)
-        .bind(delta * event.seats)
-        .bind(delta * event.amount)
-        .execute(tx.conn())
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(true)
+    .bind(round)
+    .bind(bookings)
+    .bind(seats)
+    .bind(revenue)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The ledger's totals of a round: (confirmed bookings, seats sold, revenue).

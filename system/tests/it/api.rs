@@ -350,13 +350,13 @@ async fn events_are_searched_and_paged_within_bounds() {
     assert_eq!(res.body["total"], 4);
     app.get("/v1/events?per_page=101", None)
         .await
-        .expect_error(422, "invalid_per_page");
+        .expect_error(400, "invalid_per_page");
     app.get("/v1/events?per_page=0", None)
         .await
-        .expect_error(422, "invalid_per_page");
+        .expect_error(400, "invalid_per_page");
     app.get("/v1/events?page=0", None)
         .await
-        .expect_error(422, "invalid_page");
+        .expect_error(400, "invalid_page");
     app.get("/v1/events?page=abc", None)
         .await
         .expect_error(400, "invalid_query");
@@ -951,6 +951,7 @@ async fn the_openapi_document_describes_exactly_the_served_routes() {
         ("/v1/bookings/{id}/cancel", &["post"]),
         ("/v1/me/bookings", &["get"]),
         ("/v1/me/notifications", &["get"]),
+        ("/v1/rounds/{id}/seats/stream", &["get"]),
         ("/v1/coupons", &["post"]),
         ("/v1/coupons/{code}/claims", &["post"]),
         ("/v1/admin/rounds/{id}/audit", &["get"]),
@@ -1053,6 +1054,63 @@ async fn admin_listings_show_every_hold_and_booking_of_a_round() {
     app.get("/v1/admin/rounds/999/holds", Some(&app.admin))
         .await
         .expect_error(404, "not_found");
+}
+
+/// Best available on PostgreSQL starts where the last search found free seats; seats released
+/// below that point are still found (a search from the hint that finds too few starts over),
+/// so a round sells out exactly, with no seat held twice.
+#[tokio::test]
+async fn best_available_on_postgres_finds_seats_released_below_where_it_last_looked() {
+    let app = TestApp::new(support::Backend::Postgres, boxoffice::Strategy::Atomic).await;
+    let (_, token) = app.user("vera").await;
+    let (_, round, seats) = app.round(1, 10).await;
+    let first = hold(&app, &token, round, json!({"quantity": 2}))
+        .await
+        .expect(201);
+    assert_eq!(first.body["seat_ids"], json!([seats[0], seats[1]]));
+    let second = hold(&app, &token, round, json!({"quantity": 2}))
+        .await
+        .expect(201);
+    assert_eq!(second.body["seat_ids"], json!([seats[2], seats[3]]));
+    app.call(
+        Method::DELETE,
+        &format!("/v1/holds/{}", first.id()),
+        Some(&token),
+        None,
+    )
+    .await
+    .expect(204);
+    // 8 seats are free again, two of them below every seat taken since.
+    let mut taken: Vec<i64> = Vec::new();
+    for _ in 0..4 {
+        let h = hold(&app, &token, round, json!({"quantity": 2}))
+            .await
+            .expect(201);
+        taken.extend(
+            h.body["seat_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap()),
+        );
+    }
+    taken.sort_unstable();
+    let mut expected: Vec<i64> = seats.clone();
+    expected.retain(|s| *s != seats[2] && *s != seats[3]);
+    assert_eq!(taken, expected, "every free seat, each once");
+    hold(&app, &token, round, json!({"quantity": 1}))
+        .await
+        .expect_error(409, "seats_unavailable");
+    let audit = app.audit(round).await;
+    assert_eq!(
+        (
+            audit.held,
+            audit.available,
+            audit.live_claims,
+            audit.oversold
+        ),
+        (10, 0, 10, 0)
+    );
 }
 
 /// The same contract on PostgreSQL, where the atomic strategy takes its one-statement path.

@@ -2,11 +2,17 @@
 //! suites are compiled and linked once instead of once per file.
 
 mod api;
+mod browser;
 mod concurrency;
+mod contract;
 mod kafka;
+mod logs;
 mod metrics_spec;
+mod outage;
 mod payments;
 mod reaper;
 mod redis;
 mod role;
+mod seat_stream;
 mod support;
+mod traces;

@@ -459,9 +459,17 @@ async fn the_service_keeps_serving_through_a_redis_restart() {
     };
     hold(1).await.expect(201);
     redis.kill().await.unwrap();
-    // Reads fall back to the database; lock-based writes say the lock service is down.
+    // Reads fall back to the database; so do `fenced` holds (the database arbitrates).
     assert_eq!(app.availability(round).await["held"], 1);
-    hold(1).await.expect_error(503, "lock_unavailable");
+    hold(1).await.expect(201);
+    assert!(
+        app.state
+            .metrics
+            .locks
+            .with_label_values(&["database"])
+            .get()
+            >= 1
+    );
     redis.restart().await.unwrap();
     // The connection manager reconnects; the fencing counter restarts above old tokens.
     let mut last = None;
@@ -474,6 +482,248 @@ async fn the_service_keeps_serving_through_a_redis_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     last.expect("no hold succeeded after Redis came back");
-    assert_eq!(app.availability(round).await["held"], 2);
+    assert_eq!(app.availability(round).await["held"], 3);
     assert!(app.audit(round).await.is_consistent());
+}
+
+/// The longest a `fenced` hold may take while Redis hangs: one bounded lock command, then
+/// the database. Before the database arbitrated, holds waited out the lock service's 3 s
+/// grace and then answered 503.
+const FENCED_WITHOUT_REDIS: Duration = Duration::from_millis(1000);
+
+/// Two `fenced` instances on one database and their own Redis, which is then frozen (SIGSTOP:
+/// connections stay open, nothing answers).
+async fn two_fenced_instances_on_a_redis(
+    redis: &compose::LocalRedis,
+    pause_a_ms: u64,
+) -> (Arc<TestApp>, Arc<TestApp>) {
+    let a = Arc::new(
+        TestApp::with_config(Backend::PostgresRedis, |c| {
+            c.redis_url = Some(redis.url());
+            c.strategy = Strategy::Fenced;
+            c.fault_lock_pause_ms = pause_a_ms;
+        })
+        .await,
+    );
+    let b = Arc::new(a.another_instance(|c| c.fault_lock_pause_ms = 0).await);
+    (a, b)
+}
+
+fn lock_count(app: &TestApp, result: &str) -> u64 {
+    app.state.metrics.locks.with_label_values(&[result]).get()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fenced_holds_keep_answering_promptly_and_never_sell_a_seat_twice_while_redis_hangs() {
+    use std::time::Instant;
+    let redis = compose::LocalRedis::start()
+        .await
+        .unwrap_or_else(|e| panic!("Redis for tests: {e:#}"));
+    let (a, b) = two_fenced_instances_on_a_redis(&redis, 0).await;
+    let (_, round, seats) = a.round(1, 8).await;
+    let users = a.many_users("hung", 16).await;
+    // Through Redis while it answers.
+    a.post(
+        &format!("/v1/rounds/{round}/holds"),
+        Some(&users[0].1),
+        json!({"seat_ids": [seats[7]]}),
+    )
+    .await
+    .expect(201);
+    assert_eq!(lock_count(&a, "acquired"), 1);
+    redis.pause().unwrap();
+    // 15 buyers through both instances at once: four chosen seats (3–6) wanted by three
+    // buyers each, and three best-available holds (which take the lowest seats, 0–2).
+    let gate = Arc::new(tokio::sync::Barrier::new(15));
+    let mut tasks = Vec::new();
+    for (i, (_, token)) in users.iter().enumerate().skip(1) {
+        let app = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let (gate, token) = (gate.clone(), token.clone());
+        let body = if i <= 12 {
+            json!({"seat_ids": [seats[3 + i % 4]]})
+        } else {
+            json!({"quantity": 1})
+        };
+        tasks.push(tokio::spawn(async move {
+            gate.wait().await;
+            let t0 = Instant::now();
+            let r = app
+                .post(&format!("/v1/rounds/{round}/holds"), Some(&token), body)
+                .await;
+            (r.status.as_u16(), r.code().to_owned(), t0.elapsed())
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    redis.resume().unwrap();
+    for (status, code, took) in &answers {
+        assert!(
+            *status == 201 || (*status == 409 && code == "seats_unavailable"),
+            "a hold answered {status} {code} while Redis hung: {answers:?}"
+        );
+        assert!(
+            *took < FENCED_WITHOUT_REDIS,
+            "a hold took {took:?} while Redis hung: {answers:?}"
+        );
+    }
+    // Each chosen seat once (3 buyers each), and the 3 best-available holds: 7 seats.
+    let won = answers.iter().filter(|(s, _, _)| *s == 201).count();
+    assert_eq!(won, 7, "{answers:?}");
+    let audit = a.audit(round).await;
+    assert_eq!(audit.oversold, 0, "{audit:?}");
+    assert_eq!(audit.held, 8, "{audit:?}");
+    assert!(audit.is_consistent(), "{audit:?}");
+    assert!(lock_count(&a, "database") >= 1 && lock_count(&b, "database") >= 1);
+    // Redis answers again: once it has been skipped for its while, holds take the lock.
+    let (_, round2, _) = a.round(1, 20).await;
+    tokio::time::sleep(boxoffice::cache::REDIS_SKIP_FOR).await;
+    let before = lock_count(&b, "acquired");
+    let mut back = false;
+    for _ in 0..20 {
+        b.post(
+            &format!("/v1/rounds/{round2}/holds"),
+            Some(&users[1].1),
+            json!({"quantity": 1}),
+        )
+        .await
+        .expect(201);
+        if lock_count(&b, "acquired") > before {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        back,
+        "no hold went through the Redis lock after Redis answered"
+    );
+}
+
+/// A holds the Redis lock, has stamped its seat with its token and stalls before writing;
+/// Redis then hangs, so B lets the database decide and takes the seat; A's late write must be
+/// refused by the fence the database moved on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fenced_refuses_a_lock_holder_whose_seat_the_database_gave_away_while_redis_hung() {
+    use sqlx::Row;
+    use std::time::Instant;
+    let redis = compose::LocalRedis::start()
+        .await
+        .unwrap_or_else(|e| panic!("Redis for tests: {e:#}"));
+    let (a, b) = two_fenced_instances_on_a_redis(&redis, 1500).await;
+    let (_, round, seats) = a.round(1, 2).await;
+    let users = a.many_users("gave-away", 2).await;
+    let seat = seats[0];
+    let stalled = {
+        let a = a.clone();
+        let token = users[0].1.clone();
+        tokio::spawn(async move {
+            a.post(
+                &format!("/v1/rounds/{round}/holds"),
+                Some(&token),
+                json!({"seat_ids": [seat]}),
+            )
+            .await
+        })
+    };
+    // A has read the seat under its lock once the seat carries a fence.
+    let mut stamped = false;
+    for _ in 0..200 {
+        let fence: i64 = sqlx::query("SELECT fence FROM seats WHERE id = $1")
+            .bind(seat)
+            .fetch_one(&a.state.db.pool)
+            .await
+            .unwrap()
+            .try_get("fence")
+            .unwrap();
+        if fence != 0 {
+            stamped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(stamped, "A never read its seat");
+    assert_eq!(lock_count(&a, "acquired"), 1);
+    redis.pause().unwrap();
+    let t0 = Instant::now();
+    let second = b
+        .post(
+            &format!("/v1/rounds/{round}/holds"),
+            Some(&users[1].1),
+            json!({"seat_ids": [seat]}),
+        )
+        .await;
+    let took = t0.elapsed();
+    assert_eq!(second.status.as_u16(), 201, "B: {:?}", second.body);
+    assert!(took < FENCED_WITHOUT_REDIS, "B waited {took:?}");
+    assert_eq!(lock_count(&b, "database"), 1);
+    let first = stalled.await.unwrap();
+    redis.resume().unwrap();
+    assert_eq!(
+        (first.status.as_u16(), first.code()),
+        (409, "lock_expired"),
+        "the lock holder's late write must be refused"
+    );
+    let audit = a.audit(round).await;
+    assert_eq!(audit.oversold, 0, "{audit:?}");
+    assert_eq!(audit.held, 1, "{audit:?}");
+    assert!(audit.is_consistent(), "{audit:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_costs_a_cache_read_one_short_timeout_then_nothing_until_it_answers() {
+    use boxoffice::cache::{REDIS_OP_TIMEOUT, REDIS_SKIP_FOR};
+    use std::time::Instant;
+    let redis = compose::LocalRedis::start()
+        .await
+        .unwrap_or_else(|e| panic!("Redis for tests: {e:#}"));
+    let app = TestApp::with_config(Backend::PostgresRedis, |c| {
+        c.redis_url = Some(redis.url());
+    })
+    .await;
+    let (_, round, _) = app.round(1, 6).await;
+    let before = app.availability(round).await;
+    app.availability(round).await;
+    let hits = cache_count(&app, "availability", "hit");
+    assert!(hits >= 1);
+    // SIGSTOP: the connection stays open and nothing answers (a pause, or a partition).
+    redis.pause().unwrap();
+    let t0 = Instant::now();
+    assert_eq!(
+        app.availability(round).await,
+        before,
+        "read from the database"
+    );
+    let first = t0.elapsed();
+    assert!(
+        first >= REDIS_OP_TIMEOUT && first < REDIS_OP_TIMEOUT + Duration::from_millis(500),
+        "the first read waited {first:?}"
+    );
+    let t1 = Instant::now();
+    for _ in 0..10 {
+        assert_eq!(app.availability(round).await, before);
+    }
+    let each = t1.elapsed() / 10;
+    assert!(
+        each < Duration::from_millis(100),
+        "later reads waited {each:?} each"
+    );
+    assert!(cache_count(&app, "availability", "error") >= 11);
+    redis.resume().unwrap();
+    tokio::time::sleep(REDIS_SKIP_FOR + Duration::from_millis(200)).await;
+    // Back in use: a read is a hit again (the entry survived the pause).
+    let mut hit_again = false;
+    for _ in 0..20 {
+        app.availability(round).await;
+        if cache_count(&app, "availability", "hit") > hits {
+            hit_again = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        hit_again,
+        "the cache was not used again after Redis answered"
+    );
 }

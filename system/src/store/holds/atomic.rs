@@ -143,6 +143,36 @@ pub(super) async fn hold_postgres(
     h: NewHold,
     request: &HoldRequest,
 ) -> Result<Hold, Attempt> {
+    let HoldRequest::Quantity(_) = request else {
+        return hold_postgres_from(db, h, request, 0).await;
+    };
+    // Best available: start where the last searches found free seats (see `SeatHints`), and
+    // from the first seat when that finds too few.
+    let hints = db.seat_hints();
+    let start = hints.start(h.round_id);
+    let placed = match hold_postgres_from(db, h, request, start).await {
+        Err(Attempt::Final(e)) if start > 0 && e.code == "seats_unavailable" => {
+            hints.forget(h.round_id);
+            hold_postgres_from(db, h, request, 0).await
+        }
+        other => other,
+    };
+    if let Ok(hold) = &placed {
+        if let Some(lowest) = hold.seat_ids.iter().min() {
+            hints.advance(h.round_id, start, *lowest);
+        }
+    }
+    placed
+}
+
+/// [`hold_postgres`] looking only at seats from id `start` up (best available; chosen seats
+/// ignore it).
+async fn hold_postgres_from(
+    db: &Db,
+    h: NewHold,
+    request: &HoldRequest,
+    start: i64,
+) -> Result<Hold, Attempt> {
     let NewHold {
         round_id,
         user_id,
@@ -160,7 +190,7 @@ pub(super) async fn hold_postgres(
             ids.as_slice().len() as i64,
         ),
         HoldRequest::Quantity(q) => (
-            "SELECT id, price FROM seats WHERE round_id = $2 AND status = 'available'
+            "SELECT id, price FROM seats WHERE round_id = $2 AND status = 'available' AND id >= $6
              ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED"
                 .to_owned(),
             i64::from(q.get()),
@@ -188,10 +218,13 @@ pub(super) async fn hold_postgres(
         .bind(wanted)
         .bind(now)
         .bind(expires_at);
-    if let HoldRequest::Seats(ids) = request {
-        for seat in ids.as_slice() {
-            q = q.bind(*seat);
+    match request {
+        HoldRequest::Seats(ids) => {
+            for seat in ids.as_slice() {
+                q = q.bind(*seat);
+            }
         }
+        HoldRequest::Quantity(_) => q = q.bind(start),
     }
     let rows = q.fetch_all(&db.pool).await?;
     if rows.is_empty() {

@@ -2,6 +2,12 @@
 //! read, check and write with no row locks; released by compare-and-delete. `fenced` also
 //! stamps its fencing token on the seats it reads and writes only where the stamp is still its
 //! own, so a holder that stalled past the lock's TTL cannot write over a newer one.
+//!
+//! When the lock service fails or hangs, `fenced` does not wait for it: the database decides
+//! ([`hold_by_database`]), with row locks as `pessimistic` does, and moves the fence of the
+//! seats it takes one step on, so that a holder of a Redis lock that stamped them before
+//! (and writes `WHERE fence = $its_token`) is refused. Both kinds of holder can run at once
+//! (one instance cut off from Redis, another not); the fence keeps them apart.
 
 use sqlx::AnyConnection;
 
@@ -10,21 +16,42 @@ use super::rows::{
     seat_row, NewHold, SeatRow,
 };
 use super::{seats_unavailable, unknown_seats, Attempt, Hold, HoldRequest};
+use crate::domain::Strategy;
 use crate::error::ApiError;
-use crate::locks::{Lease, Locks};
+use crate::locks::{Grant, Lease, Locks};
 use crate::store::{placeholders, Db};
 
-/// One attempt: lock the round, read and check, write; release.
+/// One attempt: lock the round, read and check, write; release. `fenced` goes to the
+/// database instead when the lock service does not answer.
 pub(super) async fn hold(
     db: &Db,
     locks: &Locks,
     h: NewHold,
     request: &HoldRequest,
 ) -> Result<Hold, Attempt> {
-    let lease = locks.acquire(&format!("round:{}", h.round_id)).await?;
+    let resource = format!("round:{}", h.round_id);
+    let lease = if h.strategy == Strategy::Fenced {
+        match locks.acquire_or_database(&resource).await? {
+            Grant::Lease(lease) => lease,
+            Grant::Database => return hold_by_database(db, h, request).await,
+        }
+    } else {
+        locks.acquire(&resource).await?
+    };
     let result = hold_locked(db, locks, &lease, h, request).await;
     locks.release(&lease).await;
     result
+}
+
+/// `fenced` without the lock service: lock the seats' rows (`SELECT … FOR UPDATE` in id
+/// order; SQLite's write lock), check, and write them held with `fence = fence + 1`, in one
+/// transaction. The row locks keep these holders apart from each other and from a lock
+/// holder's write in progress; the fence step refuses a lock holder that stamped a seat
+/// before and writes after (its `WHERE fence = $token` no longer matches). A token is never
+/// reused as a row's fence by this step: a holder with `token = fence + 1` that has not
+/// stamped yet finds `fence < token` false and is refused too.
+async fn hold_by_database(db: &Db, h: NewHold, request: &HoldRequest) -> Result<Hold, Attempt> {
+    super::pessimistic::lock_and_hold(db, h, request, true).await
 }
 
 /// The attempt while `lease` is held.
@@ -35,7 +62,7 @@ async fn hold_locked(
     h: NewHold,
     request: &HoldRequest,
 ) -> Result<Hold, Attempt> {
-    let fence = (h.strategy == crate::domain::Strategy::Fenced).then_some(lease.fence);
+    let fence = (h.strategy == Strategy::Fenced).then_some(lease.fence);
     let seats = {
         let mut conn = db.pool.acquire().await?;
         read_and_check(&mut conn, h.round_id, request, fence).await?

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod contract;
 pub mod metrics_spec;
 
 use std::sync::Arc;
@@ -146,7 +147,9 @@ impl TestApp {
         let (state, _) = AppState::build(config, Arc::new(clock.clone()))
             .await
             .expect("app builds");
-        let router = boxoffice::api::router(state.clone());
+        // Every response is tagged with its route so that `send` can hold it to the contract.
+        let router = boxoffice::api::router(state.clone())
+            .layer(axum::middleware::from_fn(contract::record_route));
         let mut app = TestApp {
             router,
             state,
@@ -179,7 +182,10 @@ impl TestApp {
         self.send(req).await
     }
 
+    /// Sends a request through the router; the response must keep the OpenAPI contract of
+    /// the operation that answered it (see [`contract`]).
     pub async fn send(&self, req: Request<Body>) -> Res {
+        let method = req.method().clone();
         let res = self
             .router
             .clone()
@@ -187,6 +193,7 @@ impl TestApp {
             .await
             .expect("router answers");
         let status = res.status();
+        let route = res.extensions().get::<contract::Route>().cloned();
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
         let body = if bytes.is_empty() {
             Value::Null
@@ -194,6 +201,9 @@ impl TestApp {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
         };
+        if let Some(contract::Route(route)) = route {
+            contract::check(&method, &route, status, &body);
+        }
         Res { status, body }
     }
 

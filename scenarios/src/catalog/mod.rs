@@ -17,6 +17,11 @@ use crate::cli::Cli;
 pub use crate::cli::ScenarioName;
 use crate::personas::Persona;
 
+mod cache;
+mod coupons;
+mod faults;
+mod locks;
+
 /// Defaults of a scenario; flags override them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Defaults {
@@ -88,6 +93,8 @@ pub struct Attack {
     pub scope: Scope,
     /// Extra table of the report, computed from the run.
     pub table: Option<Table>,
+    /// Whether the run samples the box office's resources (a soak) and judges their growth.
+    pub samples_resources: bool,
 }
 
 /// How a closed-model attack's users arrive.
@@ -119,6 +126,24 @@ pub struct Matrix {
     pub title: fn(usize, usize) -> String,
     /// The table's columns.
     pub columns: &'static [Column],
+    /// What the matrix adds once every cell has run: the table's "what this shows" paragraph
+    /// and the experiment's expectations, as checks judged with the cells' invariants.
+    pub read: fn(&[(&Cell, &reports::Report)]) -> Reading,
+}
+
+/// A matrix's reading of its own table.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Reading {
+    /// One paragraph, generated from the numbers.
+    pub text: Option<String>,
+    /// The experiment's expectations (e.g. "the unsafe baseline over-issues and is caught"):
+    /// a broken one fails the matrix like a broken invariant.
+    pub checks: Vec<reports::Check>,
+}
+
+/// A matrix without a reading of its own.
+pub fn no_reading(_: &[(&Cell, &reports::Report)]) -> Reading {
+    Reading::default()
 }
 
 /// One cell of a matrix: a child run with overrides.
@@ -133,6 +158,8 @@ pub struct Cell {
     /// The cell is a baseline expected to break invariants (its breaks do not fail the
     /// matrix; the table shows how much).
     pub expected_to_break: bool,
+    /// Why the cell makes no sense on this stack (it is shown as n/a, not run).
+    pub not_applicable: Option<&'static str>,
 }
 
 /// A column of a matrix table, read from a cell's report.
@@ -156,10 +183,11 @@ const RUSH: Attack = Attack {
         coupons: false,
     },
     table: None,
+    samples_resources: false,
 };
 
 /// Every scenario, in the order `scenario list` shows them.
-pub static SCENARIOS: [Scenario; 7] = [
+pub static SCENARIOS: [Scenario; 12] = [
     Scenario {
         name: ScenarioName::FlashSale,
         description: "N users arrive together for one round of C seats: hold (chosen seats or a quantity), book, pay; checks that no seat is sold twice",
@@ -185,6 +213,26 @@ pub static SCENARIOS: [Scenario; 7] = [
         }),
     },
     Scenario {
+        name: ScenarioName::Soak,
+        description: "browse-and-buy at a steady load for a long time, sampling each instance's memory, descriptors, pool and tasks every 5 s; fails on any error or on memory growth (first vs last quarter)",
+        defaults: Defaults {
+            users: 40,
+            events: 6,
+            rounds_per_event: 2,
+            seats: 2000,
+            run_time_s: Some(150),
+            p99_all_ms: 1000.0,
+            think_ms: 500,
+            ..BASE
+        },
+        kind: Kind::Attack(Attack {
+            personas: &[(Persona::Browser, 7), (Persona::Shopper, 3)],
+            arrival: Arrival::AsStarted,
+            samples_resources: true,
+            ..RUSH
+        }),
+    },
+    Scenario {
         name: ScenarioName::CouponRush,
         description: "N users claim a first-come coupon with a quota (10% click twice); checks claims <= quota and one per user",
         defaults: Defaults { seats: 25, ..BASE },
@@ -200,7 +248,7 @@ pub static SCENARIOS: [Scenario; 7] = [
     },
     Scenario {
         name: ScenarioName::StrategyMatrix,
-        description: "flash-sale once per concurrency strategy (naive, optimistic, pessimistic, atomic) in child processes, compared in one table",
+        description: "flash-sale once per concurrency strategy (naive, optimistic, pessimistic, atomic, redis-lock, fenced) in child processes, compared in one table with each strategy's retries",
         defaults: Defaults { users: 1000, seats: 200, ..BASE },
         kind: Kind::Matrix(Matrix {
             base: ScenarioName::FlashSale,
@@ -209,6 +257,55 @@ pub static SCENARIOS: [Scenario; 7] = [
                 format!("Concurrency strategies under a {users}-user rush for {seats} seats")
             },
             columns: &STRATEGY_COLUMNS,
+            read: strategy_reading,
+        }),
+    },
+    Scenario {
+        name: ScenarioName::FaultMatrix,
+        description: "flash-sale under steady load once per (component, fault) on the local stack: every invariant, the time to notice and to recover, per cell",
+        defaults: faults::DEFAULTS,
+        kind: Kind::Matrix(Matrix {
+            base: ScenarioName::FlashSale,
+            cells: faults::cells,
+            title: |_, _| faults::TITLE.to_owned(),
+            columns: &faults::COLUMNS,
+            read: no_reading,
+        }),
+    },
+    Scenario {
+        name: ScenarioName::CouponMatrix,
+        description: "coupon-rush once per concurrency strategy (naive, optimistic, pessimistic, redis-lock, fenced, atomic): claims vs quota, double claims, lost counter updates, retries, latency; naive must over-issue and be caught",
+        defaults: coupons::DEFAULTS,
+        kind: Kind::Matrix(Matrix {
+            base: ScenarioName::CouponRush,
+            cells: coupons::cells,
+            title: coupons::title,
+            columns: &coupons::COLUMNS,
+            read: coupons::reading,
+        }),
+    },
+    Scenario {
+        name: ScenarioName::CacheCompare,
+        description: "browse-and-buy on the local stack with the catalog cache off, then on: PostgreSQL's transactions/s (pg_stat_database), catalog read latency, hit ratio, req/s; the cut beside the seeds' claims and the cache's stale-read window",
+        defaults: cache::DEFAULTS,
+        kind: Kind::Matrix(Matrix {
+            base: ScenarioName::BrowseAndBuy,
+            cells: cache::cells,
+            title: cache::title,
+            columns: &cache::COLUMNS,
+            read: cache::reading,
+        }),
+    },
+    Scenario {
+        name: ScenarioName::LockVsFencing,
+        description: "flash-sale on the local stack with redis-lock, fenced and atomic, each while a lock holder is paused past its lease and while a Redis failover loses a lock: seats sold twice, stale writes refused, p99",
+        defaults: locks::DEFAULTS,
+        kind: Kind::Matrix(Matrix {
+            base: ScenarioName::FlashSale,
+            cells: locks::cells,
+            title: |_, _| locks::TITLE.to_owned(),
+            columns: &locks::COLUMNS,
+            read: locks::reading,
         }),
     },
     Scenario {
@@ -287,15 +384,16 @@ fn strategy_cells(cli: &Cli) -> Vec<Cell> {
             },
             overrides: vec!["--strategy".into(), s.as_str().into()],
             expected_to_break: !s.is_safe(),
+            not_applicable: None,
         })
         .collect()
 }
 
-fn hold(r: &reports::Report) -> Option<&reports::TransactionStats> {
+pub(crate) fn hold(r: &reports::Report) -> Option<&reports::TransactionStats> {
     r.transactions.iter().find(|t| t.name == "hold")
 }
 
-fn check_count(r: &reports::Report, check: &str, key: &str) -> Value {
+pub(crate) fn check_count(r: &reports::Report, check: &str, key: &str) -> Value {
     json!(r
         .correctness
         .checks
@@ -304,7 +402,65 @@ fn check_count(r: &reports::Report, check: &str, key: &str) -> Value {
         .and_then(|k| k.counts.get(key).copied()))
 }
 
-static STRATEGY_COLUMNS: [Column; 9] = [
+/// A counter of the cell's stack over its attack (see [`crate::counters`]); null when the
+/// cell's report has no counters (a stack whose `/metrics` could not be read).
+pub(crate) fn counter(r: &reports::Report, name: &str, labels: &[&str]) -> Value {
+    if r.counters.is_empty() {
+        return Value::Null;
+    }
+    json!(crate::counters::sum(&r.counters, name, labels).round() as i64)
+}
+
+/// strategy-matrix's reading: who oversold and whether the checker caught it, what the safe
+/// strategies cost.
+fn strategy_reading(cells: &[(&Cell, &reports::Report)]) -> Reading {
+    let mut unsafe_parts = Vec::new();
+    let mut safe = Vec::new();
+    for (cell, r) in cells {
+        let oversold = check_count(r, "no-double-sale", "oversold")
+            .as_i64()
+            .unwrap_or(0);
+        let p99 = hold(r).map_or(0.0, |h| h.latency.p99);
+        let retries = counter(
+            r,
+            "boxoffice_strategy_retries_total",
+            &["operation=\"hold\""],
+        );
+        if cell.expected_to_break {
+            unsafe_parts.push(format!(
+                "{} sold {oversold} seat(s) twice{}",
+                cell.key,
+                if oversold > 0 {
+                    " and the checker's no-double-sale caught it"
+                } else {
+                    " (no collision this time)"
+                }
+            ));
+        } else {
+            safe.push(format!(
+                "{} {} oversold, hold p99 {p99:.0} ms, {} retries",
+                cell.key,
+                if oversold == 0 { "never" } else { "DID" },
+                retries
+                    .as_i64()
+                    .map_or_else(|| "unknown".to_owned(), |n| n.to_string())
+            ));
+        }
+    }
+    let mut text = unsafe_parts.join("; ");
+    if !safe.is_empty() {
+        if !text.is_empty() {
+            text.push_str(". ");
+        }
+        text.push_str(&format!("The safe strategies: {}.", safe.join("; ")));
+    }
+    Reading {
+        text: (!text.is_empty()).then_some(text),
+        checks: Vec::new(),
+    }
+}
+
+static STRATEGY_COLUMNS: [Column; 10] = [
     Column {
         name: "req/s",
         read: |r| json!((r.summary.throughput_rps * 10.0).round() / 10.0),
@@ -328,6 +484,16 @@ static STRATEGY_COLUMNS: [Column; 9] = [
     Column {
         name: "conflicts",
         read: |r| json!(hold(r).map(|h| h.rejected)),
+    },
+    Column {
+        name: "retries",
+        read: |r| {
+            counter(
+                r,
+                "boxoffice_strategy_retries_total",
+                &["operation=\"hold\""],
+            )
+        },
     },
     Column {
         name: "confirmed",

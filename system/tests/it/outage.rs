@@ -1,0 +1,91 @@
+//! A database outage on a real PostgreSQL of the test's own: while it is unreachable,
+//! requests that need it are refused with 503 and `Retry-After` within a second, reads the
+//! catalog cache serves keep working, and everything works again once it answers.
+
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
+use serde_json::json;
+use tower::ServiceExt;
+
+use crate::support::{Backend, TestApp};
+
+async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(
+            t0.elapsed() < limit,
+            "{what} did not happen within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    t0.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_database_is_unreachable_writes_are_refused_within_a_second_and_cached_reads_work(
+) {
+    let pg = compose::LocalPostgres::start()
+        .await
+        .expect("PostgreSQL for tests (apt-get install -y postgresql)");
+    let url = pg.create_database().await.unwrap();
+    let app = TestApp::with_config(Backend::Postgres, |c| c.database_url = Some(url)).await;
+    let state = app.state.clone();
+    let gauge = state.metrics.dependency_up.with_label_values(&["database"]);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let watcher = state
+        .db
+        .watch_health(gauge.clone(), stop)
+        .expect("PostgreSQL is watched");
+    let (_, round, seats) = app.round(1, 10).await;
+    let (_, token) = app.user("buyer").await;
+    let hold = |seat: i64| json!({"seat_ids": [seat]});
+    let holds = format!("/v1/rounds/{round}/holds");
+    app.post(&holds, Some(&token), hold(seats[0]))
+        .await
+        .expect(201);
+    let before = app.availability(round).await;
+
+    // SIGSTOP: connections stay open and nothing answers, like a partition.
+    pg.pause().unwrap();
+    let noticed = wait_until("the breaker opening", Duration::from_secs(1), || {
+        !state.db.health().is_up()
+    })
+    .await;
+    assert_eq!(gauge.get(), 0);
+    let t0 = Instant::now();
+    let request = axum::http::Request::post(&holds)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(hold(seats[1]).to_string()))
+        .unwrap();
+    let res = app.router.clone().oneshot(request).await.unwrap();
+    let refused_in = t0.elapsed();
+    assert_eq!(res.status(), 503);
+    assert_eq!(
+        res.headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["code"], "database_unavailable", "{body}");
+    assert!(refused_in < Duration::from_millis(200), "{refused_in:?}");
+    // The cached read still answers, with what it had.
+    assert_eq!(app.availability(round).await, before);
+
+    pg.resume().unwrap();
+    wait_until("the breaker closing", Duration::from_secs(3), || {
+        state.db.health().is_up()
+    })
+    .await;
+    assert_eq!(gauge.get(), 1);
+    app.post(&holds, Some(&token), hold(seats[1]))
+        .await
+        .expect(201);
+    eprintln!("outage noticed after {noticed:?}; a hold refused in {refused_in:?}");
+    stop_tx.send(true).unwrap();
+    watcher.await.unwrap();
+    drop(pg);
+}
