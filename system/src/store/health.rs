@@ -34,6 +34,9 @@ pub const RECENT_COMMIT: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone)]
 pub struct DbHealth {
     up: Arc<watch::Sender<bool>>,
+    /// Whether a watcher runs ([`DbHealth::watch`]): then it alone says whether the database
+    /// is reachable.
+    watched: Arc<std::sync::atomic::AtomicBool>,
     /// When a transaction last committed, ms since `epoch` (0: never).
     last_commit_ms: Arc<std::sync::atomic::AtomicU64>,
     epoch: std::time::Instant,
@@ -43,6 +46,7 @@ impl Default for DbHealth {
     fn default() -> Self {
         DbHealth {
             up: Arc::new(watch::channel(true).0),
+            watched: Arc::default(),
             last_commit_ms: Arc::default(),
             epoch: std::time::Instant::now(),
         }
@@ -79,6 +83,11 @@ impl DbHealth {
         *self.up.borrow()
     }
 
+    /// Whether a watcher probes the database now.
+    pub fn is_watched(&self) -> bool {
+        self.watched.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Resolves when the database is found unreachable (at once if it already is).
     pub async fn down(&self) {
         let mut rx = self.up.subscribe();
@@ -98,6 +107,9 @@ impl DbHealth {
         mut stop: watch::Receiver<bool>,
     ) {
         gauge.set(1);
+        self.watched
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let _unwatched = Unwatch(Arc::clone(&self.watched));
         let mut conn: Option<AnyConnection> = None;
         let mut tick = tokio::time::interval(PROBE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -140,6 +152,15 @@ impl DbHealth {
                 }
             }
         }
+    }
+}
+
+/// Clears the watched flag when the watcher ends (stopped or aborted).
+struct Unwatch(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Unwatch {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -89,3 +89,55 @@ async fn while_the_database_is_unreachable_writes_are_refused_within_a_second_an
     watcher.await.unwrap();
     drop(pg);
 }
+
+/// A database that is only busy is not down: with the pool's one connection held, a scrape's
+/// gauge reads wait out their timeout, yet `boxoffice_dependency_up{dependency="database"}`
+/// stays 1, since the health watcher (on a connection of its own) still gets answers. Before,
+/// the scrape set it to 0 and a 300 ms latency drill fired `BoxOfficeDependencyDown`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_that_waits_behind_a_busy_pool_does_not_call_the_database_down() {
+    let pg = compose::LocalPostgres::start()
+        .await
+        .expect("PostgreSQL for tests (apt-get install -y postgresql)");
+    let url = pg.create_database().await.unwrap();
+    let app = TestApp::with_config(Backend::Postgres, |c| {
+        c.database_url = Some(url);
+        c.db_max_connections = 1;
+    })
+    .await;
+    let state = app.state.clone();
+    let gauge = state.metrics.dependency_up.with_label_values(&["database"]);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let watcher = state
+        .db
+        .watch_health(gauge.clone(), stop)
+        .expect("PostgreSQL is watched");
+    wait_until("the watcher starting", Duration::from_secs(2), || {
+        state.db.health().is_watched()
+    })
+    .await;
+    let busy = state
+        .db
+        .begin_write()
+        .await
+        .expect("the pool's only connection");
+    let t0 = Instant::now();
+    let scrape = app.get("/metrics", None).await;
+    let took = t0.elapsed();
+    assert_eq!(scrape.status, 200);
+    assert!(
+        took >= Duration::from_millis(700),
+        "the scrape's reads should have waited for the held connection: {took:?}"
+    );
+    assert_eq!(
+        gauge.get(),
+        1,
+        "a busy pool was reported as a database down"
+    );
+    assert!(state.db.health().is_up());
+    drop(busy);
+    stop_tx.send(true).unwrap();
+    watcher.await.unwrap();
+    assert!(!state.db.health().is_watched());
+    drop(pg);
+}
