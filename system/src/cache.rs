@@ -47,6 +47,54 @@ pub const REDIS_OP_TIMEOUT: Duration = Duration::from_millis(250);
 /// connection's response timeout every time.
 pub const REDIS_SKIP_FOR: Duration = Duration::from_secs(1);
 
+/// Whether Redis is being skipped after a failure, shared by every user of one Redis
+/// connection (the cache and the lock service): a hung, paused or failing-over Redis that
+/// either finds is skipped by both for [`REDIS_SKIP_FOR`], so a request that uses both (a
+/// `fenced` hold takes a lock, then invalidates the cache) waits at most one
+/// [`REDIS_OP_TIMEOUT`], not one each (the `fenced` × `redis` fault-matrix cells' window p99
+/// was 507–511 ms, two timeouts in a row).
+#[derive(Debug, Clone)]
+pub struct RedisSkip {
+    /// Until when (ms since `epoch`) Redis is skipped.
+    until_ms: Arc<std::sync::atomic::AtomicU64>,
+    epoch: std::time::Instant,
+}
+
+impl Default for RedisSkip {
+    fn default() -> Self {
+        RedisSkip {
+            until_ms: Arc::default(),
+            epoch: std::time::Instant::now(),
+        }
+    }
+}
+
+impl RedisSkip {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Whether Redis failed less than [`REDIS_SKIP_FOR`] ago.
+    pub fn skipping(&self) -> bool {
+        self.now_ms() < self.until_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records a failure of a command begun at `began` (from [`RedisSkip::began`]): Redis is
+    /// skipped from now on for [`REDIS_SKIP_FOR`]. True when it was not skipped when the
+    /// command began (the first to notice logs it).
+    pub fn failed(&self, began: u64) -> bool {
+        let until = self.now_ms() + REDIS_SKIP_FOR.as_millis() as u64;
+        self.until_ms
+            .swap(until, std::sync::atomic::Ordering::Relaxed)
+            < began
+    }
+
+    /// The time a command begins, for [`RedisSkip::failed`].
+    pub fn began(&self) -> u64 {
+        self.now_ms()
+    }
+}
+
 /// Redis: `GET`, `SET … PX`, `DEL` under a key prefix, each bounded by [`REDIS_OP_TIMEOUT`];
 /// after a failure the cache is skipped for [`REDIS_SKIP_FOR`] (reads go to the database,
 /// invalidations are dropped: a stale entry lives at most its TTL, the cache's contract).
@@ -54,9 +102,8 @@ pub const REDIS_SKIP_FOR: Duration = Duration::from_secs(1);
 pub struct RedisCache {
     conn: ConnectionManager,
     prefix: String,
-    /// Until when (ms since `epoch`) the cache is skipped.
-    skip_until_ms: Arc<std::sync::atomic::AtomicU64>,
-    epoch: std::time::Instant,
+    /// Skipped after a failure (its own, or the lock service's on the same Redis).
+    skip: RedisSkip,
 }
 
 impl std::fmt::Debug for RedisCache {
@@ -68,18 +115,14 @@ impl std::fmt::Debug for RedisCache {
 }
 
 impl RedisCache {
-    /// A cache on `conn` whose keys start with `prefix:cache:`.
-    pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
+    /// A cache on `conn` whose keys start with `prefix:cache:`, skipping Redis while `skip`
+    /// says so.
+    pub fn new(conn: ConnectionManager, prefix: &str, skip: RedisSkip) -> Self {
         Self {
             conn,
             prefix: format!("{prefix}:cache:"),
-            skip_until_ms: Arc::default(),
-            epoch: std::time::Instant::now(),
+            skip,
         }
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
     }
 
     /// Runs one command within [`REDIS_OP_TIMEOUT`], unless Redis failed moments ago.
@@ -87,18 +130,16 @@ impl RedisCache {
         &self,
         command: impl Future<Output = redis::RedisResult<T>>,
     ) -> anyhow::Result<T> {
-        use std::sync::atomic::Ordering;
-        let now = self.now_ms();
-        if now < self.skip_until_ms.load(Ordering::Relaxed) {
+        if self.skip.skipping() {
             anyhow::bail!("Redis failed less than {REDIS_SKIP_FOR:?} ago; cache skipped");
         }
+        let began = self.skip.began();
         let failed = match tokio::time::timeout(REDIS_OP_TIMEOUT, command).await {
             Ok(Ok(v)) => return Ok(v),
             Ok(Err(e)) => anyhow::Error::from(e),
             Err(_) => anyhow::anyhow!("Redis did not answer within {REDIS_OP_TIMEOUT:?}"),
         };
-        let until = self.now_ms() + REDIS_SKIP_FOR.as_millis() as u64;
-        if self.skip_until_ms.swap(until, Ordering::Relaxed) < now {
+        if self.skip.failed(began) {
             tracing::warn!(error = %failed, "Redis cache failing: skipped for {REDIS_SKIP_FOR:?}");
         }
         Err(failed)
@@ -394,6 +435,30 @@ impl CatalogCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_one_user_of_redis_sees_makes_every_user_skip_it() {
+        let cache_side = RedisSkip::default();
+        let lock_side = cache_side.clone();
+        assert!(!cache_side.skipping() && !lock_side.skipping());
+        let began = lock_side.began();
+        assert!(
+            lock_side.failed(began),
+            "the first failure is news (logged)"
+        );
+        assert!(
+            cache_side.skipping(),
+            "the cache skips the Redis the lock service found hung"
+        );
+        assert!(
+            !cache_side.failed(began),
+            "a failure of a command begun before the skip is not news"
+        );
+        assert!(
+            !RedisSkip::default().skipping(),
+            "another Redis is not skipped"
+        );
+    }
 
     fn catalog(ttl_ms: u64, jitter_ms: u64, mode: CacheMode) -> (CatalogCache, Metrics) {
         let metrics = Metrics::new("atomic");

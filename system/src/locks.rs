@@ -14,7 +14,7 @@
 //!
 //! `fenced` does not wait for a failing or hung Redis (a failover, a pause, a partition): a
 //! command gives up once Redis has answered nothing for [`REDIS_OP_TIMEOUT`], Redis is then
-//! skipped for [`REDIS_SKIP_FOR`] as the cache does, and [`Locks::acquire_or_database`] hands
+//! skipped for [`REDIS_SKIP_FOR`] by the lock service and the cache alike ([`RedisSkip`]), and [`Locks::acquire_or_database`] hands
 //! the decision to the database ([`Grant::Database`]: row locks, and the row's fence moved on
 //! so that a holder of an older Redis lock is refused, see `store::holds::locked`). Its safety
 //! lives in the database, so it can. (Not a plain timeout: a burst of waiters polling one lock
@@ -38,7 +38,7 @@ use async_trait::async_trait;
 use rand::Rng;
 use redis::aio::ConnectionManager;
 
-use crate::cache::{REDIS_OP_TIMEOUT, REDIS_SKIP_FOR};
+use crate::cache::{RedisSkip, REDIS_OP_TIMEOUT, REDIS_SKIP_FOR};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -139,12 +139,11 @@ pub struct RedisLocks {
     prefix: String,
     acquire: redis::Script,
     release: redis::Script,
-    /// Until when (ms since `epoch`) Redis is skipped.
-    skip_until_ms: Arc<AtomicU64>,
+    /// Skipped after a failure (its own, or the cache's on the same Redis).
+    skip: RedisSkip,
     /// Commands answered so far: a waiting command tells a hung Redis (no answers) from a
     /// busy one (others answered meanwhile).
     answers: Arc<AtomicU64>,
-    epoch: Instant,
 }
 
 impl std::fmt::Debug for RedisLocks {
@@ -156,21 +155,16 @@ impl std::fmt::Debug for RedisLocks {
 }
 
 impl RedisLocks {
-    /// Locks on `conn` under `prefix`.
-    pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
+    /// Locks on `conn` under `prefix`, skipping Redis while `skip` says so.
+    pub fn new(conn: ConnectionManager, prefix: &str, skip: RedisSkip) -> Self {
         Self {
             conn,
             prefix: prefix.to_owned(),
             acquire: redis::Script::new(ACQUIRE),
             release: redis::Script::new(RELEASE),
-            skip_until_ms: Arc::default(),
+            skip,
             answers: Arc::default(),
-            epoch: Instant::now(),
         }
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
     }
 
     /// Runs one command, unless Redis failed moments ago. It fails when Redis has answered
@@ -181,10 +175,10 @@ impl RedisLocks {
         &self,
         command: impl Future<Output = redis::RedisResult<T>>,
     ) -> anyhow::Result<T> {
-        let now = self.now_ms();
-        if now < self.skip_until_ms.load(Ordering::Relaxed) {
+        if self.skip.skipping() {
             anyhow::bail!("Redis failed less than {REDIS_SKIP_FOR:?} ago; lock service skipped");
         }
+        let began = self.skip.began();
         tokio::pin!(command);
         let first = self.answers.load(Ordering::Relaxed);
         let mut answers = first;
@@ -209,8 +203,7 @@ impl RedisLocks {
                 }
             }
         };
-        let until = self.now_ms() + REDIS_SKIP_FOR.as_millis() as u64;
-        if self.skip_until_ms.swap(until, Ordering::Relaxed) < now {
+        if self.skip.failed(began) {
             tracing::warn!(error = %failed, "Redis lock service failing: skipped for {REDIS_SKIP_FOR:?}");
         }
         Err(failed)

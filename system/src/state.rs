@@ -238,13 +238,15 @@ async fn coordination(config: &Config) -> anyhow::Result<Coordination> {
         .await
         .with_context(|| format!("Failed to connect to Redis at {}", redact(url)))?;
     let prefix = &config.redis_prefix;
+    let skip = crate::cache::RedisSkip::default();
     let notifier = Notifier::redis(client, conn.clone(), prefix);
     if !notifier.wait_listening(Duration::from_secs(5)).await {
         tracing::warn!("the notification listener is not subscribed yet");
     }
     Ok((
-        Arc::new(RedisCache::new(conn.clone(), prefix)),
-        Arc::new(RedisLocks::new(conn, prefix)),
+        // One skip for both: Redis found hung by either is skipped by both.
+        Arc::new(RedisCache::new(conn.clone(), prefix, skip.clone())),
+        Arc::new(RedisLocks::new(conn, prefix, skip)),
         notifier,
     ))
 }
