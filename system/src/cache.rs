@@ -86,7 +86,7 @@ impl RedisSkip {
         let until = self.now_ms() + REDIS_SKIP_FOR.as_millis() as u64;
         self.until_ms
             .swap(until, std::sync::atomic::Ordering::Relaxed)
-            < began
+            <= began
     }
 
     /// The time a command begins, for [`RedisSkip::failed`].
