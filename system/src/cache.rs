@@ -47,11 +47,11 @@ pub const REDIS_OP_TIMEOUT: Duration = Duration::from_millis(250);
 /// connection's response timeout every time.
 pub const REDIS_SKIP_FOR: Duration = Duration::from_secs(1);
 
-/// Whether Redis is being skipped after a failure, shared by every user of one Redis
-/// connection (the cache and the lock service): a hung, paused or failing-over Redis that
-/// either finds is skipped by both for [`REDIS_SKIP_FOR`], so a request that uses both (a
-/// `fenced` hold takes a lock, then invalidates the cache) waits at most one
-/// [`REDIS_OP_TIMEOUT`], not one each (the `fenced` × `redis` fault-matrix cells' window p99
+/// Whether Redis is being skipped after a failure. The lock service's is shared with the cache
+/// on the same connection: a hung, paused or failing-over Redis the lock service finds is
+/// skipped by the cache too for [`REDIS_SKIP_FOR`], so a request that uses both (a `fenced`
+/// hold takes a lock, then invalidates the cache) waits at most one [`REDIS_OP_TIMEOUT`], not
+/// one each (the `fenced` × `redis` fault-matrix cells' window p99
 /// was 507–511 ms, two timeouts in a row).
 #[derive(Debug, Clone)]
 pub struct RedisSkip {
@@ -102,8 +102,12 @@ impl RedisSkip {
 pub struct RedisCache {
     conn: ConnectionManager,
     prefix: String,
-    /// Skipped after a failure (its own, or the lock service's on the same Redis).
+    /// Skipped after its own failure.
     skip: RedisSkip,
+    /// The lock service's skip on the same Redis: a Redis the lock service found hung is
+    /// skipped here too. (Not the other way round: a cache command has a plain timeout, which
+    /// a busy Redis can miss, and the lock service tells busy from hung itself.)
+    locks: RedisSkip,
 }
 
 impl std::fmt::Debug for RedisCache {
@@ -117,11 +121,12 @@ impl std::fmt::Debug for RedisCache {
 impl RedisCache {
     /// A cache on `conn` whose keys start with `prefix:cache:`, skipping Redis while `skip`
     /// says so.
-    pub fn new(conn: ConnectionManager, prefix: &str, skip: RedisSkip) -> Self {
+    pub fn new(conn: ConnectionManager, prefix: &str, locks: RedisSkip) -> Self {
         Self {
             conn,
             prefix: format!("{prefix}:cache:"),
-            skip,
+            skip: RedisSkip::default(),
+            locks,
         }
     }
 
@@ -130,7 +135,7 @@ impl RedisCache {
         &self,
         command: impl Future<Output = redis::RedisResult<T>>,
     ) -> anyhow::Result<T> {
-        if self.skip.skipping() {
+        if self.skip.skipping() || self.locks.skipping() {
             anyhow::bail!("Redis failed less than {REDIS_SKIP_FOR:?} ago; cache skipped");
         }
         let began = self.skip.began();

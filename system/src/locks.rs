@@ -14,7 +14,7 @@
 //!
 //! `fenced` does not wait for a failing or hung Redis (a failover, a pause, a partition): a
 //! command gives up once Redis has answered nothing for [`REDIS_OP_TIMEOUT`], Redis is then
-//! skipped for [`REDIS_SKIP_FOR`] by the lock service and the cache alike ([`RedisSkip`]), and [`Locks::acquire_or_database`] hands
+//! skipped for [`REDIS_SKIP_FOR`] by the lock service and the cache ([`RedisSkip`]), and [`Locks::acquire_or_database`] hands
 //! the decision to the database ([`Grant::Database`]: row locks, and the row's fence moved on
 //! so that a holder of an older Redis lock is refused, see `store::holds::locked`). Its safety
 //! lives in the database, so it can. (Not a plain timeout: a burst of waiters polling one lock

@@ -244,7 +244,7 @@ async fn coordination(config: &Config) -> anyhow::Result<Coordination> {
         tracing::warn!("the notification listener is not subscribed yet");
     }
     Ok((
-        // One skip for both: Redis found hung by either is skipped by both.
+        // Redis the lock service found hung is skipped by the cache too.
         Arc::new(RedisCache::new(conn.clone(), prefix, skip.clone())),
         Arc::new(RedisLocks::new(conn, prefix, skip)),
         notifier,
