@@ -25,6 +25,8 @@ const ERROR_COLOR: &str = "#D55E00";
 const REJECTED_COLOR: &str = "#999999";
 /// Unknown outcomes (a write's timeout, reset or 5xx): apart from the definite errors.
 const UNKNOWN_COLOR: &str = "#CC79A7";
+/// Requests refused past capacity (503 `overloaded`), a part of the rejections.
+const OVERLOADED_COLOR: &str = "#E69F00";
 
 /// p50 dotted and thin, p95 dashed, p99 solid and thick: the eye reads the tail first.
 const PERCENTILE_STYLES: [(&str, Option<&str>, f64); 3] = [
@@ -240,7 +242,7 @@ fn summary_cards(page: &mut String, report: &Report) {
     let cards = [
         ("requests", s.requests.to_string()),
         ("ok", s.ok.to_string()),
-        ("rejected", s.rejected.to_string()),
+        ("rejected", text::rejected(s.rejected, s.refused)),
         ("errors", s.errors.to_string()),
         ("unknown", s.unknown.to_string()),
         (
@@ -267,7 +269,7 @@ fn charts(page: &mut String, report: &Report) {
     let throughput = throughput_chart(report, &bands, x_max);
     let _ = writeln!(
         page,
-        "<figure>{}<figcaption>Requests per second, and of those the business refusals (rejected: sold out, seat taken — not errors), the errors and the unknown outcomes (a write's timeout, reset or 5xx), all transactions together.</figcaption></figure>",
+        "<figure>{}<figcaption>Requests per second, and of those the business refusals (rejected: sold out, seat taken — not errors), the requests refused past capacity (overloaded: 503, counted among the rejections; drawn only when there were some), the errors and the unknown outcomes (a write's timeout, reset or 5xx), all transactions together.</figcaption></figure>",
         throughput.render()
     );
     // One small chart per transaction, each on its own scale, so a fast transaction does not
@@ -440,13 +442,19 @@ fn throughput_chart(report: &Report, bands: &[Band], x_max: f64) -> Chart {
     let mut legend = Vec::new();
     if has_requests {
         type Count = fn(&TimelinePoint) -> u64;
-        let kinds: [(&str, &'static str, Option<&'static str>, Count); 4] = [
+        let kinds: [(&str, &'static str, Option<&'static str>, Count); 5] = [
             ("requests/s", THROUGHPUT_COLOR, None, |p| p.requests),
             ("rejected/s", REJECTED_COLOR, Some("6 3"), |p| p.rejected),
+            ("overloaded/s", OVERLOADED_COLOR, Some("1 3"), |p| p.refused),
             ("errors/s", ERROR_COLOR, None, |p| p.errors),
             ("unknown/s", UNKNOWN_COLOR, Some("2 2"), |p| p.unknown),
         ];
+        let any_refused = timeline.points.iter().any(|p| p.refused > 0);
         for (label, color, dash, count) in kinds {
+            // Refusals past capacity are drawn only in runs that had some.
+            if label == "overloaded/s" && !any_refused {
+                continue;
+            }
             // Only the requests are filled: filled refusals hid the requests behind them.
             let fill = label == "requests/s";
             series.push(Series {
@@ -506,7 +514,7 @@ fn transactions(page: &mut String, report: &Report) {
         for value in [
             tx.count.to_string(),
             tx.ok.to_string(),
-            tx.rejected.to_string(),
+            text::rejected(tx.rejected, tx.refused),
             tx.errors.to_string(),
             tx.unknown.to_string(),
             text::rps(tx.throughput_rps),

@@ -22,7 +22,7 @@ use crate::exit_code;
 /// Additive changes (a new field that older readers can ignore and newer readers default)
 /// bump the minor version; renames, removals, new enum variants and changes of type, meaning
 /// or unit bump the major version. See `reports/SCHEMA.md`.
-pub const SCHEMA_VERSION: &str = "4.0";
+pub const SCHEMA_VERSION: &str = "4.1";
 
 /// The most example ids a [`Check`] keeps; more would bloat the report without helping anyone
 /// find the bug.
@@ -31,7 +31,7 @@ pub const MAX_EXAMPLES: usize = 10;
 /// Everything one run of the lab measured, checked and decided.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Report {
-    /// Schema version of this document, `MAJOR.MINOR` (currently "4.0"). Readers must refuse
+    /// Schema version of this document, `MAJOR.MINOR` (currently "4.1"). Readers must refuse
     /// a major version they do not know and ignore fields they do not know.
     #[schemars(regex(pattern = r"^4\.[0-9]+$"))]
     pub schema_version: String,
@@ -269,6 +269,10 @@ pub struct OutcomeCounts {
     pub errors: u64,
     /// Unknown outcomes of state-changing requests (timeout, reset, 5xx).
     pub unknown: u64,
+    /// Of the rejections, requests the service refused past capacity (503 `overloaded`:
+    /// it did not start them), 4.1.
+    #[serde(default)]
+    pub refused: u64,
 }
 
 impl OutcomeCounts {
@@ -311,6 +315,9 @@ pub struct Summary {
     pub error_rate: f64,
     /// rejected / requests, a fraction in 0..=1.
     pub rejected_rate: f64,
+    /// Of the rejections, requests refused past capacity (503 `overloaded`), 4.1.
+    #[serde(default)]
+    pub refused: u64,
 }
 
 impl Summary {
@@ -324,6 +331,7 @@ impl Summary {
             summary.rejected += tx.rejected;
             summary.errors += tx.errors;
             summary.unknown += tx.unknown;
+            summary.refused += tx.refused;
         }
         summary.throughput_rps = per_second(summary.requests, duration_s);
         summary.error_rate = fraction(summary.errors + summary.unknown, summary.requests);
@@ -365,6 +373,9 @@ pub struct TransactionStats {
     pub errors: u64,
     /// Unknown outcomes of state-changing requests (timeout, reset, 5xx).
     pub unknown: u64,
+    /// Of the rejections, requests refused past capacity (503 `overloaded`), 4.1.
+    #[serde(default)]
+    pub refused: u64,
     /// Requests per second over the run.
     pub throughput_rps: f64,
     /// Latency as measured from the moment each request was actually sent, in ms.
@@ -479,6 +490,9 @@ pub struct TimelinePoint {
     /// Of those, unknown outcomes (4.0; a 3.x file counted them in `errors`).
     #[serde(default)]
     pub unknown: u64,
+    /// Of the rejections, requests refused past capacity (503 `overloaded`), 4.1.
+    #[serde(default)]
+    pub refused: u64,
     /// The same per transaction; a transaction with no request in the interval is absent.
     #[serde(default)]
     pub per_transaction: BTreeMap<String, PointStats>,
@@ -497,6 +511,9 @@ pub struct PointStats {
     /// Of those, unknown outcomes (4.0).
     #[serde(default)]
     pub unknown: u64,
+    /// Of the rejections, requests refused past capacity (503 `overloaded`), 4.1.
+    #[serde(default)]
+    pub refused: u64,
     /// Median latency of all requests in the interval (failures included), ms.
     pub p50_ms: f64,
     /// 95th percentile latency, ms.

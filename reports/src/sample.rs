@@ -124,6 +124,7 @@ fn sample_without_baseline() -> Report {
                 rejected: counts.rejected,
                 errors: counts.errors,
                 unknown: counts.unknown,
+                refused: counts.refused,
                 throughput_rps: counts.total() as f64 / DURATION_S,
                 latency,
                 // Stand-in numbers: the sample is a closed-model run, but shows the row.

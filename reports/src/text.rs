@@ -142,6 +142,15 @@ pub(crate) fn load(load: &Load) -> String {
     }
 }
 
+/// A rejection count, with the requests refused past capacity among them when there were
+/// any: "120" or "120 (overloaded 80)".
+pub(crate) fn rejected(rejected: u64, refused: u64) -> String {
+    match refused {
+        0 => rejected.to_string(),
+        n => format!("{rejected} (overloaded {n})"),
+    }
+}
+
 /// A rate per second: "1234.5".
 pub(crate) fn rps(value: f64) -> String {
     if value.is_finite() {

@@ -33,6 +33,7 @@ struct Cell {
     rejected: u64,
     errors: u64,
     unknown: u64,
+    refused: u64,
 }
 
 impl Cell {
@@ -44,6 +45,7 @@ impl Cell {
             rejected: 0,
             errors: 0,
             unknown: 0,
+            refused: 0,
         }
     }
 }
@@ -114,6 +116,22 @@ impl TimelineBuilder {
         }
     }
 
+    /// Counts the sample just [`record`](Self::record)ed at `t_s` for `transaction` as refused
+    /// past capacity (one of its rejections). Without a matching `record` it does nothing.
+    pub fn refused(&mut self, t_s: f64, transaction: &str) {
+        if !t_s.is_finite() {
+            return;
+        }
+        let index = self.index(t_s);
+        if let Some(cell) = self
+            .intervals
+            .get_mut(&index)
+            .and_then(|cells| cells.get_mut(transaction))
+        {
+            cell.refused = (cell.refused + 1).min(cell.rejected);
+        }
+    }
+
     /// Makes the timeline reach at least `end_s` (usually the run duration) even if the last
     /// seconds had no samples, so a run that ends in an outage shows it.
     pub fn cover(&mut self, end_s: f64) {
@@ -146,6 +164,7 @@ impl TimelineBuilder {
                     point.rejected += cell.rejected;
                     point.errors += cell.errors;
                     point.unknown += cell.unknown;
+                    point.refused += cell.refused;
                     point.per_transaction.insert(
                         name,
                         PointStats {
@@ -153,6 +172,7 @@ impl TimelineBuilder {
                             rejected: cell.rejected,
                             errors: cell.errors,
                             unknown: cell.unknown,
+                            refused: cell.refused,
                             p50_ms: ms(0.50),
                             p95_ms: ms(0.95),
                             p99_ms: ms(0.99),

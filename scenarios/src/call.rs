@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use goose::prelude::*;
 use serde_json::Value;
 
-use crate::history::{classify, Op, OpKind, Outcome, Recorder};
+use crate::history::{classify, Op, OpKind, Outcome, Recorder, OVERLOADED};
 
 /// What the lab keeps per virtual user (Goose's session data).
 #[derive(Debug, Clone, Copy, Default)]
@@ -91,6 +91,8 @@ pub struct Response {
     pub body: Value,
     /// `error.code`, or the transport error kind.
     pub error: Option<String>,
+    /// The `Retry-After` header in seconds, when the answer had one.
+    pub retry_after_s: Option<u64>,
     invoke_ms: f64,
     complete_ms: f64,
     intended_ms: Option<f64>,
@@ -101,6 +103,11 @@ impl Response {
     /// Whether the operation definitely happened.
     pub fn is_ok(&self) -> bool {
         self.outcome == Outcome::Ok
+    }
+
+    /// Whether the box office refused the request past capacity, before starting it.
+    pub fn is_refused(&self) -> bool {
+        self.outcome == Outcome::Rejected && self.error.as_deref() == Some(OVERLOADED)
     }
 
     /// An integer field of the body.
@@ -181,9 +188,15 @@ pub async fn send(
     // Held until the body is read; waiting for it counts in the latency.
     let _connection = recorder.connection().await;
     let goose = user.request(goose_request).await?;
+    let mut retry_after_s = None;
     let (status, body, error) = match goose.response {
         Ok(res) => {
             let status = res.status().as_u16();
+            retry_after_s = res
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok());
             match res.bytes().await {
                 Ok(bytes) => {
                     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -201,10 +214,11 @@ pub async fn send(
     };
     let complete_ms = recorder.now_ms();
     Ok(Response {
-        outcome: classify(req.op, status),
+        outcome: classify(req.op, status, error.as_deref()),
         status,
         error: error.or_else(|| status.filter(|s| *s >= 400).map(|s| s.to_string())),
         body,
+        retry_after_s,
         invoke_ms,
         complete_ms,
         intended_ms,

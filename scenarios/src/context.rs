@@ -21,6 +21,10 @@ pub type TxFuture<'a> = Pin<Box<dyn Future<Output = TransactionResult> + Send + 
 /// A persona's step: a plain function of the Goose user and the shared context.
 pub type Step = for<'a> fn(&'a mut GooseUser, Arc<RunContext>) -> TxFuture<'a>;
 
+/// How many times a closed-model buyer tries a request again after the box office refused
+/// it past capacity (see [`RunContext::after_refusal`]).
+pub const REFUSED_RETRIES: u32 = 5;
+
 /// Knobs the personas read.
 #[derive(Debug, Clone)]
 pub struct Knobs {
@@ -83,6 +87,27 @@ impl RunContext {
                     .wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
                     .rotate_left(17),
         )
+    }
+
+    /// How long to wait before trying a request again that the box office refused past
+    /// capacity (503 `overloaded`), as a buyer in a crowd does: its `Retry-After`, jittered
+    /// by ±50 % so the crowd does not come back in one wave, for at most
+    /// [`REFUSED_RETRIES`] tries of one request (`tries`: refusals so far). `None` when the
+    /// answer was not a refusal, the tries are spent, or the run is open-model: there an
+    /// arrival refused is an arrival lost, the measure of the service's refusals.
+    pub fn after_refusal(
+        &self,
+        answer: &crate::call::Response,
+        tries: u32,
+        rng: &mut SmallRng,
+    ) -> Option<Duration> {
+        if !answer.is_refused() || self.pacer.is_some() || tries > REFUSED_RETRIES {
+            return None;
+        }
+        let after = answer.retry_after_s.unwrap_or(1).clamp(1, 10) as f64;
+        Some(Duration::from_secs_f64(
+            after * rand::Rng::gen_range(rng, 0.5..1.5),
+        ))
     }
 
     /// Waits for this user's turn: its slot on the open-model schedule or the crowd's gate.

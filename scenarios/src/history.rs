@@ -31,12 +31,17 @@ pub use reports::Outcome;
 /// (seat taken, sold out, quota reached, already claimed), gone (hold expired).
 const REFUSALS: [u16; 3] = [402, 409, 410];
 
-/// Classifies an HTTP answer to `op`: 2xx ok; a business refusal rejected; any other 4xx an
+/// The error code of a request the box office refused past capacity, before starting it.
+pub const OVERLOADED: &str = "overloaded";
+
+/// Classifies an HTTP answer to `op` with the body's error `code`: 2xx ok; a business refusal
+/// or a 503 `overloaded` (refused before it started) rejected; any other 4xx an
 /// error; a 5xx or no answer at all (timeout, transport) unknown when `op` changes state (it
 /// may have happened), else an error.
-pub fn classify(op: OpKind, status: Option<u16>) -> Outcome {
+pub fn classify(op: OpKind, status: Option<u16>, code: Option<&str>) -> Outcome {
     match status {
         Some(s) if (200..300).contains(&s) => Outcome::Ok,
+        Some(503) if code == Some(OVERLOADED) => Outcome::Rejected,
         Some(s) if REFUSALS.contains(&s) => Outcome::Rejected,
         Some(s) if (400..500).contains(&s) => Outcome::Error,
         _ if op.is_write() => Outcome::Unknown,
@@ -465,6 +470,10 @@ fn write_loop(
             );
         }
         agg.counts.add(op.outcome);
+        let refused = op.outcome == Outcome::Rejected && op.error.as_deref() == Some(OVERLOADED);
+        if refused {
+            agg.counts.refused += 1;
+        }
         if op.outcome != Outcome::Ok {
             let code = op
                 .error
@@ -479,6 +488,9 @@ fn write_loop(
             op.latency_ms(),
             op.outcome,
         );
+        if refused {
+            timeline.refused(op.complete_ms / 1000.0, op.op.as_str());
+        }
         samples.push(Sample {
             t_ms: op.complete_ms,
             latency_ms: op.latency_ms(),
@@ -543,17 +555,29 @@ mod tests {
 
     #[test]
     fn statuses_are_classified_like_jepsen_outcomes() {
-        assert_eq!(classify(OpKind::Hold, Some(201)), Outcome::Ok);
-        assert_eq!(classify(OpKind::Hold, Some(409)), Outcome::Rejected);
-        assert_eq!(classify(OpKind::Pay, Some(402)), Outcome::Rejected);
-        assert_eq!(classify(OpKind::Book, Some(410)), Outcome::Rejected);
-        assert_eq!(classify(OpKind::Hold, Some(422)), Outcome::Error);
-        assert_eq!(classify(OpKind::Hold, Some(401)), Outcome::Error);
-        assert_eq!(classify(OpKind::Hold, Some(503)), Outcome::Unknown);
-        assert_eq!(classify(OpKind::Pay, None), Outcome::Unknown);
+        assert_eq!(classify(OpKind::Hold, Some(201), None), Outcome::Ok);
+        assert_eq!(classify(OpKind::Hold, Some(409), None), Outcome::Rejected);
+        assert_eq!(classify(OpKind::Pay, Some(402), None), Outcome::Rejected);
+        assert_eq!(classify(OpKind::Book, Some(410), None), Outcome::Rejected);
+        assert_eq!(classify(OpKind::Hold, Some(422), None), Outcome::Error);
+        assert_eq!(classify(OpKind::Hold, Some(401), None), Outcome::Error);
+        assert_eq!(classify(OpKind::Hold, Some(503), None), Outcome::Unknown);
+        assert_eq!(
+            classify(OpKind::Hold, Some(503), Some("database_unavailable")),
+            Outcome::Unknown
+        );
+        // Refused by admission before it started: definitely did not happen.
+        assert_eq!(
+            classify(OpKind::Hold, Some(503), Some(OVERLOADED)),
+            Outcome::Rejected
+        );
+        assert_eq!(classify(OpKind::Pay, None, None), Outcome::Unknown);
         // A read changes nothing: its failure is an error, never an unknown.
-        assert_eq!(classify(OpKind::ListEvents, Some(503)), Outcome::Error);
-        assert_eq!(classify(OpKind::Availability, None), Outcome::Error);
+        assert_eq!(
+            classify(OpKind::ListEvents, Some(503), None),
+            Outcome::Error
+        );
+        assert_eq!(classify(OpKind::Availability, None, None), Outcome::Error);
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct Shared {
     pub notifier: Notifier,
     /// Where Kafka is (resolved, and the mock cluster started, on first use).
     pub kafka: KafkaSettings,
+    /// The admission limit past capacity (`None`: `--admission-wait-ms 0`, unlimited).
+    pub admission: Option<crate::api::admission::Limiter>,
 }
 
 /// The three services that live on Redis when `--redis-url` is set, in-process otherwise.
@@ -101,7 +103,20 @@ impl AppState {
             Duration::from_millis(config.fault_lock_pause_ms),
             metrics.clone(),
         );
+        let admission = (config.admission_wait_ms > 0).then(|| {
+            let slots = match config.max_in_flight {
+                0 => 2 * config.db_max_connections as usize,
+                n => n,
+            };
+            crate::api::admission::Limiter::new(
+                slots,
+                Duration::from_millis(config.admission_wait_ms),
+                config.admission_queue,
+                metrics.admission.clone(),
+            )
+        });
         let shared = Shared {
+            admission,
             db,
             auth,
             clock,

@@ -35,7 +35,9 @@ pub fn claim(user: &mut GooseUser, ctx: Arc<RunContext>) -> TxFuture<'_> {
         } else {
             1
         };
-        for click in 0..clicks {
+        let mut refusals = 0;
+        let mut click = 0;
+        while click < clicks {
             let req = Request {
                 body: None,
                 ..Request::post(OpKind::Claim, &path, &buyer.token, serde_json::Value::Null)
@@ -43,10 +45,17 @@ pub fn claim(user: &mut GooseUser, ctx: Arc<RunContext>) -> TxFuture<'_> {
             let r = send(user, &ctx.recorder, req).await?;
             let mut op = r.op(buyer.id);
             op.coupon = Some(code.clone());
-            if click == 0 {
+            if click == 0 && refusals == 0 {
                 op.intended_ms = intended;
             }
             ctx.recorder.record(op);
+            refusals += u32::from(r.is_refused());
+            // Refused past capacity: the same click again, later.
+            if let Some(wait) = ctx.after_refusal(&r, refusals, &mut rng) {
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            click += 1;
         }
         counters.users_done.fetch_add(1, Ordering::Relaxed);
         Ok(())

@@ -64,6 +64,7 @@ pub async fn hold(
         json!({ "quantity": n })
     };
     let mut intended = intended_ms;
+    let mut refusals = 0;
     loop {
         let asked: Vec<i64> = body
             .get("seat_ids")
@@ -97,6 +98,11 @@ pub async fn hold(
         }
         op.seat_ids = asked.clone();
         ctx.recorder.record(op);
+        refusals += u32::from(r.is_refused());
+        if let Some(wait) = ctx.after_refusal(&r, refusals, rng) {
+            tokio::time::sleep(wait).await;
+            continue;
+        }
         // A buyer whose chosen seats went takes the best available ones, once.
         if r.error.as_deref() == Some("seats_unavailable") && !asked.is_empty() {
             body = json!({ "quantity": asked.len() });

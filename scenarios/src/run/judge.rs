@@ -184,6 +184,7 @@ pub fn transactions(out: &HistoryOutput, duration_s: f64) -> Vec<reports::Transa
             rejected: a.counts.rejected,
             errors: a.counts.errors,
             unknown: a.counts.unknown,
+            refused: a.counts.refused,
             throughput_rps: if duration_s > 0.0 {
                 a.count() as f64 / duration_s
             } else {

@@ -200,6 +200,12 @@ fn write_state(dir: &Path, state: &FinalState) -> Result<()> {
 
 /// Capacity: one row per step of the ramp, from the timeline. The steps count from when
 /// the schedule started (every user running), rounded up to the timeline's interval.
+///
+/// Goodput is what the service got done: requests answered with a result (ok, or a business
+/// refusal such as sold out), not counting requests refused past capacity (503
+/// `overloaded`), errors and unknown outcomes. The reading compares the steps after the peak
+/// with the peak: a service that degrades gracefully keeps its goodput there and refuses the
+/// excess; one that collapses loses goodput as the load grows.
 fn capacity_table(
     out: &HistoryOutput,
     plan: &Plan,
@@ -211,6 +217,7 @@ fn capacity_table(
     let interval = out.timeline.interval_s.max(1e-3);
     let offset = schedule_start_s.map_or(0.0, |s| (s / interval - 1e-9).ceil().max(0.0) * interval);
     let mut rows = Vec::new();
+    let mut goodputs = Vec::new();
     for (i, rate) in rates.iter().enumerate() {
         let (from, to) = (offset + i as f64 * step, offset + (i + 1) as f64 * step);
         let points: Vec<_> = out
@@ -222,6 +229,9 @@ fn capacity_table(
         let requests: u64 = points.iter().map(|p| p.requests).sum();
         // Errors and unknown outcomes: what the service failed to answer.
         let errors: u64 = points.iter().map(|p| p.errors + p.unknown).sum();
+        let refused: u64 = points.iter().map(|p| p.refused).sum();
+        let goodput = requests.saturating_sub(errors + refused) as f64 / step;
+        goodputs.push(goodput);
         let worst_p99 = points
             .iter()
             .flat_map(|p| p.per_transaction.values().map(|s| s.p99_ms))
@@ -229,6 +239,8 @@ fn capacity_table(
         let mut values = BTreeMap::new();
         values.insert("arrivals/s".to_owned(), json!(rate));
         values.insert("requests/s".to_owned(), json!(requests as f64 / step));
+        values.insert("goodput/s".to_owned(), json!(goodput));
+        values.insert("refused".to_owned(), json!(refused));
         values.insert("errors".to_owned(), json!(errors));
         values.insert("worst p99 (ms)".to_owned(), json!(worst_p99));
         rows.push(reports::ComparisonRow {
@@ -239,10 +251,35 @@ fn capacity_table(
     }
     reports::Comparison {
         title: format!("Capacity ramp: open-model arrivals doubling every {step} s (p99 SLO {p99_limit_ms} ms)"),
-        columns: vec!["arrivals/s".into(), "requests/s".into(), "errors".into(), "worst p99 (ms)".into()],
+        columns: ["arrivals/s", "requests/s", "goodput/s", "refused", "errors", "worst p99 (ms)"]
+            .map(str::to_owned)
+            .to_vec(),
+        reading: past_the_peak(&goodputs, &rates),
         rows,
-        reading: None,
     }
+}
+
+/// What happened after the step of peak goodput: the lowest goodput of the later steps as a
+/// share of the peak (1.0 is perfectly graceful). `None` when the ramp peaked in its last step
+/// (it never went past capacity) or moved nothing.
+fn past_the_peak(goodputs: &[f64], rates: &[f64]) -> Option<String> {
+    let (peak_at, peak) = goodputs
+        .iter()
+        .copied()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let after = &goodputs[peak_at + 1..];
+    if peak <= 0.0 || after.is_empty() {
+        return None;
+    }
+    let worst = after.iter().copied().fold(f64::INFINITY, f64::min);
+    Some(format!(
+        "Peak goodput {peak:.0}/s at step {} ({} arrivals/s). Over the {} step(s) of more load after it, goodput fell no lower than {:.2} of the peak.",
+        peak_at + 1,
+        rates.get(peak_at).copied().unwrap_or_default(),
+        after.len(),
+        worst / peak,
+    ))
 }
 
 /// The job-summary file of a GitHub Actions step.
@@ -268,10 +305,14 @@ pub fn summary_text(outcome: &Outcome) -> String {
         r.run.scenario, r.run.stack, r.run.strategy, r.run.seed, r.run.users, r.run.duration_s
     ));
     s.push_str(&format!(
-        "  requests {}  ok {}  rejected {}  errors {}  unknown {}  {:.0} req/s  error rate {:.2}%\n",
+        "  requests {}  ok {}  rejected {}{}  errors {}  unknown {}  {:.0} req/s  error rate {:.2}%\n",
         r.summary.requests,
         r.summary.ok,
         r.summary.rejected,
+        match r.summary.refused {
+            0 => String::new(),
+            n => format!(" (overloaded {n})"),
+        },
         r.summary.errors,
         r.summary.unknown,
         r.summary.throughput_rps,

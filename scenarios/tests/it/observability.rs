@@ -276,7 +276,8 @@ impl Runner {
         let res = req.send().await.expect("the box office answers");
         let status = res.status().as_u16();
         let body: Value = res.json().await.unwrap_or(Value::Null);
-        let outcome = scenarios::history::classify(scenarios::history::OpKind::Hold, Some(status));
+        let outcome =
+            scenarios::history::classify(scenarios::history::OpKind::Hold, Some(status), None);
         self.lab
             .live
             .observe_named(transaction, began.elapsed().as_secs_f64(), outcome);

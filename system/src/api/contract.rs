@@ -7,28 +7,32 @@
 //! wrong content type (415) or of the wrong shape (422); a bearer token can be missing or bad
 //! (401); a path or query parameter can be unreadable or out of range (400); a write can lose
 //! to a busy database (409 `contention`); and every `/v1` operation but the event stream reads
-//! the database, which can be unreachable (503). Each is the JSON
+//! the database, which can be unreachable (503), and new work can be refused past capacity
+//! (503 `overloaded`, see [`super::admission`]). Each is the JSON
 //! [`ErrorBody`](crate::error::ErrorBody).
 
+use axum::http::Method;
 use utoipa::openapi::path::{Operation, ParameterIn};
+
+use super::admission;
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 
 /// Adds the shared error responses to every operation of `doc`.
 pub fn complete(doc: &mut OpenApi) {
     for (path, item) in doc.paths.paths.iter_mut() {
         let ops = [
-            (false, &mut item.get),
-            (true, &mut item.put),
-            (true, &mut item.post),
-            (true, &mut item.delete),
-            (false, &mut item.options),
-            (false, &mut item.head),
-            (true, &mut item.patch),
-            (false, &mut item.trace),
+            (Method::GET, &mut item.get),
+            (Method::PUT, &mut item.put),
+            (Method::POST, &mut item.post),
+            (Method::DELETE, &mut item.delete),
+            (Method::OPTIONS, &mut item.options),
+            (Method::HEAD, &mut item.head),
+            (Method::PATCH, &mut item.patch),
+            (Method::TRACE, &mut item.trace),
         ];
-        for (writes, op) in ops {
+        for (method, op) in ops {
             let Some(op) = op else { continue };
-            for (status, why) in shared_errors(path, writes, op) {
+            for (status, why) in shared_errors(path, method, op) {
                 add_error(op, status, why);
             }
             for (status, response) in op.responses.responses.iter_mut() {
@@ -48,8 +52,12 @@ const NO_DATABASE: [&str; 1] = ["/v1/me/notifications"];
 const READ_ONLY: [&str; 1] = ["/v1/auth/token"];
 
 /// The statuses the extractors and the infrastructure can answer for `op` at `path`
-/// (`writes`: its method changes state).
-fn shared_errors(path: &str, writes: bool, op: &Operation) -> Vec<(&'static str, &'static str)> {
+/// with `method`.
+fn shared_errors(path: &str, method: Method, op: &Operation) -> Vec<(&'static str, &'static str)> {
+    let writes = !matches!(
+        method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    );
     let mut out = Vec::new();
     if op.request_body.is_some() {
         out.push(("400", "`malformed_json`: the body is not JSON"));
@@ -103,6 +111,13 @@ fn shared_errors(path: &str, writes: bool, op: &Operation) -> Vec<(&'static str,
         out.push((
             "503",
             "`database_unavailable`: the database cannot be reached; retry later",
+        ));
+    }
+    // New work, which admission may refuse past capacity (a purchase's next step waits).
+    if admission::classify(&method, path) == admission::Class::Entry {
+        out.push((
+            "503",
+            "`overloaded`: the box office is at capacity and did not start the request; retry after `Retry-After` seconds",
         ));
     }
     out

@@ -161,6 +161,12 @@ pub fn router(state: AppState) -> Router {
                 async move { ([(CONTENT_TYPE, "application/json")], doc) }
             }),
         )
+        // The limit runs inside the gate: while the database is down, refusing at once beats
+        // queueing for a slot.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admission::limit,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admission::gate,

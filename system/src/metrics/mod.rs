@@ -111,6 +111,9 @@ pub struct MetricSet {
     pub dependency_up: IntGaugeVec,
     /// Tasks alive in the process's async runtime, read at scrape.
     pub runtime_tasks: IntGauge,
+    /// Admission past capacity: refusals, slots in use, the queue and its wait
+    /// (see [`crate::api::admission`]).
+    pub admission: crate::api::admission::AdmissionMetrics,
     /// When the scrape-time gauges were last refreshed.
     refreshed: Arc<Mutex<Option<Instant>>>,
 }
@@ -361,6 +364,17 @@ impl Metrics {
                 "boxoffice_runtime_alive_tasks",
                 "Tasks alive in the process's async runtime, read at scrape.",
             ),
+            admission: crate::api::admission::AdmissionMetrics {
+                refused: counter(
+                    &r,
+                    "boxoffice_admission_refused_total",
+                    "Requests refused with 503 overloaded past capacity, by reason (queue_full: refused on arrival; timeout: waited the whole budget).",
+                    &["reason"],
+                ),
+                in_flight: single_gauge(&r, "boxoffice_admission_in_flight", "Limited requests running (holding an admission slot)."),
+                queued: single_gauge(&r, "boxoffice_admission_queued", "Limited requests waiting for an admission slot."),
+                wait: single_histogram(&r, "boxoffice_admission_wait_seconds", "How long a request that had to queue waited for an admission slot (admitted or timed out)."),
+            },
             refreshed: Arc::new(Mutex::new(None)),
             registry: r,
         };
@@ -407,6 +421,9 @@ impl MetricSet {
         }
         for r in LOCK_RESULTS {
             self.locks.with_label_values(&[r]);
+        }
+        for r in crate::api::admission::Refusal::ALL {
+            self.admission.refused.with_label_values(&[r.as_str()]);
         }
         for r in ["acquired", "timeout", "error", "database"] {
             self.lock_wait.with_label_values(&[r]);

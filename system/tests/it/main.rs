@@ -9,6 +9,7 @@ mod kafka;
 mod logs;
 mod metrics_spec;
 mod outage;
+mod overload;
 mod payments;
 mod reaper;
 mod redis;
