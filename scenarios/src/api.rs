@@ -14,6 +14,8 @@ use crate::checker::{
 };
 use crate::error::{Error, Result};
 
+/// How many times the lab's own client sends a request the box office refused past capacity.
+pub const OVERLOADED_TRIES: u32 = 30;
 /// The API client; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -67,7 +69,11 @@ impl Api {
         &self.base
     }
 
-    /// Sends a request and reads the JSON body; transport errors are errors.
+    /// Sends a request and reads the JSON body; transport errors are errors. A request the
+    /// box office refused past capacity (503 `overloaded`: it did not start it, so sending it
+    /// again is safe) is sent again after its `Retry-After`, jittered, up to
+    /// [`OVERLOADED_TRIES`] times: the lab's own seeding and checking must not fail because
+    /// the load it generates is being shed.
     pub async fn send(
         &self,
         method: reqwest::Method,
@@ -75,6 +81,31 @@ impl Api {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Result<Reply> {
+        let mut tries = 1;
+        loop {
+            let (reply, retry_after) = self.send_once(method.clone(), path, token, body).await?;
+            let refused = reply.status == 503
+                && reply.body.pointer("/error/code").and_then(Value::as_str)
+                    == Some(crate::history::OVERLOADED);
+            if !refused || tries >= OVERLOADED_TRIES {
+                return Ok(reply);
+            }
+            tries += 1;
+            let jitter: f64 = rand::Rng::gen_range(&mut rand::thread_rng(), 0.5..1.5);
+            tokio::time::sleep(Duration::from_secs_f64(
+                retry_after.unwrap_or(1).clamp(1, 10) as f64 * jitter,
+            ))
+            .await;
+        }
+    }
+
+    async fn send_once(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<(Reply, Option<u64>)> {
         let mut req = self
             .http
             .request(method.clone(), format!("{}{path}", self.base));
@@ -89,12 +120,17 @@ impl Api {
             .await
             .map_err(|e| Error::api(format!("{method} {path}"), e))?;
         let status = res.status().as_u16();
+        let retry_after = res
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
         let bytes = res
             .bytes()
             .await
             .map_err(|e| Error::api(format!("{method} {path}"), e))?;
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok(Reply { status, body })
+        Ok((Reply { status, body }, retry_after))
     }
 
     async fn get_as<T: DeserializeOwned>(&self, path: &str, token: &str) -> Result<T> {

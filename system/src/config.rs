@@ -99,15 +99,15 @@ pub struct Config {
     #[arg(long, env = "BOXOFFICE_MAX_SEATS_PER_HOLD", default_value_t = 10)]
     pub max_seats_per_hold: u32,
 
-    /// Most buyer requests that run at once (see `api::admission`); the others queue. 0: twice
-    /// `--db-max-connections`.
+    /// Most buyer requests that run at once (see `api::admission`); the others queue. 0: as
+    /// many as `--db-max-connections`.
     #[arg(long, env = "BOXOFFICE_MAX_IN_FLIGHT", default_value_t = 0)]
     pub max_in_flight: usize,
 
     /// How long new work (a hold, a claim, a login, a catalog read) may wait for an admission
     /// slot before 503 `overloaded`, in milliseconds; refused at once when the queue cannot
     /// drain in this time. 0: no admission limit at all.
-    #[arg(long, env = "BOXOFFICE_ADMISSION_WAIT_MS", default_value_t = 500)]
+    #[arg(long, env = "BOXOFFICE_ADMISSION_WAIT_MS", default_value_t = 250)]
     pub admission_wait_ms: u64,
 
     /// Most requests waiting for an admission slot; past it, new work is refused on arrival.

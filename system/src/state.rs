@@ -105,7 +105,7 @@ impl AppState {
         );
         let admission = (config.admission_wait_ms > 0).then(|| {
             let slots = match config.max_in_flight {
-                0 => 2 * config.db_max_connections as usize,
+                0 => config.db_max_connections as usize,
                 n => n,
             };
             crate::api::admission::Limiter::new(

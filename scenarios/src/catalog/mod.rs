@@ -191,7 +191,12 @@ pub static SCENARIOS: [Scenario; 12] = [
     Scenario {
         name: ScenarioName::FlashSale,
         description: "N users arrive together for one round of C seats: hold (chosen seats or a quantity), book, pay; checks that no seat is sold twice",
-        defaults: BASE,
+        // Hold p99 was 0.35–0.39 s on a quiet 2-core machine and 0.44–0.62 s beside a build
+        // (release, admission on): a box office slower than 1.5 s fails.
+        defaults: Defaults {
+            p99_all_ms: 1500.0,
+            ..BASE
+        },
         kind: Kind::Attack(RUSH),
     },
     Scenario {

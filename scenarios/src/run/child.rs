@@ -28,8 +28,10 @@ pub fn stack_arg(spec: &StackSpec) -> String {
 }
 
 /// The parent's options every cell of a matrix inherits: the stack, seed, size, pacing,
-/// faults, thresholds. `users` and `seats` are the matrix's (its defaults apply).
-pub fn forwarded_args(cli: &Cli, users: usize, seats: usize) -> Vec<String> {
+/// faults, thresholds. `users`, `seats` and `p99_all_ms` are the matrix's (its defaults
+/// apply): a cell is judged by the matrix's p99 limit unless the command line set one, not
+/// by its base scenario's (a flash sale's default is tighter than a fault matrix's).
+pub fn forwarded_args(cli: &Cli, users: usize, seats: usize, p99_all_ms: f64) -> Vec<String> {
     let mut args = vec![
         "--seed".to_owned(),
         cli.seed.to_string(),
@@ -75,6 +77,9 @@ pub fn forwarded_args(cli: &Cli, users: usize, seats: usize) -> Vec<String> {
             "--p99".into(),
             format!("{}={}ms", l.transaction, l.limit_ms),
         ]);
+    }
+    if cli.p99.is_empty() {
+        args.extend(["--p99".into(), format!("all={p99_all_ms}ms")]);
     }
     args
 }

@@ -29,7 +29,12 @@ pub async fn run(cli: &Cli, scenario: &'static Scenario, matrix: &Matrix) -> Res
     }
     let cells = (matrix.cells)(cli);
     let mut base = vec![matrix.base.as_str().to_owned()];
-    base.extend(child::forwarded_args(cli, users, seats));
+    base.extend(child::forwarded_args(
+        cli,
+        users,
+        seats,
+        scenario.defaults.p99_all_ms,
+    ));
     let started_at = chrono::Utc::now();
     let t0 = std::time::Instant::now();
     let mut children = Vec::new();
