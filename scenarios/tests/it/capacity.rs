@@ -42,6 +42,15 @@ async fn a_capacity_ramp_reports_one_row_per_step_with_corrected_latency() {
                 >= 0.8 * row.values["arrivals/s"].as_f64().unwrap(),
             "every step did its arrivals' work: {table:#?}"
         );
+        // Goodput: requests answered with a result, not refused past capacity nor failed.
+        let goodput = row.values["goodput/s"].as_f64().unwrap();
+        let refused = row.values["refused"].as_u64().unwrap();
+        let errors = row.values["errors"].as_u64().unwrap();
+        let requests = row.values["requests/s"].as_f64().unwrap();
+        assert!(
+            (goodput - (requests - (refused + errors) as f64 / 2.0)).abs() < 1e-6,
+            "{table:#?}"
+        );
     }
     let arrivals = report
         .run
