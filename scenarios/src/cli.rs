@@ -204,6 +204,11 @@ pub struct Cli {
     #[arg(long, default_value_t = 5, help_heading = "Lab")]
     pub steps: u32,
 
+    /// Bench: history on/off pairs, the order alternating (on first, then off first…); the
+    /// overhead is the median of the pairs'.
+    #[arg(long, default_value_t = 3, help_heading = "Lab")]
+    pub pairs: u32,
+
     /// Mean think time between a user's steps, ms [default: 0, browse-and-buy 500].
     #[arg(long, help_heading = "Lab")]
     pub think_ms: Option<u64>,

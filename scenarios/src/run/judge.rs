@@ -56,11 +56,34 @@ pub struct Judged {
     pub verdict: reports::Verdict,
 }
 
+/// How long the final state is asked for again while the box office cannot answer it (a
+/// database that is still recovering from the run's last fault, an instance restarting).
+const FINAL_STATE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The final state, asked for again every second for up to [`FINAL_STATE_PATIENCE`] while
+/// reading it fails: a run that ends just after a fault must not lose its report to one
+/// 503 `database_unavailable` answered while the database recovers.
+async fn final_state(api: &Api, keys: &StateKeys) -> Result<FinalState> {
+    let t0 = std::time::Instant::now();
+    loop {
+        match api
+            .final_state(&keys.admin_token, &keys.rounds, &keys.coupons)
+            .await
+        {
+            Ok(state) => return Ok(state),
+            Err(e) if t0.elapsed() < FINAL_STATE_PATIENCE => {
+                tracing::warn!("reading the final state failed, trying again in 1 s: {e}");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Reads the final state and judges the run.
 pub async fn judge(plan: &Plan, api: &Api, keys: &StateKeys, run: &Attacked) -> Result<Judged> {
     let state = if plan.attack.seeds_world {
-        api.final_state(&keys.admin_token, &keys.rounds, &keys.coupons)
-            .await?
+        final_state(api, keys).await?
     } else {
         FinalState::default()
     };

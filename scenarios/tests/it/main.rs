@@ -2,6 +2,7 @@
 //! suites are compiled and linked once instead of once per file.
 
 mod alert_drills;
+mod bench;
 mod browse_and_buy;
 mod capacity;
 mod chaos_drills;
