@@ -105,12 +105,13 @@ where
             let route = matched.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
             metrics.observe(route, &method, status, elapsed);
             span.record("http.response.status_code", status.as_u16());
-            if status.is_server_error() {
-                let detail = res
-                    .extensions()
-                    .get::<ApiError>()
-                    .map(|e| e.message.as_str())
-                    .unwrap_or_default();
+            let error = res.extensions().get::<ApiError>();
+            // A refusal past capacity is the service working as designed, counted in
+            // `boxoffice_admission_refused_total`: one error line per shed request would
+            // flood the logs exactly when the service is busiest.
+            let shed = error.is_some_and(|e| e.code == super::admission::OVERLOADED);
+            if status.is_server_error() && !shed {
+                let detail = error.map(|e| e.message.as_str()).unwrap_or_default();
                 tracing::error!(
                     parent: &span,
                     event.category = "web",
