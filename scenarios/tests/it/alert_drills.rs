@@ -85,6 +85,18 @@ fn assert_fired(
     spec: &str,
     expected: &[Expect],
 ) -> Vec<(String, String, f64)> {
+    assert_fired_allowing(report, i, spec, expected, &[])
+}
+
+/// [`assert_fired`], where the alerts in `allowed` may also fire (for a reason of this fault
+/// that depends on how fast the service is) but need not.
+fn assert_fired_allowing(
+    report: &reports::Report,
+    i: usize,
+    spec: &str,
+    expected: &[Expect],
+    allowed: &[&str],
+) -> Vec<(String, String, f64)> {
     let fault = &report.failover.faults[i];
     // The report spells a toxic's arguments out (`latency={"jitter":0,"latency":300}`).
     let (target, _) = spec.split_once(':').unwrap();
@@ -110,7 +122,7 @@ fn assert_fired(
     }
     let unexpected: Vec<&&str> = fired
         .iter()
-        .filter(|n| !expected.iter().any(|e| e.alert == **n))
+        .filter(|n| !expected.iter().any(|e| e.alert == **n) && !allowed.contains(n))
         .collect();
     assert!(
         unexpected.is_empty(),
@@ -568,18 +580,13 @@ async fn the_slow_alerts_fire_in_seventeen_minute_drills_and_a_quiet_run_as_long
             },
         ],
     );
-    table.extend(assert_fired(
+    table.extend(assert_fired_allowing(
         &report_b,
         0,
         slow_db,
         &[
             Expect {
                 alert: "BoxOfficeLatencyBudgetBurnFast",
-                not_before_s: 120.0,
-            },
-            // Requests that wait on the slow database past their deadlines answer 5xx.
-            Expect {
-                alert: "BoxOfficeAvailabilityBudgetBurnFast",
                 not_before_s: 120.0,
             },
             // The consumers' per-event transactions are slower than the relay's batches: the
@@ -594,6 +601,11 @@ async fn the_slow_alerts_fire_in_seventeen_minute_drills_and_a_quiet_run_as_long
                 not_before_s: 900.0,
             },
         ],
+        // Debug-build stacks, starved of CPU, answered some requests that waited on the slow
+        // database past their deadlines with 5xx (the fast availability burn fired at 344 s);
+        // release-built ones answered every request (0 errors in the window, 2026-12-01). It
+        // is a true alert when it fires, and the payments drill is the one that must fire it.
+        &["BoxOfficeAvailabilityBudgetBurnFast"],
     ));
     print_table(&table);
     assert!(
