@@ -84,18 +84,14 @@ impl Api {
         let mut tries = 1;
         loop {
             let (reply, retry_after) = self.send_once(method.clone(), path, token, body).await?;
-            let refused = reply.status == 503
-                && reply.body.pointer("/error/code").and_then(Value::as_str)
-                    == Some(crate::history::OVERLOADED);
+            let code = reply.body.pointer("/error/code").and_then(Value::as_str);
+            let refused = crate::history::refused(Some(reply.status), code);
             if !refused || tries >= OVERLOADED_TRIES {
                 return Ok(reply);
             }
             tries += 1;
-            let jitter: f64 = rand::Rng::gen_range(&mut rand::thread_rng(), 0.5..1.5);
-            tokio::time::sleep(Duration::from_secs_f64(
-                retry_after.unwrap_or(1).clamp(1, 10) as f64 * jitter,
-            ))
-            .await;
+            let wait = crate::call::refusal_delay(retry_after, &mut rand::thread_rng());
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -120,11 +116,7 @@ impl Api {
             .await
             .map_err(|e| Error::api(format!("{method} {path}"), e))?;
         let status = res.status().as_u16();
-        let retry_after = res
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok());
+        let retry_after = crate::call::retry_after(res.headers());
         let bytes = res
             .bytes()
             .await

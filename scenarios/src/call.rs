@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use goose::prelude::*;
 use serde_json::Value;
 
-use crate::history::{classify, Op, OpKind, Outcome, Recorder, OVERLOADED};
+use crate::history::{classify, refused, Op, OpKind, Outcome, Recorder};
 
 /// What the lab keeps per virtual user (Goose's session data).
 #[derive(Debug, Clone, Copy, Default)]
@@ -107,7 +107,7 @@ impl Response {
 
     /// Whether the box office refused the request past capacity, before starting it.
     pub fn is_refused(&self) -> bool {
-        self.outcome == Outcome::Rejected && self.error.as_deref() == Some(OVERLOADED)
+        refused(self.status, self.error.as_deref())
     }
 
     /// An integer field of the body.
@@ -134,6 +134,21 @@ impl Response {
         op.error.clone_from(&self.error);
         op
     }
+}
+
+/// The `Retry-After` header in seconds, when there is one.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// How long to wait before sending a refused request again: its `Retry-After` (1 s when
+/// absent, at most 10 s), jittered by ±50 % so that a crowd does not come back in one wave.
+pub fn refusal_delay(retry_after_s: Option<u64>, rng: &mut impl rand::Rng) -> std::time::Duration {
+    let after = retry_after_s.unwrap_or(1).clamp(1, 10) as f64;
+    std::time::Duration::from_secs_f64(after * rng.gen_range(0.5..1.5))
 }
 
 fn transport_error(e: &reqwest::Error) -> &'static str {
@@ -192,11 +207,7 @@ pub async fn send(
     let (status, body, error) = match goose.response {
         Ok(res) => {
             let status = res.status().as_u16();
-            retry_after_s = res
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse().ok());
+            retry_after_s = retry_after(res.headers());
             match res.bytes().await {
                 Ok(bytes) => {
                     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);

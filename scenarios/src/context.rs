@@ -104,10 +104,7 @@ impl RunContext {
         if !answer.is_refused() || self.pacer.is_some() || tries > REFUSED_RETRIES {
             return None;
         }
-        let after = answer.retry_after_s.unwrap_or(1).clamp(1, 10) as f64;
-        Some(Duration::from_secs_f64(
-            after * rand::Rng::gen_range(rng, 0.5..1.5),
-        ))
+        Some(crate::call::refusal_delay(answer.retry_after_s, rng))
     }
 
     /// Waits for this user's turn: its slot on the open-model schedule or the crowd's gate.

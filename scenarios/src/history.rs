@@ -34,6 +34,12 @@ const REFUSALS: [u16; 3] = [402, 409, 410];
 /// The error code of a request the box office refused past capacity, before starting it.
 pub const OVERLOADED: &str = "overloaded";
 
+/// Whether an answer (`status`, the body's error `code`) is the box office refusing the
+/// request past capacity, before starting it.
+pub fn refused(status: Option<u16>, code: Option<&str>) -> bool {
+    status == Some(503) && code == Some(OVERLOADED)
+}
+
 /// Classifies an HTTP answer to `op` with the body's error `code`: 2xx ok; a business refusal
 /// or a 503 `overloaded` (refused before it started) rejected; any other 4xx an
 /// error; a 5xx or no answer at all (timeout, transport) unknown when `op` changes state (it
@@ -41,7 +47,7 @@ pub const OVERLOADED: &str = "overloaded";
 pub fn classify(op: OpKind, status: Option<u16>, code: Option<&str>) -> Outcome {
     match status {
         Some(s) if (200..300).contains(&s) => Outcome::Ok,
-        Some(503) if code == Some(OVERLOADED) => Outcome::Rejected,
+        _ if refused(status, code) => Outcome::Rejected,
         Some(s) if REFUSALS.contains(&s) => Outcome::Rejected,
         Some(s) if (400..500).contains(&s) => Outcome::Error,
         _ if op.is_write() => Outcome::Unknown,
@@ -470,7 +476,7 @@ fn write_loop(
             );
         }
         agg.counts.add(op.outcome);
-        let refused = op.outcome == Outcome::Rejected && op.error.as_deref() == Some(OVERLOADED);
+        let refused = refused(op.status, op.error.as_deref());
         if refused {
             agg.counts.refused += 1;
         }
