@@ -70,8 +70,8 @@ impl Api {
     }
 
     /// Sends a request and reads the JSON body; transport errors are errors. A request the
-    /// box office refused past capacity (503 `overloaded`: it did not start it, so sending it
-    /// again is safe) is sent again after its `Retry-After`, jittered, up to
+    /// box office did not start (503 `overloaded` past capacity, or `database_unavailable`
+    /// while its database is unreachable: sending it again is safe) is sent again after its `Retry-After`, jittered, up to
     /// [`OVERLOADED_TRIES`] times: the lab's own seeding and checking must not fail because
     /// the load it generates is being shed.
     pub async fn send(
@@ -85,8 +85,8 @@ impl Api {
         loop {
             let (reply, retry_after) = self.send_once(method.clone(), path, token, body).await?;
             let code = reply.body.pointer("/error/code").and_then(Value::as_str);
-            let refused = crate::history::refused(Some(reply.status), code);
-            if !refused || tries >= OVERLOADED_TRIES {
+            let not_started = crate::history::not_started(Some(reply.status), code);
+            if !not_started || tries >= OVERLOADED_TRIES {
                 return Ok(reply);
             }
             tries += 1;

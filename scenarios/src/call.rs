@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use goose::prelude::*;
 use serde_json::Value;
 
-use crate::history::{classify, refused, Op, OpKind, Outcome, Recorder};
+use crate::history::{classify, Op, OpKind, Outcome, Recorder};
 
 /// What the lab keeps per virtual user (Goose's session data).
 #[derive(Debug, Clone, Copy, Default)]
@@ -105,9 +105,10 @@ impl Response {
         self.outcome == Outcome::Ok
     }
 
-    /// Whether the box office refused the request past capacity, before starting it.
-    pub fn is_refused(&self) -> bool {
-        refused(self.status, self.error.as_deref())
+    /// Whether the box office did not start the request (refused past capacity, or its
+    /// database unreachable): sending it again is safe.
+    pub fn not_started(&self) -> bool {
+        crate::history::not_started(self.status, self.error.as_deref())
     }
 
     /// An integer field of the body.

@@ -89,8 +89,8 @@ impl RunContext {
         )
     }
 
-    /// How long to wait before trying a request again that the box office refused past
-    /// capacity (503 `overloaded`), as a buyer in a crowd does: its `Retry-After`, jittered
+    /// How long to wait before trying a request again that the box office did not start
+    /// (503 `overloaded` past capacity, or `database_unavailable`), as a buyer in a crowd does: its `Retry-After`, jittered
     /// by ±50 % so the crowd does not come back in one wave, for at most
     /// [`REFUSED_RETRIES`] tries of one request (`tries`: refusals so far). `None` when the
     /// answer was not a refusal, the tries are spent, or the run is open-model: there an
@@ -101,7 +101,7 @@ impl RunContext {
         tries: u32,
         rng: &mut SmallRng,
     ) -> Option<Duration> {
-        if !answer.is_refused() || self.pacer.is_some() || tries > REFUSED_RETRIES {
+        if !answer.not_started() || self.pacer.is_some() || tries > REFUSED_RETRIES {
             return None;
         }
         Some(crate::call::refusal_delay(answer.retry_after_s, rng))

@@ -34,22 +34,34 @@ const REFUSALS: [u16; 3] = [402, 409, 410];
 /// The error code of a request the box office refused past capacity, before starting it.
 pub const OVERLOADED: &str = "overloaded";
 
+/// The error code of a request the box office refused because its database was unreachable,
+/// before starting it (a database failure *during* a request is `database_interrupted`).
+pub const DATABASE_UNAVAILABLE: &str = "database_unavailable";
+
 /// Whether an answer (`status`, the body's error `code`) is the box office refusing the
 /// request past capacity, before starting it.
 pub fn refused(status: Option<u16>, code: Option<&str>) -> bool {
     status == Some(503) && code == Some(OVERLOADED)
 }
 
+/// Whether an answer says the box office did not start the request (refused past capacity,
+/// or its database unreachable), so that it changed nothing and sending it again is safe.
+pub fn not_started(status: Option<u16>, code: Option<&str>) -> bool {
+    status == Some(503) && matches!(code, Some(OVERLOADED | DATABASE_UNAVAILABLE))
+}
+
 /// Classifies an HTTP answer to `op` with the body's error `code`: 2xx ok; a business refusal
-/// or a 503 `overloaded` (refused before it started) rejected; any other 4xx an
-/// error; a 5xx or no answer at all (timeout, transport) unknown when `op` changes state (it
-/// may have happened), else an error.
+/// or a 503 `overloaded` (refused before it started) rejected; any other 4xx, and a 503
+/// `database_unavailable` (a failure, but one that definitely did not start), an error; any
+/// other 5xx or no answer at all (timeout, transport) unknown when `op` changes state (it may
+/// have happened), else an error.
 pub fn classify(op: OpKind, status: Option<u16>, code: Option<&str>) -> Outcome {
     match status {
         Some(s) if (200..300).contains(&s) => Outcome::Ok,
         _ if refused(status, code) => Outcome::Rejected,
         Some(s) if REFUSALS.contains(&s) => Outcome::Rejected,
         Some(s) if (400..500).contains(&s) => Outcome::Error,
+        _ if not_started(status, code) => Outcome::Error,
         _ if op.is_write() => Outcome::Unknown,
         _ => Outcome::Error,
     }
@@ -568,10 +580,20 @@ mod tests {
         assert_eq!(classify(OpKind::Hold, Some(422), None), Outcome::Error);
         assert_eq!(classify(OpKind::Hold, Some(401), None), Outcome::Error);
         assert_eq!(classify(OpKind::Hold, Some(503), None), Outcome::Unknown);
+        // The database failed while it ran: it may have happened.
         assert_eq!(
-            classify(OpKind::Hold, Some(503), Some("database_unavailable")),
+            classify(OpKind::Hold, Some(503), Some("database_interrupted")),
             Outcome::Unknown
         );
+        // Refused because the database was unreachable, before it started: a failure, and
+        // definitely not applied (the checker holds it to that).
+        assert_eq!(
+            classify(OpKind::Hold, Some(503), Some(DATABASE_UNAVAILABLE)),
+            Outcome::Error
+        );
+        assert!(not_started(Some(503), Some(DATABASE_UNAVAILABLE)));
+        assert!(!refused(Some(503), Some(DATABASE_UNAVAILABLE)));
+        assert!(!not_started(Some(503), Some("database_interrupted")));
         // Refused by admission before it started: definitely did not happen.
         assert_eq!(
             classify(OpKind::Hold, Some(503), Some(OVERLOADED)),

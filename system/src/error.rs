@@ -144,10 +144,43 @@ impl From<sqlx::Error> for ApiError {
             return Self::conflict("contention", "too much contention, retry the request");
         }
         match e {
+            // It may have taken effect (a connection lost mid-transaction, a commit whose
+            // answer never came): not the definite `database_unavailable`.
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                Self::unavailable("database_unavailable", format!("database unavailable: {e}"))
+                Self::unavailable(
+                    DATABASE_INTERRUPTED,
+                    format!("the database failed while the request ran: {e}"),
+                )
             }
             other => Self::internal(format!("database error: {other}")),
+        }
+    }
+}
+
+/// A write that found the database unreachable and was refused before it started: nothing
+/// changed, and it is safe to send again after `Retry-After`.
+pub const DATABASE_UNAVAILABLE: &str = "database_unavailable";
+
+/// The database failed while the request ran (a lost connection, a pool timeout): whether a
+/// write took effect is unknown; read before sending it again.
+pub const DATABASE_INTERRUPTED: &str = "database_interrupted";
+
+impl ApiError {
+    /// 503 `database_unavailable`: refused before starting, because the database is
+    /// unreachable.
+    pub fn database_unavailable() -> Self {
+        Self::unavailable(
+            DATABASE_UNAVAILABLE,
+            "the database is unreachable; nothing was changed; retry after the Retry-After delay",
+        )
+    }
+}
+
+impl From<crate::store::BeginError> for ApiError {
+    fn from(e: crate::store::BeginError) -> Self {
+        match e {
+            crate::store::BeginError::Down => Self::database_unavailable(),
+            crate::store::BeginError::Sql(e) => e.into(),
         }
     }
 }

@@ -49,7 +49,7 @@ pub fn claim(user: &mut GooseUser, ctx: Arc<RunContext>) -> TxFuture<'_> {
                 op.intended_ms = intended;
             }
             ctx.recorder.record(op);
-            refusals += u32::from(r.is_refused());
+            refusals += u32::from(r.not_started());
             // Refused past capacity: the same click again, later.
             if let Some(wait) = ctx.after_refusal(&r, refusals, &mut rng) {
                 tokio::time::sleep(wait).await;

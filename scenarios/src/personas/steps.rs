@@ -98,7 +98,7 @@ pub async fn hold(
         }
         op.seat_ids = asked.clone();
         ctx.recorder.record(op);
-        refusals += u32::from(r.is_refused());
+        refusals += u32::from(r.not_started());
         if let Some(wait) = ctx.after_refusal(&r, refusals, rng) {
             tokio::time::sleep(wait).await;
             continue;

@@ -45,11 +45,7 @@ pub async fn gate(State(state): State<AppState>, request: Request, next: Next) -
     if state.db.health().is_up() || !needs_database(&request) {
         return next.run(request).await;
     }
-    ApiError::unavailable(
-        "database_unavailable",
-        "the database is unreachable; retry after the Retry-After delay",
-    )
-    .into_response()
+    ApiError::database_unavailable().into_response()
 }
 
 fn needs_database(request: &Request) -> bool {

@@ -110,7 +110,11 @@ fn shared_errors(path: &str, method: Method, op: &Operation) -> Vec<(&'static st
     if path.starts_with("/v1/") && !NO_DATABASE.contains(&path) {
         out.push((
             "503",
-            "`database_unavailable`: the database cannot be reached; retry later",
+            "`database_unavailable`: the database cannot be reached; the request was not started and changed nothing; retry after `Retry-After` seconds",
+        ));
+        out.push((
+            "503",
+            "`database_interrupted`: the database failed while the request ran; a write may or may not have taken effect, so read before sending it again",
         ));
     }
     // New work, which admission may refuse past capacity (a purchase's next step waits).

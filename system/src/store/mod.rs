@@ -310,8 +310,22 @@ impl Db {
     /// Starts a write transaction. On PostgreSQL a plain `BEGIN` (read committed); on SQLite
     /// `BEGIN IMMEDIATE` after taking the in-process writer lock, so that a transaction that
     /// reads before it writes never fails to upgrade its lock.
-    pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
+    ///
+    /// While the database is found unreachable it fails with [`BeginError::Down`] before
+    /// starting anything, which the API answers as a definite refusal (503
+    /// `database_unavailable`). So a request must call it only for its first write: one that
+    /// has already changed something uses [`Db::begin_write_patient`].
+    pub async fn begin_write(&self) -> Result<WriteTx, BeginError> {
         self.writer.begin(false).await
+    }
+
+    /// A pooled connection for a request's first write when it is one autocommitted statement
+    /// (PostgreSQL's `atomic` hold): like [`Db::begin_write`], it fails with
+    /// [`BeginError::Down`] before sending anything while the database is found unreachable.
+    /// PostgreSQL only: SQLite's writes go through [`Db::begin_write`] and its writer lock.
+    pub async fn acquire_write(&self) -> Result<PoolConnection<Any>, BeginError> {
+        debug_assert_eq!(self.backend, Backend::Postgres);
+        self.writer.acquire(false).await
     }
 
     /// [`Db::begin_write`] for a caller that has already changed something outside the
@@ -319,7 +333,7 @@ impl Db {
     /// connection up to the pool's timeout even while the database is found unreachable,
     /// instead of failing fast, so a short outage does not strand a capture.
     pub async fn begin_write_patient(&self) -> Result<WriteTx, sqlx::Error> {
-        self.writer.begin(true).await
+        self.writer.begin(true).await.map_err(sqlx::Error::from)
     }
 
     /// Whether the database answers.
@@ -339,30 +353,35 @@ impl Db {
 }
 
 impl Writer {
-    /// See [`Db::begin_write`].
-    pub(crate) async fn begin(&self, patient: bool) -> Result<WriteTx, sqlx::Error> {
-        let guard = match &self.sqlite_lock {
-            Some(lock) => Some(lock.clone().lock_owned().await),
-            None => None,
-        };
+    /// A pooled connection for a write. Unless `patient`, a database that stops answering
+    /// fails the wait at once ([`BeginError::Down`]), not after the pool's acquire timeout.
+    async fn acquire(&self, patient: bool) -> Result<PoolConnection<Any>, BeginError> {
         let waiting = std::time::Instant::now();
-        // A database that stops answering fails waiting writers at once, not after the
-        // pool's acquire timeout.
-        let mut conn = if patient {
+        let conn = if patient {
             self.pool.acquire().await?
         } else {
             if !self.health.is_up() {
-                return Err(sqlx::Error::PoolTimedOut);
+                return Err(BeginError::Down);
             }
             tokio::select! {
                 biased;
                 conn = self.pool.acquire() => conn?,
-                () = self.health.down() => return Err(sqlx::Error::PoolTimedOut),
+                () = self.health.down() => return Err(BeginError::Down),
             }
         };
         if let Some(h) = self.acquire_seconds.get() {
             h.observe(waiting.elapsed().as_secs_f64());
         }
+        Ok(conn)
+    }
+
+    /// See [`Db::begin_write`].
+    pub(crate) async fn begin(&self, patient: bool) -> Result<WriteTx, BeginError> {
+        let guard = match &self.sqlite_lock {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        let mut conn = self.acquire(patient).await?;
         let begin = if guard.is_some() {
             "BEGIN IMMEDIATE"
         } else {
@@ -374,6 +393,27 @@ impl Writer {
             _writer: guard,
             health: self.health.clone(),
         })
+    }
+}
+
+/// Why a write transaction did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BeginError {
+    /// The health watcher finds the database unreachable: refused before anything started,
+    /// so nothing changed.
+    #[error("the database is unreachable: the transaction was not started")]
+    Down,
+    /// The pool or the database failed (a pool timeout, a broken connection, `BEGIN` refused).
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+}
+
+impl From<BeginError> for sqlx::Error {
+    fn from(e: BeginError) -> Self {
+        match e {
+            BeginError::Down => sqlx::Error::PoolTimedOut,
+            BeginError::Sql(e) => e,
+        }
     }
 }
 

@@ -141,3 +141,92 @@ async fn a_scrape_that_waits_behind_a_busy_pool_does_not_call_the_database_down(
     assert!(!state.db.health().is_watched());
     drop(pg);
 }
+
+/// A write already waiting for a connection when the database stops answering is refused as
+/// not started (503 `database_unavailable`, which clients may safely send again) and changes
+/// nothing, while a database failure in the middle of a request is `database_interrupted`
+/// (the client cannot know whether it took effect). The lab's runner counts the first as a
+/// definite error and only the second as an unknown outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_waiting_for_the_pool_when_the_database_goes_is_refused_as_not_started() {
+    let pg = compose::LocalPostgres::start()
+        .await
+        .expect("PostgreSQL for tests (apt-get install -y postgresql)");
+    let url = pg.create_database().await.unwrap();
+    let app = TestApp::with_config(Backend::Postgres, |c| {
+        c.database_url = Some(url);
+        c.db_max_connections = 1;
+    })
+    .await;
+    let state = app.state.clone();
+    let gauge = state.metrics.dependency_up.with_label_values(&["database"]);
+    let (_, round, seats) = app.round(1, 10).await;
+    let (_, token) = app.user("buyer").await;
+    let before = app.availability(round).await;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let watcher = state
+        .db
+        .watch_health(gauge, stop)
+        .expect("PostgreSQL is watched");
+    wait_until("the watcher starting", Duration::from_secs(2), || {
+        state.db.health().is_watched()
+    })
+    .await;
+
+    // The pool's only connection is busy, so the hold waits for it inside its transaction's
+    // start.
+    let busy = state
+        .db
+        .begin_write()
+        .await
+        .expect("the pool's only connection");
+    let request = axum::http::Request::post(format!("/v1/rounds/{round}/holds"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(
+            json!({"seat_ids": [seats[0]]}).to_string(),
+        ))
+        .unwrap();
+    let waiting = tokio::spawn(app.router.clone().oneshot(request));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the hold should wait for the pool");
+
+    pg.pause().unwrap();
+    let t0 = Instant::now();
+    let res = tokio::time::timeout(Duration::from_secs(3), waiting)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the waiting hold was answered once the breaker opened (up: {})",
+                state.db.health().is_up()
+            )
+        })
+        .unwrap()
+        .unwrap();
+    let answered_in = t0.elapsed();
+    assert_eq!(res.status(), 503);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["code"], "database_unavailable", "{body}");
+    assert!(!state.db.health().is_up());
+
+    pg.resume().unwrap();
+    drop(busy);
+    wait_until("the breaker closing", Duration::from_secs(3), || {
+        state.db.health().is_up()
+    })
+    .await;
+    // Not started, so nothing changed: the seat is still free and can be held.
+    assert_eq!(app.availability(round).await, before);
+    app.post(
+        &format!("/v1/rounds/{round}/holds"),
+        Some(&token),
+        json!({"seat_ids": [seats[0]]}),
+    )
+    .await
+    .expect(201);
+    eprintln!("a waiting hold refused {answered_in:?} after the database paused");
+    stop_tx.send(true).unwrap();
+    watcher.await.unwrap();
+    drop(pg);
+}

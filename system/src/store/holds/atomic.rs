@@ -226,7 +226,10 @@ async fn hold_postgres_from(
         }
         HoldRequest::Quantity(_) => q = q.bind(start),
     }
-    let rows = q.fetch_all(&db.pool).await?;
+    let rows = {
+        let mut conn = db.acquire_write().await?;
+        q.fetch_all(&mut *conn).await?
+    };
     if rows.is_empty() {
         return Err(explain_atomic_failure(db, round_id, request).await);
     }

@@ -205,6 +205,15 @@ enum Attempt {
     Retry(&'static str),
 }
 
+impl From<super::BeginError> for Attempt {
+    fn from(e: super::BeginError) -> Self {
+        match e {
+            super::BeginError::Down => Attempt::Final(ApiError::database_unavailable()),
+            super::BeginError::Sql(e) => e.into(),
+        }
+    }
+}
+
 impl From<sqlx::Error> for Attempt {
     fn from(e: sqlx::Error) -> Self {
         if is_retryable(&e) {
