@@ -4,8 +4,9 @@
 //!
 //! The variants:
 //!
-//! - `off`: the routes without the observing middleware (no metrics, no request span) and no
-//!   subscriber;
+//! - `off`: the same router (admission, fallbacks, body limit) without the observing layer
+//!   (no metrics, no request span) and no subscriber. Until December 2026 it was the bare
+//!   routes, so the ratio also charged observability with admission's cost;
 //! - `metrics` (in-process only): the real router (metrics, spans) with no subscriber, which
 //!   splits the middleware's cost from the log layer's;
 //! - `on`: the real router (metrics, `http.request` span) with the ECS JSON layer at `info`
@@ -184,7 +185,7 @@ fn child(name: &str) -> anyhow::Result<()> {
     let router: Router = if observed {
         boxoffice::api::router(state)
     } else {
-        boxoffice::api::routes().0.with_state(state)
+        boxoffice::api::router_without_observability(state)
     };
     let server = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(env_or("BENCH_SERVER_THREADS", 1) as usize)

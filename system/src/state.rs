@@ -58,7 +58,7 @@ pub struct Shared {
     /// Where Kafka is (resolved, and the mock cluster started, on first use).
     pub kafka: KafkaSettings,
     /// The admission limit past capacity (`None`: `--admission-wait-ms 0`, unlimited).
-    pub admission: Option<crate::api::admission::Limiter>,
+    pub admission: Option<Arc<crate::api::admission::Limiter>>,
 }
 
 /// The three services that live on Redis when `--redis-url` is set, in-process otherwise.
@@ -108,12 +108,12 @@ impl AppState {
                 0 => config.db_max_connections as usize,
                 n => n,
             };
-            crate::api::admission::Limiter::new(
+            Arc::new(crate::api::admission::Limiter::new(
                 slots,
                 Duration::from_millis(config.admission_wait_ms),
                 config.admission_queue,
                 metrics.admission.clone(),
-            )
+            ))
         });
         let shared = Shared {
             admission,

@@ -1,11 +1,11 @@
 //! Admission: which requests the box office takes on, and which it refuses at once.
 //!
-//! - **While the database is unreachable** ([`gate`]): requests that need it are refused at
+//! - **While the database is unreachable** ([`Admission`]): requests that need it are refused at
 //!   once with 503 `database_unavailable` and `Retry-After` (see [`crate::store::health`])
 //!   instead of queueing for a connection until the pool's acquire timeout. Health, metrics,
 //!   the OpenAPI document and the reads the catalog cache serves (event details and
 //!   availability) are let through: they keep working from Redis during the outage.
-//! - **Past capacity** ([`limit`], [`Limiter`]): at most `--max-in-flight` buyer requests run
+//! - **Past capacity** ([`Admission`], [`Limiter`]): at most `--max-in-flight` buyer requests run
 //!   at once; the others wait in a first-come, first-served queue. New work (a hold, a claim,
 //!   a login, a catalog read) that could not start within `--admission-wait-ms` is refused
 //!   with 503 `overloaded` and `Retry-After` — at once when the queue already holds more than
@@ -20,12 +20,16 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::future::{BoxFuture, Either};
 use prometheus::{Histogram, IntCounterVec, IntGauge};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::{Layer, Service};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -40,20 +44,8 @@ const WITHOUT_DATABASE: [&str; 6] = [
     "/v1/rounds/{id}/availability",
 ];
 
-/// The middleware: refuse fast while the breaker is open.
-pub async fn gate(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if state.db.health().is_up() || !needs_database(&request) {
-        return next.run(request).await;
-    }
-    ApiError::database_unavailable().into_response()
-}
-
-fn needs_database(request: &Request) -> bool {
-    let path = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("", MatchedPath::as_str);
-    !(request.method() == Method::GET && WITHOUT_DATABASE.contains(&path))
+fn needs_database(method: &Method, path: &str) -> bool {
+    !(method == Method::GET && WITHOUT_DATABASE.contains(&path))
 }
 
 /// The error code of a request refused past capacity.
@@ -106,7 +98,7 @@ pub struct AdmissionMetrics {
     pub wait: Histogram,
 }
 
-/// The limiter behind [`limit`]: a fair semaphore of `max_in_flight` slots, a wait budget,
+/// The limiter behind [`Admission`]: a fair semaphore of `max_in_flight` slots, a wait budget,
 /// and an estimate of how fast slots free up (a moving average of how long a request holds
 /// its slot), from which it tells at once whether a newcomer could start within the budget.
 #[derive(Debug)]
@@ -251,26 +243,94 @@ pub fn classify(method: &Method, path: &str) -> Class {
     }
 }
 
-/// The middleware: admit the request past the limiter, or refuse it with 503 `overloaded`.
-pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(limiter) = &state.admission else {
-        return next.run(request).await;
-    };
-    let path = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("", MatchedPath::as_str);
-    let class = classify(request.method(), path);
-    if class == Class::Free {
-        return next.run(request).await;
+/// Wraps routes in [`Admission`]: the database gate, then the limit.
+#[derive(Debug, Clone)]
+pub struct AdmissionLayer {
+    health: crate::store::health::DbHealth,
+    limiter: Option<Arc<Limiter>>,
+}
+
+impl AdmissionLayer {
+    /// Admission as `state` configures it (no limit when `--admission-wait-ms 0`).
+    pub fn new(state: &AppState) -> Self {
+        Self {
+            health: state.db.health().clone(),
+            limiter: state.admission.clone(),
+        }
     }
-    match limiter.admit(class).await {
-        Ok(_slot) => next.run(request).await,
-        Err(_) => ApiError::unavailable(
-            OVERLOADED,
-            "the box office is at capacity; retry after the Retry-After delay",
-        )
-        .into_response(),
+}
+
+impl<S> Layer<S> for AdmissionLayer {
+    type Service = Admission<S>;
+    fn layer(&self, inner: S) -> Admission<S> {
+        Admission {
+            inner,
+            health: self.health.clone(),
+            limiter: self.limiter.clone(),
+        }
+    }
+}
+
+/// A route behind admission: refused at once with 503 `database_unavailable` while the
+/// breaker is open and it needs the database; else, unless it is free of the limit, admitted
+/// past the [`Limiter`] or refused with 503 `overloaded`.
+///
+/// It runs on every request, so it is a plain tower [`Service`] rather than two
+/// `axum::middleware::from_fn` layers (each of which clones the route and boxes a `Next` per
+/// request): a request free of the limit goes straight to the route's own future.
+#[derive(Debug, Clone)]
+pub struct Admission<S> {
+    inner: S,
+    health: crate::store::health::DbHealth,
+    limiter: Option<Arc<Limiter>>,
+}
+
+impl<S> Service<Request> for Admission<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<S::Future, BoxFuture<'static, Result<Response, Infallible>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let path = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("", MatchedPath::as_str);
+        if !self.health.is_up() && needs_database(request.method(), path) {
+            let refused = ApiError::database_unavailable().into_response();
+            return Either::Right(Box::pin(std::future::ready(Ok(refused))));
+        }
+        let (Some(limiter), class) = (&self.limiter, classify(request.method(), path)) else {
+            return Either::Left(self.inner.call(request));
+        };
+        if class == Class::Free {
+            return Either::Left(self.inner.call(request));
+        }
+        let limiter = Arc::clone(limiter);
+        // The service that was polled ready serves this request; a clone takes its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Either::Right(Box::pin(async move {
+            match limiter.admit(class).await {
+                Ok(slot) => {
+                    let response = inner.call(request).await;
+                    drop(slot);
+                    response
+                }
+                Err(_) => Ok(ApiError::unavailable(
+                    OVERLOADED,
+                    "the box office is at capacity; retry after the Retry-After delay",
+                )
+                .into_response()),
+            }
+        }))
     }
 }
 

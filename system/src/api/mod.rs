@@ -137,6 +137,18 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The full application router with its state and middleware.
 pub fn router(state: AppState) -> Router {
+    build(state, true)
+}
+
+/// [`router`] without the observing layer (no request metrics, no request span): what the
+/// observability benchmark compares the real router with, so that its ratio is the cost of
+/// observing alone.
+#[doc(hidden)]
+pub fn router_without_observability(state: AppState) -> Router {
+    build(state, false)
+}
+
+fn build(state: AppState, observe: bool) -> Router {
     let (routes, _) = routes();
     let doc = openapi();
     let max_body = state.config.max_body_bytes;
@@ -152,7 +164,7 @@ pub fn router(state: AppState) -> Router {
     // for every connection; a captured document was a deep copy of hundreds of schema nodes
     // per connection (and per request of this route).
     let doc = Bytes::from(serde_json::to_vec(&doc).expect("the OpenAPI document serializes"));
-    routes
+    let routes = routes
         .merge(crate::web::routes())
         .route(
             "/openapi.json",
@@ -161,16 +173,9 @@ pub fn router(state: AppState) -> Router {
                 async move { ([(CONTENT_TYPE, "application/json")], doc) }
             }),
         )
-        // The limit runs inside the gate: while the database is down, refusing at once beats
+        // The gate before the limit: while the database is down, refusing at once beats
         // queueing for a slot.
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            admission::limit,
-        ))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            admission::gate,
-        ))
+        .route_layer(admission::AdmissionLayer::new(&state))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -178,8 +183,13 @@ pub fn router(state: AppState) -> Router {
                 "method_not_allowed",
                 "this route does not accept that method",
             )
-        })
-        .layer(ObserveLayer::new(http_metrics))
+        });
+    let routes = if observe {
+        routes.layer(ObserveLayer::new(http_metrics))
+    } else {
+        routes
+    };
+    routes
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
