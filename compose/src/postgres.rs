@@ -471,12 +471,32 @@ fn is_executable(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
+/// Environment variable of extra server settings for every PostgreSQL the lab starts:
+/// `name=value` pairs separated by commas or whitespace (for example
+/// `BOXOFFICE_PG_SETTINGS="commit_delay=100 shared_preload_libraries=pg_stat_statements"`).
+/// They replace the defaults; settings a caller passes replace them.
+pub const SETTINGS_ENV: &str = "BOXOFFICE_PG_SETTINGS";
+
+/// The pairs of a [`SETTINGS_ENV`] value.
+fn env_settings(value: &str) -> anyhow::Result<Vec<(&str, &str)>> {
+    value
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            pair.split_once('=')
+                .filter(|(name, _)| !name.is_empty())
+                .ok_or_else(|| anyhow::anyhow!("{SETTINGS_ENV}: {pair:?} is not name=value"))
+        })
+        .collect()
+}
+
 fn merge_settings(extra: &[(&str, &str)]) -> anyhow::Result<Vec<(String, String)>> {
     let mut merged: Vec<(String, String)> = DEFAULT_SETTINGS
         .iter()
         .map(|(name, value)| (name.to_string(), value.to_string()))
         .collect();
-    for (name, value) in extra {
+    let from_env = std::env::var(SETTINGS_ENV).unwrap_or_default();
+    for (name, value) in env_settings(&from_env)?.iter().chain(extra) {
         ensure!(
             !name.is_empty() && !name.contains('='),
             "invalid PostgreSQL setting name {name:?}"
@@ -567,5 +587,26 @@ fn log_tail(path: &Path) -> String {
             format!("--- last lines of {} ---\n{tail}", path.display())
         }
         Err(error) => format!("(could not read {}: {error})", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_settings_from_the_environment_are_name_value_pairs() {
+        assert_eq!(
+            env_settings("commit_delay=100, shared_preload_libraries=pg_stat_statements\tx=")
+                .unwrap(),
+            vec![
+                ("commit_delay", "100"),
+                ("shared_preload_libraries", "pg_stat_statements"),
+                ("x", ""),
+            ]
+        );
+        assert!(env_settings("").unwrap().is_empty());
+        assert!(env_settings("commit_delay").is_err());
+        assert!(env_settings("=1").is_err());
     }
 }
