@@ -610,6 +610,31 @@ async fn run_direction(
     let mut buf = vec![0u8; READ_BUF];
     let mut source_open = true;
     loop {
+        if source_open && chain.is_empty() && queue.items.is_empty() {
+            // No toxic on this stream and nothing pending: plain forwarding until the toxics
+            // change or the source ends.
+            match forward(
+                &mut toxics,
+                &mut reader,
+                &mut writer,
+                &mut buf,
+                &received,
+                &sent,
+            )
+            .await
+            {
+                Forwarded::ToxicsChanged => {
+                    let specs = toxics_for(&toxics.borrow_and_update(), stream);
+                    queue.push(chain.sync(&specs, Instant::now()));
+                }
+                Forwarded::SourceEnded => {
+                    source_open = false;
+                    queue.push(chain.on_close(Instant::now()));
+                }
+                Forwarded::Gone => return End::Closed,
+            }
+            continue;
+        }
         // Carry out everything that is due before waiting on anything.
         let now = Instant::now();
         while queue.items.front().is_some_and(|e| e.at <= now) {
@@ -661,18 +686,55 @@ async fn run_direction(
                     }
                     Ok(n) => {
                         received.inc_by(n as u64);
-                        if chain.is_empty() && queue.items.is_empty() {
-                            // No toxic on this stream: forward straight from the read buffer
-                            // (no copy, no queue), which is what the proxy does nearly always.
-                            if writer.write_all(&buf[..n]).await.is_err() {
-                                return End::Closed;
-                            }
-                            sent.inc_by(n as u64);
-                        } else {
-                            queue.push(chain.on_data(now, buf[..n].to_vec()));
-                        }
+                        queue.push(chain.on_data(now, buf[..n].to_vec()));
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Why [`forward`] stopped.
+enum Forwarded {
+    /// The proxy's toxics changed (the caller re-syncs its chain).
+    ToxicsChanged,
+    /// The source sent EOF or failed.
+    SourceEnded,
+    /// The destination failed, or the proxy is gone.
+    Gone,
+}
+
+/// The path of a direction without toxics, which is nearly every byte the proxy carries:
+/// read and write straight from one buffer, with one toxics subscription kept across chunks
+/// instead of one per chunk, and no clock reads or queue bookkeeping. Returns when the toxics
+/// change (checked before every read, so a toxic added mid-connection applies from the next
+/// chunk on, as on the queued path) or the direction ends.
+async fn forward(
+    toxics: &mut watch::Receiver<Arc<Vec<ToxicSpec>>>,
+    reader: &mut OwnedReadHalf,
+    writer: &mut OwnedWriteHalf,
+    buf: &mut [u8],
+    received: &prometheus::IntCounter,
+    sent: &prometheus::IntCounter,
+) -> Forwarded {
+    let changed = toxics.changed();
+    tokio::pin!(changed);
+    loop {
+        tokio::select! {
+            biased;
+            changed = &mut changed => {
+                return if changed.is_ok() { Forwarded::ToxicsChanged } else { Forwarded::Gone };
+            }
+            read = reader.read(buf) => {
+                let n = match read {
+                    Ok(0) | Err(_) => return Forwarded::SourceEnded,
+                    Ok(n) => n,
+                };
+                received.inc_by(n as u64);
+                if writer.write_all(&buf[..n]).await.is_err() {
+                    return Forwarded::Gone;
+                }
+                sent.inc_by(n as u64);
             }
         }
     }
