@@ -22,21 +22,65 @@ async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool)
     t0.elapsed()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn while_the_database_is_unreachable_writes_are_refused_within_a_second_and_cached_reads_work(
-) {
+/// A box office on a PostgreSQL of its own (`pool` connections, or the default), with the
+/// health watcher probing it.
+struct Watched {
+    pg: compose::LocalPostgres,
+    app: TestApp,
+    state: boxoffice::AppState,
+    gauge: prometheus::IntGauge,
+    stop: tokio::sync::watch::Sender<bool>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+async fn watched(pool: Option<u32>) -> Watched {
     let pg = compose::LocalPostgres::start()
         .await
         .expect("PostgreSQL for tests (apt-get install -y postgresql)");
     let url = pg.create_database().await.unwrap();
-    let app = TestApp::with_config(Backend::Postgres, |c| c.database_url = Some(url)).await;
+    let app = TestApp::with_config(Backend::Postgres, |c| {
+        c.database_url = Some(url);
+        if let Some(n) = pool {
+            c.db_max_connections = n;
+        }
+    })
+    .await;
     let state = app.state.clone();
     let gauge = state.metrics.dependency_up.with_label_values(&["database"]);
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let watcher = state
         .db
-        .watch_health(gauge.clone(), stop)
+        .watch_health(gauge.clone(), stopped)
         .expect("PostgreSQL is watched");
+    wait_until("the watcher starting", Duration::from_secs(2), || {
+        state.db.health().is_watched()
+    })
+    .await;
+    Watched {
+        pg,
+        app,
+        state,
+        gauge,
+        stop,
+        watcher,
+    }
+}
+
+impl Watched {
+    /// Stops the watcher (which clears its flag) and the server.
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.watcher.await.unwrap();
+        assert!(!self.state.db.health().is_watched());
+        drop(self.pg);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_database_is_unreachable_writes_are_refused_within_a_second_and_cached_reads_work(
+) {
+    let w = watched(None).await;
+    let (app, state, gauge, pg) = (&w.app, &w.state, &w.gauge, &w.pg);
     let (_, round, seats) = app.round(1, 10).await;
     let (_, token) = app.user("buyer").await;
     let hold = |seat: i64| json!({"seat_ids": [seat]});
@@ -85,9 +129,7 @@ async fn while_the_database_is_unreachable_writes_are_refused_within_a_second_an
         .await
         .expect(201);
     eprintln!("outage noticed after {noticed:?}; a hold refused in {refused_in:?}");
-    stop_tx.send(true).unwrap();
-    watcher.await.unwrap();
-    drop(pg);
+    w.stop().await;
 }
 
 /// A database that is only busy is not down: with the pool's one connection held, a scrape's
@@ -96,26 +138,8 @@ async fn while_the_database_is_unreachable_writes_are_refused_within_a_second_an
 /// the scrape set it to 0 and a 300 ms latency drill fired `BoxOfficeDependencyDown`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scrape_that_waits_behind_a_busy_pool_does_not_call_the_database_down() {
-    let pg = compose::LocalPostgres::start()
-        .await
-        .expect("PostgreSQL for tests (apt-get install -y postgresql)");
-    let url = pg.create_database().await.unwrap();
-    let app = TestApp::with_config(Backend::Postgres, |c| {
-        c.database_url = Some(url);
-        c.db_max_connections = 1;
-    })
-    .await;
-    let state = app.state.clone();
-    let gauge = state.metrics.dependency_up.with_label_values(&["database"]);
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let watcher = state
-        .db
-        .watch_health(gauge.clone(), stop)
-        .expect("PostgreSQL is watched");
-    wait_until("the watcher starting", Duration::from_secs(2), || {
-        state.db.health().is_watched()
-    })
-    .await;
+    let w = watched(Some(1)).await;
+    let (app, state, gauge) = (&w.app, &w.state, &w.gauge);
     let busy = state
         .db
         .begin_write()
@@ -136,10 +160,7 @@ async fn a_scrape_that_waits_behind_a_busy_pool_does_not_call_the_database_down(
     );
     assert!(state.db.health().is_up());
     drop(busy);
-    stop_tx.send(true).unwrap();
-    watcher.await.unwrap();
-    assert!(!state.db.health().is_watched());
-    drop(pg);
+    w.stop().await;
 }
 
 /// A write already waiting for a connection when the database stops answering is refused as
@@ -149,29 +170,11 @@ async fn a_scrape_that_waits_behind_a_busy_pool_does_not_call_the_database_down(
 /// definite error and only the second as an unknown outcome.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_waiting_for_the_pool_when_the_database_goes_is_refused_as_not_started() {
-    let pg = compose::LocalPostgres::start()
-        .await
-        .expect("PostgreSQL for tests (apt-get install -y postgresql)");
-    let url = pg.create_database().await.unwrap();
-    let app = TestApp::with_config(Backend::Postgres, |c| {
-        c.database_url = Some(url);
-        c.db_max_connections = 1;
-    })
-    .await;
-    let state = app.state.clone();
-    let gauge = state.metrics.dependency_up.with_label_values(&["database"]);
+    let w = watched(Some(1)).await;
+    let (app, state, pg) = (&w.app, &w.state, &w.pg);
     let (_, round, seats) = app.round(1, 10).await;
     let (_, token) = app.user("buyer").await;
     let before = app.availability(round).await;
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let watcher = state
-        .db
-        .watch_health(gauge, stop)
-        .expect("PostgreSQL is watched");
-    wait_until("the watcher starting", Duration::from_secs(2), || {
-        state.db.health().is_watched()
-    })
-    .await;
 
     // The pool's only connection is busy, so the hold waits for it inside its transaction's
     // start.
@@ -226,7 +229,5 @@ async fn a_write_waiting_for_the_pool_when_the_database_goes_is_refused_as_not_s
     .await
     .expect(201);
     eprintln!("a waiting hold refused {answered_in:?} after the database paused");
-    stop_tx.send(true).unwrap();
-    watcher.await.unwrap();
-    drop(pg);
+    w.stop().await;
 }
