@@ -229,11 +229,11 @@ const CONTINUATIONS: [&str; 4] = [
 
 /// How admission treats `method` on the matched route `path`.
 pub fn classify(method: &Method, path: &str) -> Class {
-    let cache_served = *method == Method::GET && WITHOUT_DATABASE.contains(&path);
+    // The reads the cache serves are the ones that work without the database.
     if !path.starts_with("/v1/")
         || path.starts_with("/v1/admin/")
         || UNLIMITED.contains(&path)
-        || cache_served
+        || !needs_database(method, path)
     {
         Class::Free
     } else if *method != Method::GET && CONTINUATIONS.contains(&path) {
@@ -307,12 +307,14 @@ where
             let refused = ApiError::database_unavailable().into_response();
             return Either::Right(Box::pin(std::future::ready(Ok(refused))));
         }
-        let (Some(limiter), class) = (&self.limiter, classify(request.method(), path)) else {
+        let limited = self
+            .limiter
+            .as_ref()
+            .map(|limiter| (limiter, classify(request.method(), path)))
+            .filter(|(_, class)| *class != Class::Free);
+        let Some((limiter, class)) = limited else {
             return Either::Left(self.inner.call(request));
         };
-        if class == Class::Free {
-            return Either::Left(self.inner.call(request));
-        }
         let limiter = Arc::clone(limiter);
         // The service that was polled ready serves this request; a clone takes its place.
         let clone = self.inner.clone();
