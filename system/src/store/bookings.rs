@@ -10,6 +10,7 @@
 
 use sqlx::{AnyConnection, Row};
 
+use super::inline::Columns;
 use super::outbox::{self, Event};
 use super::{holds, Db};
 use crate::error::{ApiError, Result};
@@ -45,46 +46,58 @@ pub struct Booking {
     pay_key: Option<String>,
 }
 
-const COLUMNS: &str = "id, hold_id, user_id, round_id, status, amount, coupon_id, created_at, pay_by, confirmed_at, closed_at, pay_key";
+macro_rules! columns {
+    () => {
+        "id, hold_id, user_id, round_id, status, amount, coupon_id, created_at, pay_by, confirmed_at, closed_at, pay_key"
+    };
+}
+const COLUMNS: &str = columns!();
+const GET: &str = concat!("SELECT ", columns!(), " FROM bookings WHERE id = $1");
 
-fn from_row(row: &sqlx::any::AnyRow) -> Result<Booking, sqlx::Error> {
+fn from_row<R: Columns>(row: &R) -> Result<Booking, R::Error> {
     Ok(Booking {
-        id: row.try_get("id")?,
-        hold_id: row.try_get("hold_id")?,
-        user_id: row.try_get("user_id")?,
-        round_id: row.try_get("round_id")?,
-        status: row.try_get("status")?,
-        amount: row.try_get("amount")?,
-        coupon_id: row.try_get("coupon_id")?,
-        created_at: row.try_get("created_at")?,
-        pay_by: row.try_get("pay_by")?,
-        confirmed_at: row.try_get("confirmed_at")?,
-        closed_at: row.try_get("closed_at")?,
-        pay_key: row.try_get("pay_key")?,
+        id: row.int("id")?,
+        hold_id: row.int("hold_id")?,
+        user_id: row.int("user_id")?,
+        round_id: row.int("round_id")?,
+        status: row.text("status")?,
+        amount: row.int("amount")?,
+        coupon_id: row.opt_int("coupon_id")?,
+        created_at: row.int("created_at")?,
+        pay_by: row.int("pay_by")?,
+        confirmed_at: row.opt_int("confirmed_at")?,
+        closed_at: row.opt_int("closed_at")?,
+        pay_key: row.opt_text("pay_key")?,
         seat_ids: Vec::new(),
     })
 }
 
-async fn seat_ids(db: &Db, hold_id: i64) -> Result<Vec<i64>> {
-    let rows = sqlx::query("SELECT seat_id FROM hold_seats WHERE hold_id = $1 ORDER BY seat_id")
-        .bind(hold_id)
-        .fetch_all(&db.pool)
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| r.try_get::<i64, _>("seat_id"))
-        .collect::<Result<_, _>>()?)
-}
-
 /// A booking with its seats.
 pub async fn get(db: &Db, id: i64) -> Result<Option<Booking>> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM bookings WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(&db.pool)
-        .await?;
+    if let Some(found) = db
+        .inline()
+        .and_then(|reads| reads.read(|conn| get_inline(conn, id)))
+    {
+        return Ok(found);
+    }
+    let row = sqlx::query(GET).bind(id).fetch_optional(&db.pool).await?;
     let Some(row) = row else { return Ok(None) };
     let mut b = from_row(&row)?;
-    b.seat_ids = seat_ids(db, b.hold_id).await?;
+    b.seat_ids = holds::seat_ids(db, b.hold_id).await?;
+    Ok(Some(b))
+}
+
+/// [`get`] on the calling thread (SQLite, see [`super::inline`]).
+fn get_inline(conn: &rusqlite::Connection, id: i64) -> rusqlite::Result<Option<Booking>> {
+    let mut b = match conn
+        .prepare_cached(GET)?
+        .query_row([id], |row| from_row(row))
+    {
+        Ok(b) => b,
+        Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    b.seat_ids = holds::seat_ids_inline(conn, b.hold_id)?;
     Ok(Some(b))
 }
 
@@ -108,7 +121,7 @@ pub async fn of_user(db: &Db, user_id: i64, limit: i64) -> Result<Vec<Booking>> 
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
         let mut b = from_row(row)?;
-        b.seat_ids = seat_ids(db, b.hold_id).await?;
+        b.seat_ids = holds::seat_ids(db, b.hold_id).await?;
         out.push(b);
     }
     Ok(out)
@@ -323,16 +336,18 @@ pub async fn pay(
         }
     };
     let mut tx = db.begin_write_patient().await?;
-    let n = sqlx::query(
+    // The confirmed booking comes back from the update itself: no read after the commit.
+    let confirmed = sqlx::query(&format!(
         "UPDATE bookings SET status = 'confirmed', confirmed_at = $1, pay_key = $2
-         WHERE id = $3 AND status = 'pending_payment'",
-    )
+         WHERE id = $3 AND status = 'pending_payment' RETURNING {COLUMNS}"
+    ))
     .bind(now)
     .bind(&key)
     .bind(booking_id)
-    .execute(tx.conn())
+    .fetch_optional(tx.conn())
     .await?
-    .rows_affected();
+    .map(|row| from_row(&row))
+    .transpose()?;
     record_payment(
         tx.conn(),
         booking_id,
@@ -343,7 +358,7 @@ pub async fn pay(
         now,
     )
     .await?;
-    if n == 1 {
+    if let Some(mut confirmed) = confirmed {
         sqlx::query("UPDATE seats SET status = 'sold', booking_id = $1 WHERE hold_id = $2")
             .bind(booking_id)
             .bind(b.hold_id)
@@ -358,7 +373,8 @@ pub async fn pay(
         );
         outbox::record(tx.conn(), &event).await?;
         tx.commit().await?;
-        return get_owned(db, booking_id, user_id).await;
+        confirmed.seat_ids = b.seat_ids;
+        return Ok(confirmed);
     }
     tx.commit().await?;
     // The booking changed while the provider was capturing: give the money back.

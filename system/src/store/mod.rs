@@ -17,6 +17,7 @@ pub mod coupons;
 pub mod health;
 mod hold_batch;
 pub mod holds;
+pub(crate) mod inline;
 pub mod outbox;
 pub mod users;
 
@@ -71,6 +72,8 @@ pub struct Db {
     seat_hints: Arc<SeatHints>,
     /// How the health watcher connects (PostgreSQL only).
     probe: Option<AnyConnectOptions>,
+    /// Synchronous reads of the hottest queries (a file-backed SQLite database only).
+    inline: Option<Arc<inline::InlineReads>>,
 }
 
 /// Where a best-available search of a round starts (PostgreSQL `atomic` holds).
@@ -209,6 +212,9 @@ impl Db {
                                 "PRAGMA synchronous = NORMAL",
                                 "PRAGMA busy_timeout = 30000",
                                 "PRAGMA foreign_keys = ON",
+                                // A large sale's seats outgrow SQLite's default 2 MiB page
+                                // cache per connection (each miss is a read() and a copy).
+                                "PRAGMA cache_size = -16384",
                             ] {
                                 conn.execute(pragma).await?;
                             }
@@ -250,6 +256,10 @@ impl Db {
             health,
             seat_hints: Arc::default(),
             probe,
+            inline: match backend {
+                Backend::Sqlite => inline::InlineReads::for_url(&url).map(Arc::new),
+                Backend::Postgres => None,
+            },
         };
         db.migrate().await?;
         Ok(db)
@@ -288,6 +298,12 @@ impl Db {
     /// Where best-available searches of each round start.
     pub(crate) fn seat_hints(&self) -> &SeatHints {
         &self.seat_hints
+    }
+
+    /// Synchronous reads on the calling thread, where the database allows them (see
+    /// [`inline`]).
+    pub(crate) fn inline(&self) -> Option<&inline::InlineReads> {
+        self.inline.as_deref()
     }
 
     /// The queue of the group-commit writer of `atomic` holds on SQLite, started on first use.

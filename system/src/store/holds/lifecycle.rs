@@ -5,37 +5,81 @@ use sqlx::{AnyConnection, Row};
 
 use super::Hold;
 use crate::error::{ApiError, Result};
+use crate::store::inline::Columns;
 use crate::store::Db;
 
 /// A hold with its seats.
 pub async fn get(db: &Db, id: i64) -> Result<Option<Hold>> {
-    let Some(row) = sqlx::query(
-        "SELECT id, round_id, user_id, status, amount, expires_at FROM holds WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(&db.pool)
-    .await?
-    else {
+    if let Some(found) = db
+        .inline()
+        .and_then(|reads| reads.read(|conn| get_inline(conn, id)))
+    {
+        return Ok(found);
+    }
+    let Some(row) = sqlx::query(GET).bind(id).fetch_optional(&db.pool).await? else {
         return Ok(None);
     };
-    let seat_rows =
-        sqlx::query("SELECT seat_id FROM hold_seats WHERE hold_id = $1 ORDER BY seat_id")
-            .bind(id)
-            .fetch_all(&db.pool)
-            .await?;
-    let seat_ids = seat_rows
+    let mut hold = from_row(&row)?;
+    hold.seat_ids = seat_ids(db, id).await?;
+    Ok(Some(hold))
+}
+
+const GET: &str =
+    "SELECT id, round_id, user_id, status, amount, expires_at FROM holds WHERE id = $1";
+const SEAT_IDS: &str = "SELECT seat_id FROM hold_seats WHERE hold_id = $1 ORDER BY seat_id";
+
+fn from_row<R: Columns>(row: &R) -> Result<Hold, R::Error> {
+    Ok(Hold {
+        id: row.int("id")?,
+        round_id: row.int("round_id")?,
+        user_id: row.int("user_id")?,
+        status: row.text("status")?,
+        amount: row.int("amount")?,
+        expires_at: row.int("expires_at")?,
+        seat_ids: Vec::new(),
+    })
+}
+
+/// [`get`] on the calling thread (SQLite, see [`crate::store::inline`]).
+fn get_inline(conn: &rusqlite::Connection, id: i64) -> rusqlite::Result<Option<Hold>> {
+    let mut hold = match conn
+        .prepare_cached(GET)?
+        .query_row([id], |row| from_row(row))
+    {
+        Ok(hold) => hold,
+        Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    hold.seat_ids = seat_ids_inline(conn, id)?;
+    Ok(Some(hold))
+}
+
+/// The seats a hold claimed (and the booking made from it sells), ascending.
+pub(crate) async fn seat_ids(db: &Db, hold_id: i64) -> Result<Vec<i64>> {
+    if let Some(ids) = db
+        .inline()
+        .and_then(|reads| reads.read(|conn| seat_ids_inline(conn, hold_id)))
+    {
+        return Ok(ids);
+    }
+    let rows = sqlx::query(SEAT_IDS)
+        .bind(hold_id)
+        .fetch_all(&db.pool)
+        .await?;
+    Ok(rows
         .iter()
         .map(|r| r.try_get::<i64, _>("seat_id"))
-        .collect::<Result<_, _>>()?;
-    Ok(Some(Hold {
-        id: row.try_get("id")?,
-        round_id: row.try_get("round_id")?,
-        user_id: row.try_get("user_id")?,
-        status: row.try_get("status")?,
-        amount: row.try_get("amount")?,
-        expires_at: row.try_get("expires_at")?,
-        seat_ids,
-    }))
+        .collect::<Result<_, _>>()?)
+}
+
+/// [`seat_ids`] on the calling thread.
+pub(crate) fn seat_ids_inline(
+    conn: &rusqlite::Connection,
+    hold_id: i64,
+) -> rusqlite::Result<Vec<i64>> {
+    conn.prepare_cached(SEAT_IDS)?
+        .query_map([hold_id], |row| row.get(0))?
+        .collect()
 }
 
 /// Releases the seats of a hold (or of the booking made from it) inside `conn`'s
