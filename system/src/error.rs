@@ -157,6 +157,21 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl From<rusqlite::Error> for ApiError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        match e.sqlite_error_code() {
+            Some(ErrorCode::ConstraintViolation) => {
+                Self::conflict("conflict", "the request conflicts with existing data")
+            }
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                Self::conflict("contention", "too much contention, retry the request")
+            }
+            _ => Self::internal(format!("database error: {e}")),
+        }
+    }
+}
+
 /// A write that found the database unreachable and was refused before it started: nothing
 /// changed, and it is safe to send again after `Retry-After`.
 pub const DATABASE_UNAVAILABLE: &str = "database_unavailable";

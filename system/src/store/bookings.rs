@@ -10,6 +10,9 @@
 
 use sqlx::{AnyConnection, Row};
 
+use rusqlite::OptionalExtension;
+
+use super::coupons::Coupon;
 use super::inline::Columns;
 use super::outbox::{self, Event};
 use super::{holds, Db};
@@ -148,92 +151,169 @@ pub async fn create(
             })?),
             None => None,
         };
+    let seat_count = hold.seat_ids.len() as i64;
+    let sqlite = db
+        .write_inline(|tx| {
+            create_inline(tx, &hold, coupon.as_ref(), user_id, now, pay_by, seat_count)
+        })
+        .await;
+    if let Some(created) = sqlite {
+        let mut booking = created?;
+        booking.seat_ids = hold.seat_ids;
+        return Ok(booking);
+    }
     let mut tx = db.begin_write().await?;
-    let n = sqlx::query(
-        "UPDATE holds SET status = 'booked' WHERE id = $1 AND status = 'active' AND expires_at > $2",
-    )
-    .bind(hold_id)
-    .bind(now)
-    .execute(tx.conn())
-    .await?
-    .rows_affected();
+    let n = sqlx::query(BOOK_HOLD)
+        .bind(hold_id)
+        .bind(now)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
     if n == 0 {
         tx.rollback().await?;
-        return Err(ApiError::conflict(
-            "hold_not_active",
-            "the hold has expired, was released, or is booked already",
-        ));
+        return Err(hold_not_active());
     }
     let mut amount = hold.amount;
     let mut claim_id = None;
     if let Some(c) = &coupon {
-        let row = sqlx::query(
-            "SELECT id FROM coupon_claims WHERE coupon_id = $1 AND user_id = $2 AND booking_id IS NULL ORDER BY id LIMIT 1",
-        )
-        .bind(c.id)
-        .bind(user_id)
-        .fetch_optional(tx.conn())
-        .await?;
+        let row = sqlx::query(FIND_CLAIM)
+            .bind(c.id)
+            .bind(user_id)
+            .fetch_optional(tx.conn())
+            .await?;
         let Some(row) = row else {
             tx.rollback().await?;
-            return Err(ApiError::conflict(
-                "coupon_not_claimed",
-                "claim the coupon before using it (or it is spent)",
-            ));
+            return Err(coupon_not_claimed());
         };
         claim_id = Some(row.try_get::<i64, _>("id")?);
-        amount = crate::domain::DiscountPercent::parse(c.discount_percent)
-            .map(|d| d.apply(amount))
-            .unwrap_or(amount);
+        amount = discounted(c, amount);
     }
-    let row = sqlx::query(&format!(
-        "INSERT INTO bookings (hold_id, user_id, round_id, status, amount, coupon_id, seat_count, created_at, pay_by)
-         VALUES ($1, $2, $3, 'pending_payment', $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
-    ))
-    .bind(hold_id)
-    .bind(user_id)
-    .bind(hold.round_id)
-    .bind(amount)
-    .bind(coupon.as_ref().map(|c| c.id))
-    .bind(hold.seat_ids.len() as i64)
-    .bind(now)
-    .bind(pay_by)
-    .fetch_one(tx.conn())
-    .await?;
+    let row = sqlx::query(INSERT_BOOKING)
+        .bind(hold_id)
+        .bind(user_id)
+        .bind(hold.round_id)
+        .bind(amount)
+        .bind(coupon.as_ref().map(|c| c.id))
+        .bind(seat_count)
+        .bind(now)
+        .bind(pay_by)
+        .fetch_one(tx.conn())
+        .await?;
     let mut booking = from_row(&row)?;
     if let Some(claim) = claim_id {
-        let n = sqlx::query(
-            "UPDATE coupon_claims SET booking_id = $1 WHERE id = $2 AND booking_id IS NULL",
-        )
-        .bind(booking.id)
-        .bind(claim)
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
+        let n = sqlx::query(SPEND_CLAIM)
+            .bind(booking.id)
+            .bind(claim)
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
         if n != 1 {
             tx.rollback().await?;
-            return Err(ApiError::conflict(
-                "coupon_not_claimed",
-                "the coupon claim was spent meanwhile",
-            ));
+            return Err(claim_spent());
         }
     }
-    sqlx::query("UPDATE seats SET booking_id = $1 WHERE hold_id = $2")
+    sqlx::query(SEATS_BOOKED)
         .bind(booking.id)
         .bind(hold_id)
         .execute(tx.conn())
         .await?;
-    let event = Event::booking(
-        "booking.created",
-        &booking,
-        hold.seat_ids.len() as i64,
-        None,
-        now,
-    );
+    let event = Event::booking("booking.created", &booking, seat_count, None, now);
     outbox::record(tx.conn(), &event).await?;
     tx.commit().await?;
     booking.seat_ids = hold.seat_ids;
     Ok(booking)
+}
+
+/// [`create`]'s transaction as one inline write (SQLite, see [`super::inline`]): the same
+/// statements, in the same order, with the same refusals.
+fn create_inline(
+    tx: &rusqlite::Transaction<'_>,
+    hold: &holds::Hold,
+    coupon: Option<&Coupon>,
+    user_id: i64,
+    now: i64,
+    pay_by: i64,
+    seat_count: i64,
+) -> Result<Booking> {
+    if tx.prepare_cached(BOOK_HOLD)?.execute((hold.id, now))? == 0 {
+        return Err(hold_not_active());
+    }
+    let mut amount = hold.amount;
+    let mut claim_id = None;
+    if let Some(c) = coupon {
+        let claim = tx
+            .prepare_cached(FIND_CLAIM)?
+            .query_row((c.id, user_id), |row| row.get::<_, i64>("id"))
+            .optional()?;
+        let Some(claim) = claim else {
+            return Err(coupon_not_claimed());
+        };
+        claim_id = Some(claim);
+        amount = discounted(c, amount);
+    }
+    let booking = tx.prepare_cached(INSERT_BOOKING)?.query_row(
+        (
+            hold.id,
+            user_id,
+            hold.round_id,
+            amount,
+            coupon.map(|c| c.id),
+            seat_count,
+            now,
+            pay_by,
+        ),
+        |row| from_row(row),
+    )?;
+    if let Some(claim) = claim_id {
+        if tx
+            .prepare_cached(SPEND_CLAIM)?
+            .execute((booking.id, claim))?
+            != 1
+        {
+            return Err(claim_spent());
+        }
+    }
+    tx.prepare_cached(SEATS_BOOKED)?
+        .execute((booking.id, hold.id))?;
+    let event = Event::booking("booking.created", &booking, seat_count, None, now);
+    outbox::record_inline(tx, &event)?;
+    Ok(booking)
+}
+
+const BOOK_HOLD: &str =
+    "UPDATE holds SET status = 'booked' WHERE id = $1 AND status = 'active' AND expires_at > $2";
+const FIND_CLAIM: &str = "SELECT id FROM coupon_claims WHERE coupon_id = $1 AND user_id = $2 AND booking_id IS NULL ORDER BY id LIMIT 1";
+const INSERT_BOOKING: &str = concat!(
+    "INSERT INTO bookings (hold_id, user_id, round_id, status, amount, coupon_id, seat_count, created_at, pay_by)
+     VALUES ($1, $2, $3, 'pending_payment', $4, $5, $6, $7, $8) RETURNING ",
+    columns!()
+);
+const SPEND_CLAIM: &str =
+    "UPDATE coupon_claims SET booking_id = $1 WHERE id = $2 AND booking_id IS NULL";
+const SEATS_BOOKED: &str = "UPDATE seats SET booking_id = $1 WHERE hold_id = $2";
+
+fn hold_not_active() -> ApiError {
+    ApiError::conflict(
+        "hold_not_active",
+        "the hold has expired, was released, or is booked already",
+    )
+}
+
+fn coupon_not_claimed() -> ApiError {
+    ApiError::conflict(
+        "coupon_not_claimed",
+        "claim the coupon before using it (or it is spent)",
+    )
+}
+
+fn claim_spent() -> ApiError {
+    ApiError::conflict("coupon_not_claimed", "the coupon claim was spent meanwhile")
+}
+
+fn discounted(coupon: &Coupon, amount: i64) -> i64 {
+    crate::domain::DiscountPercent::parse(coupon.discount_percent)
+        .map(|d| d.apply(amount))
+        .unwrap_or(amount)
 }
 
 async fn record_payment(
@@ -245,20 +325,21 @@ async fn record_payment(
     key: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO payments (booking_id, kind, amount, provider_ref, idempotency_key, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING",
-    )
-    .bind(booking_id)
-    .bind(kind)
-    .bind(amount)
-    .bind(provider_ref)
-    .bind(key)
-    .bind(now)
-    .execute(conn)
-    .await?;
+    sqlx::query(RECORD_PAYMENT)
+        .bind(booking_id)
+        .bind(kind)
+        .bind(amount)
+        .bind(provider_ref)
+        .bind(key)
+        .bind(now)
+        .execute(conn)
+        .await?;
     Ok(())
 }
+
+const RECORD_PAYMENT: &str =
+    "INSERT INTO payments (booking_id, kind, amount, provider_ref, idempotency_key, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING";
 
 fn provider_unavailable(e: PaymentError) -> ApiError {
     match e {
@@ -272,6 +353,79 @@ fn provider_unavailable(e: PaymentError) -> ApiError {
             ApiError::internal(format!("payment provider rejected the call: {m}"))
         }
     }
+}
+
+/// After a capture: confirms the booking (`None` if it is no longer pending), records the
+/// payment either way, and sells its seats, in one transaction.
+async fn confirm(
+    db: &Db,
+    b: &Booking,
+    key: &str,
+    charge_id: &str,
+    now: i64,
+    seat_count: i64,
+) -> Result<Option<Booking>> {
+    let mut tx = db.begin_write_patient().await?;
+    // The confirmed booking comes back from the update itself: no read after the commit.
+    let confirmed = sqlx::query(CONFIRM)
+        .bind(now)
+        .bind(key)
+        .bind(b.id)
+        .fetch_optional(tx.conn())
+        .await?
+        .map(|row| from_row(&row))
+        .transpose()?;
+    record_payment(tx.conn(), b.id, "charge", b.amount, charge_id, key, now).await?;
+    if confirmed.is_some() {
+        sqlx::query(SEATS_SOLD)
+            .bind(b.id)
+            .bind(b.hold_id)
+            .execute(tx.conn())
+            .await?;
+        let event = confirmed_event(b, seat_count, now);
+        outbox::record(tx.conn(), &event).await?;
+    }
+    tx.commit().await?;
+    Ok(confirmed)
+}
+
+/// [`confirm`] as one inline write (SQLite, see [`super::inline`]).
+fn confirm_inline(
+    tx: &rusqlite::Transaction<'_>,
+    b: &Booking,
+    key: &str,
+    charge_id: &str,
+    now: i64,
+    seat_count: i64,
+) -> Result<Option<Booking>> {
+    let confirmed = tx
+        .prepare_cached(CONFIRM)?
+        .query_row((now, key, b.id), |row| from_row(row))
+        .optional()?;
+    tx.prepare_cached(RECORD_PAYMENT)?
+        .execute((b.id, "charge", b.amount, charge_id, key, now))?;
+    if confirmed.is_some() {
+        tx.prepare_cached(SEATS_SOLD)?.execute((b.id, b.hold_id))?;
+        outbox::record_inline(tx, &confirmed_event(b, seat_count, now))?;
+    }
+    Ok(confirmed)
+}
+
+const CONFIRM: &str = concat!(
+    "UPDATE bookings SET status = 'confirmed', confirmed_at = $1, pay_key = $2
+     WHERE id = $3 AND status = 'pending_payment' RETURNING ",
+    columns!()
+);
+const SEATS_SOLD: &str = "UPDATE seats SET status = 'sold', booking_id = $1 WHERE hold_id = $2";
+
+fn confirmed_event(b: &Booking, seat_count: i64, now: i64) -> Event {
+    Event::booking(
+        "booking.confirmed",
+        b,
+        seat_count,
+        Some("pending_payment"),
+        now,
+    )
 }
 
 /// Pays a booking: checks the amount server-side, captures it at the provider, confirms the
@@ -335,48 +489,18 @@ pub async fn pay(
             ))
         }
     };
-    let mut tx = db.begin_write_patient().await?;
-    // The confirmed booking comes back from the update itself: no read after the commit.
-    let confirmed = sqlx::query(&format!(
-        "UPDATE bookings SET status = 'confirmed', confirmed_at = $1, pay_key = $2
-         WHERE id = $3 AND status = 'pending_payment' RETURNING {COLUMNS}"
-    ))
-    .bind(now)
-    .bind(&key)
-    .bind(booking_id)
-    .fetch_optional(tx.conn())
-    .await?
-    .map(|row| from_row(&row))
-    .transpose()?;
-    record_payment(
-        tx.conn(),
-        booking_id,
-        "charge",
-        b.amount,
-        &charge_id,
-        &key,
-        now,
-    )
-    .await?;
+    let seat_count = b.seat_ids.len() as i64;
+    let sqlite = db
+        .write_inline(|tx| confirm_inline(tx, &b, &key, &charge_id, now, seat_count))
+        .await;
+    let confirmed = match sqlite {
+        Some(confirmed) => confirmed?,
+        None => confirm(db, &b, &key, &charge_id, now, seat_count).await?,
+    };
     if let Some(mut confirmed) = confirmed {
-        sqlx::query("UPDATE seats SET status = 'sold', booking_id = $1 WHERE hold_id = $2")
-            .bind(booking_id)
-            .bind(b.hold_id)
-            .execute(tx.conn())
-            .await?;
-        let event = Event::booking(
-            "booking.confirmed",
-            &b,
-            b.seat_ids.len() as i64,
-            Some("pending_payment"),
-            now,
-        );
-        outbox::record(tx.conn(), &event).await?;
-        tx.commit().await?;
         confirmed.seat_ids = b.seat_ids;
         return Ok(confirmed);
     }
-    tx.commit().await?;
     // The booking changed while the provider was capturing: give the money back.
     let refund_key = format!("{key}-refund");
     match payments.refund(&charge_id, &refund_key, b.amount).await {

@@ -12,6 +12,13 @@
 //! Anything unexpected (the file cannot be opened, a busy database, a failed statement) makes
 //! [`InlineReads::read`] return `None`, and the caller runs the same query through sqlx,
 //! which reports errors the usual way.
+//!
+//! The hottest write transactions (making a booking, confirming a paid one) run the same way
+//! on [`InlineWriter`]'s connection: a writer takes the database's in-process write lock
+//! (the queue every SQLite writer joins), then runs `BEGIN IMMEDIATE`, its statements and
+//! `COMMIT` without yielding. Through sqlx, each statement of a transaction was a hand-off to
+//! the connection's thread and back, and between two statements the task holding the write
+//! lock waited for its turn on a busy runtime while every other writer waited for it.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -142,6 +149,68 @@ impl InlineReads {
     }
 }
 
+/// One read-write connection to an SQLite file for write transactions run without yielding
+/// (opened on first use; see the module's documentation).
+#[derive(Debug)]
+pub(crate) struct InlineWriter {
+    path: PathBuf,
+    conn: Mutex<Option<Connection>>,
+}
+
+impl InlineWriter {
+    /// A writer of the file `reads` reads.
+    pub(crate) fn beside(reads: &InlineReads) -> InlineWriter {
+        InlineWriter {
+            path: reads.path.clone(),
+            conn: Mutex::new(None),
+        }
+    }
+
+    /// Runs `work` in an immediate transaction, committed when it returns `Ok` and rolled back
+    /// otherwise. The caller holds the database's write lock. `None` when the connection
+    /// cannot be opened: nothing ran, use the sqlx path.
+    pub(crate) fn transaction<T, E: From<rusqlite::Error>>(
+        &self,
+        work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E>,
+    ) -> Option<Result<T, E>> {
+        let mut slot = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_none() {
+            match self.open() {
+                Ok(conn) => *slot = Some(conn),
+                Err(e) => {
+                    tracing::warn!(error = %e, "inline writer: cannot open the database");
+                    return None;
+                }
+            }
+        }
+        let conn = slot.as_mut()?;
+        let run = || {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let value = work(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        };
+        Some(run())
+    }
+
+    fn open(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // The same settings as the pool's connections (see `Db::connect`).
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.execute_batch(
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384;",
+        )?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(conn)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +253,28 @@ mod tests {
         );
         let missing = InlineReads::for_url("sqlite:///nonexistent/dir/x.db").unwrap();
         assert_eq!(missing.read(read), None);
+    }
+
+    #[test]
+    fn an_inline_write_commits_on_ok_and_rolls_back_on_err() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v INTEGER);")
+            .unwrap();
+        let reads = InlineReads::for_url(&format!("sqlite://{}", path.display())).unwrap();
+        let writer = InlineWriter::beside(&reads);
+        let kept: Option<rusqlite::Result<usize>> =
+            writer.transaction(|tx| tx.execute("INSERT INTO t VALUES (1)", []));
+        assert_eq!(kept.unwrap().unwrap(), 1);
+        let undone: Option<Result<(), crate::error::ApiError>> = writer.transaction(|tx| {
+            tx.execute("INSERT INTO t VALUES (2)", [])?;
+            Err(crate::error::ApiError::conflict("refused", "after writing"))
+        });
+        assert_eq!(undone.unwrap().unwrap_err().code, "refused");
+        let sum = reads.read(|c| c.query_row("SELECT SUM(v) FROM t", [], |r| r.get::<_, i64>(0)));
+        assert_eq!(sum, Some(1), "the refused transaction wrote nothing");
     }
 
     #[tokio::test]

@@ -74,6 +74,8 @@ pub struct Db {
     probe: Option<AnyConnectOptions>,
     /// Synchronous reads of the hottest queries (a file-backed SQLite database only).
     inline: Option<Arc<inline::InlineReads>>,
+    /// Write transactions run without yielding (a file-backed SQLite database only).
+    inline_writer: Option<Arc<inline::InlineWriter>>,
 }
 
 /// Where a best-available search of a round starts (PostgreSQL `atomic` holds).
@@ -256,10 +258,19 @@ impl Db {
             health,
             seat_hints: Arc::default(),
             probe,
-            inline: match backend {
-                Backend::Sqlite => inline::InlineReads::for_url(&url).map(Arc::new),
-                Backend::Postgres => None,
+            inline: None,
+            inline_writer: None,
+        };
+        let db = match backend {
+            Backend::Sqlite => match inline::InlineReads::for_url(&url) {
+                Some(reads) => Db {
+                    inline_writer: Some(Arc::new(inline::InlineWriter::beside(&reads))),
+                    inline: Some(Arc::new(reads)),
+                    ..db
+                },
+                None => db,
             },
+            Backend::Postgres => db,
         };
         db.migrate().await?;
         Ok(db)
@@ -304,6 +315,20 @@ impl Db {
     /// [`inline`]).
     pub(crate) fn inline(&self) -> Option<&inline::InlineReads> {
         self.inline.as_deref()
+    }
+
+    /// Runs `work` as one write transaction without yielding between its statements (SQLite
+    /// files; see [`inline`]): after the in-process write lock, `BEGIN IMMEDIATE`, `work`,
+    /// then `COMMIT` if it returned `Ok` (else `ROLLBACK`). `None` when the database is not
+    /// one (or its connection cannot be opened): nothing ran, use [`Db::begin_write`].
+    pub(crate) async fn write_inline<T, E: From<rusqlite::Error>>(
+        &self,
+        work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E>,
+    ) -> Option<Result<T, E>> {
+        let writer = self.inline_writer.as_ref()?;
+        let lock = self.writer.sqlite_lock.as_ref()?;
+        let _turn = lock.lock().await;
+        writer.transaction(work)
     }
 
     /// The queue of the group-commit writer of `atomic` holds on SQLite, started on first use.

@@ -70,7 +70,32 @@ impl Event {
 
 /// Writes `event` to the outbox on `conn` (inside the caller's transaction).
 pub async fn record(conn: &mut AnyConnection, event: &Event) -> Result<(), sqlx::Error> {
-    let (topic, key) = if event.kind.starts_with("coupon.") {
+    let (topic, key) = topic_and_key(event);
+    sqlx::query(INSERT)
+        .bind(&event.event_id)
+        .bind(topic)
+        .bind(key)
+        .bind(payload(event))
+        .bind(event.at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// [`record`] inside an inline write transaction (SQLite, see [`super::inline`]).
+pub(crate) fn record_inline(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> {
+    let (topic, key) = topic_and_key(event);
+    tx.prepare_cached(INSERT)?
+        .execute((&event.event_id, topic, key, payload(event), event.at))?;
+    Ok(())
+}
+
+const INSERT: &str =
+    "INSERT INTO outbox (event_id, topic, event_key, payload, created_at) VALUES ($1, $2, $3, $4, $5)";
+
+/// The topic an event goes to, and its partition key.
+fn topic_and_key(event: &Event) -> (&'static str, String) {
+    if event.kind.starts_with("coupon.") {
         (
             COUPON_TOPIC,
             event.coupon_id.unwrap_or_default().to_string(),
@@ -80,18 +105,7 @@ pub async fn record(conn: &mut AnyConnection, event: &Event) -> Result<(), sqlx:
             BOOKING_TOPIC,
             event.round_id.unwrap_or_default().to_string(),
         )
-    };
-    sqlx::query(
-        "INSERT INTO outbox (event_id, topic, event_key, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(&event.event_id)
-    .bind(topic)
-    .bind(key)
-    .bind(payload(event))
-    .bind(event.at)
-    .execute(conn)
-    .await?;
-    Ok(())
+    }
 }
 
 /// The row's JSON: the event, plus the writer's W3C trace context under `"trace"` when
