@@ -11,7 +11,8 @@
 //! # Layout
 //! - [`config`]: every option, as a CLI flag and an environment variable.
 //! - [`domain`]: validated newtypes (`Email`, `Quantity`, `Money`, …) and the strategy enum; no I/O.
-//! - [`store`]: the database (PostgreSQL or SQLite through sqlx), one file per aggregate;
+//! - [`store`]: the database (PostgreSQL or SQLite through sqlx; the embedded stack's hottest
+//!   statements through rusqlite), one file per aggregate;
 //!   [`store::holds`] holds the concurrency strategies (its module doc has the guarantees
 //!   table), one file per strategy family.
 //! - [`api`]: the HTTP API (axum) under `/v1`, its OpenAPI document and error mapping.

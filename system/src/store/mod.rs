@@ -2,6 +2,10 @@
 //! written once (both accept `$1` placeholders and `RETURNING`). Where the dialects differ
 //! (row locks, `SKIP LOCKED`, how a write transaction starts) the code asks [`Db::backend`].
 //!
+//! On an SQLite file (the embedded stack) the hottest reads and write transactions also run
+//! inline through rusqlite, with the same SQL text (`inline.rs`); everything else, and every
+//! fallback, goes through sqlx.
+//!
 //! Times are epoch milliseconds and money is minor units, both `BIGINT`, because the `Any`
 //! driver carries only plain integers, floats and text across both backends.
 //!
