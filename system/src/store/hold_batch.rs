@@ -13,14 +13,20 @@
 //! If the database disagrees with a decision (an update touched fewer rows, the index fired,
 //! a statement failed), the whole batch is rolled back and each of its holds is placed on its
 //! own instead: the database stays the arbiter.
+//!
+//! A batch runs as one inline transaction (`super::inline`): its reads and writes go to
+//! SQLite from the writer task's thread without yielding, so the write lock is held for the
+//! statements' time only. Without an inline writer (an in-memory database) holds are placed
+//! one by one.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use sqlx::{AnyConnection, Row};
+use rusqlite::params_from_iter;
 use tokio::sync::{mpsc, oneshot};
 
 use super::holds::{hold, seats_unavailable, unknown_seats, Hold, HoldRequest};
+use super::inline::InlineWriter;
 use super::{placeholders, Writer};
 use crate::domain::Strategy;
 use crate::error::ApiError;
@@ -54,9 +60,12 @@ pub(crate) enum Outcome {
 
 /// Starts the writer task; holds are sent to the returned queue. The task ends when every
 /// sender is gone.
-pub(crate) fn spawn(writer: Arc<Writer>) -> mpsc::UnboundedSender<Job> {
+pub(crate) fn spawn(
+    writer: Arc<Writer>,
+    inline: Option<Arc<InlineWriter>>,
+) -> mpsc::UnboundedSender<Job> {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(writer, rx));
+    tokio::spawn(run(writer, inline, rx));
     tx
 }
 
@@ -80,46 +89,34 @@ fn drain(rx: &mut mpsc::UnboundedReceiver<Job>, jobs: &mut Vec<Job>) {
     }
 }
 
-async fn run(writer: Arc<Writer>, mut rx: mpsc::UnboundedReceiver<Job>) {
+async fn run(
+    writer: Arc<Writer>,
+    inline: Option<Arc<InlineWriter>>,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+) {
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         drain(&mut rx, &mut jobs);
-        let mut tx = match writer.begin(false).await {
-            Ok(tx) => tx,
-            Err(e) => {
-                tracing::warn!(error = %e, "hold writer: no write transaction; placing holds one by one");
-                answer_alone(jobs);
-                continue;
-            }
+        // A batch is one inline transaction (see `super::inline`); without an inline writer
+        // (an in-memory database) each hold is placed on its own.
+        let (Some(inline), Some(lock)) = (&inline, &writer.sqlite_lock) else {
+            answer_alone(jobs);
+            continue;
         };
+        let turn = lock.lock().await;
         // Holds that arrived while the write lock was busy join this batch.
         drain(&mut rx, &mut jobs);
-        let outcomes = match decide_and_write(tx.conn(), &jobs).await {
-            Ok(outcomes) => {
-                let finished = if outcomes.iter().any(|o| matches!(o, Outcome::Placed(_))) {
-                    tx.commit().await
-                } else {
-                    tx.rollback().await
-                };
-                match finished {
-                    Ok(()) => Some(outcomes),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "hold batch did not commit; placing its holds one by one");
-                        None
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "hold batch rolled back; placing its holds one by one");
-                let _ = tx.rollback().await;
-                None
-            }
-        };
+        let outcomes = inline.transaction(|tx| decide_and_write(tx, &jobs));
+        drop(turn);
         match outcomes {
-            Some(outcomes) => {
+            Some(Ok(outcomes)) => {
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
                     let _ = job.reply.send(outcome);
                 }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "hold batch rolled back; placing its holds one by one");
+                answer_alone(jobs);
             }
             None => answer_alone(jobs),
         }
@@ -135,7 +132,7 @@ fn answer_alone(jobs: Vec<Job>) {
 /// Why a batch was given up.
 #[derive(Debug)]
 enum BatchError {
-    Db(sqlx::Error),
+    Db(rusqlite::Error),
     /// A conditional update took fewer seats than the batch decided.
     Disagreed,
 }
@@ -151,8 +148,8 @@ impl std::fmt::Display for BatchError {
     }
 }
 
-impl From<sqlx::Error> for BatchError {
-    fn from(e: sqlx::Error) -> Self {
+impl From<rusqlite::Error> for BatchError {
+    fn from(e: rusqlite::Error) -> Self {
         BatchError::Db(e)
     }
 }
@@ -162,9 +159,10 @@ type SeatState = (i64, bool);
 
 /// Decides every job of the batch in arrival order from reads under the write lock, then
 /// writes the winners: one multi-row insert of holds, one conditional update per winner, one
-/// multi-row insert of claims.
-async fn decide_and_write(
-    conn: &mut AnyConnection,
+/// multi-row insert of claims. Runs inside the batch's inline transaction: an error (or a
+/// disagreement) rolls the whole batch back.
+fn decide_and_write(
+    tx: &rusqlite::Transaction<'_>,
     jobs: &[Job],
 ) -> Result<Vec<Outcome>, BatchError> {
     let mut by_round: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
@@ -190,29 +188,28 @@ async fn decide_and_write(
                 "SELECT id, price, status FROM seats WHERE round_id = $1 AND id IN ({})",
                 placeholders(2, chosen.len())
             );
-            let mut q = sqlx::query(&sql).bind(round_id);
-            for id in &chosen {
-                q = q.bind(*id);
-            }
-            for row in q.fetch_all(&mut *conn).await? {
-                let available = row.try_get::<String, _>("status")? == "available";
-                seats.insert(row.try_get("id")?, (row.try_get("price")?, available));
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params_from_iter(
+                std::iter::once(&round_id).chain(chosen.iter()),
+            ))?;
+            while let Some(row) = rows.next()? {
+                let available = row.get::<_, String>("status")? == "available";
+                seats.insert(row.get("id")?, (row.get("price")?, available));
             }
         }
         // Best-available candidates, lowest ids first: enough for every quantity even if
         // chosen seats of this batch take some of them first.
         let mut candidates: Vec<(i64, i64)> = Vec::new();
         if quantity > 0 {
-            let rows = sqlx::query(
+            let mut stmt = tx.prepare_cached(
                 "SELECT id, price FROM seats WHERE round_id = $1 AND status = 'available'
                  ORDER BY id LIMIT $2",
-            )
-            .bind(round_id)
-            .bind(quantity + chosen.len() as i64)
-            .fetch_all(&mut *conn)
-            .await?;
+            )?;
+            let rows = stmt.query_map((round_id, quantity + chosen.len() as i64), |row| {
+                Ok((row.get("id")?, row.get("price")?))
+            })?;
             for row in rows {
-                candidates.push((row.try_get("id")?, row.try_get("price")?));
+                candidates.push(row?);
             }
         }
         let mut taken: HashSet<i64> = HashSet::new();
@@ -267,10 +264,9 @@ async fn decide_and_write(
     if !winners.is_empty() {
         // Ids are given, not generated, so that the claims can be written in bulk: under the
         // write lock nobody else inserts holds.
-        let last: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) AS last FROM holds")
-            .fetch_one(&mut *conn)
-            .await?
-            .try_get("last")?;
+        let last: i64 = tx
+            .prepare_cached("SELECT COALESCE(MAX(id), 0) AS last FROM holds")?
+            .query_row([], |row| row.get("last"))?;
         const HOLD_COLUMNS: usize = 7;
         let rows: Vec<String> = (0..winners.len())
             .map(|k| {
@@ -293,21 +289,23 @@ async fn decide_and_write(
              VALUES {}",
             rows.join(", ")
         );
-        let mut q = sqlx::query(&sql);
+        let mut params: Vec<i64> = Vec::with_capacity(winners.len() * HOLD_COLUMNS);
         for (k, &i) in winners.iter().enumerate() {
             let job = &jobs[i];
             let (seats, amount) = decided[i].as_ref().expect("a winner");
             hold_ids[i] = last + 1 + k as i64;
-            q = q
-                .bind(hold_ids[i])
-                .bind(job.round_id)
-                .bind(job.user_id)
-                .bind(*amount)
-                .bind(seats.len() as i64)
-                .bind(job.now)
-                .bind(job.expires_at);
+            params.extend([
+                hold_ids[i],
+                job.round_id,
+                job.user_id,
+                *amount,
+                seats.len() as i64,
+                job.now,
+                job.expires_at,
+            ]);
         }
-        q.execute(&mut *conn).await?;
+        tx.prepare_cached(&sql)?
+            .execute(params_from_iter(params.iter()))?;
         for &i in &winners {
             let (seats, _) = decided[i].as_ref().expect("a winner");
             let sql = format!(
@@ -315,11 +313,11 @@ async fn decide_and_write(
                  WHERE round_id = $2 AND status = 'available' AND id IN ({})",
                 placeholders(3, seats.len())
             );
-            let mut q = sqlx::query(&sql).bind(hold_ids[i]).bind(jobs[i].round_id);
-            for id in seats {
-                q = q.bind(*id);
-            }
-            if q.execute(&mut *conn).await?.rows_affected() != seats.len() as u64 {
+            let params = [hold_ids[i], jobs[i].round_id];
+            let updated = tx
+                .prepare_cached(&sql)?
+                .execute(params_from_iter(params.iter().chain(seats.iter())))?;
+            if updated != seats.len() {
                 return Err(BatchError::Disagreed);
             }
         }
@@ -343,11 +341,10 @@ async fn decide_and_write(
             "INSERT INTO hold_seats (hold_id, seat_id, round_id, live, guard) VALUES {}",
             rows.join(", ")
         );
-        let mut q = sqlx::query(&sql);
-        for (hold_id, seat, round) in &claims {
-            q = q.bind(*hold_id).bind(*seat).bind(*round);
-        }
-        q.execute(&mut *conn).await?;
+        let params = claims
+            .iter()
+            .flat_map(|&(hold, seat, round)| [hold, seat, round]);
+        tx.prepare_cached(&sql)?.execute(params_from_iter(params))?;
     }
     Ok(jobs
         .iter()

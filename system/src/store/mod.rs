@@ -338,7 +338,7 @@ impl Db {
     /// The queue of the group-commit writer of `atomic` holds on SQLite, started on first use.
     pub(crate) fn hold_queue(&self) -> &tokio::sync::mpsc::UnboundedSender<hold_batch::Job> {
         self.hold_queue
-            .get_or_init(|| hold_batch::spawn(self.writer.clone()))
+            .get_or_init(|| hold_batch::spawn(self.writer.clone(), self.inline_writer.clone()))
     }
 
     async fn migrate(&self) -> anyhow::Result<()> {
