@@ -92,13 +92,12 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<Booking>> {
 
 /// [`get`] on the calling thread (SQLite, see [`super::inline`]).
 fn get_inline(conn: &rusqlite::Connection, id: i64) -> rusqlite::Result<Option<Booking>> {
-    let mut b = match conn
+    let found = conn
         .prepare_cached(GET)?
         .query_row([id], |row| from_row(row))
-    {
-        Ok(b) => b,
-        Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(None),
-        Err(e) => return Err(e),
+        .optional()?;
+    let Some(mut b) = found else {
+        return Ok(None);
     };
     b.seat_ids = holds::seat_ids_inline(conn, b.hold_id)?;
     Ok(Some(b))

@@ -1,6 +1,7 @@
 //! A hold after it is placed: reading it, releasing it (by its owner), and releasing its
 //! seats (also for the bookings and the reaper).
 
+use rusqlite::OptionalExtension;
 use sqlx::{AnyConnection, Row};
 
 use super::Hold;
@@ -42,13 +43,12 @@ fn from_row<R: Columns>(row: &R) -> Result<Hold, R::Error> {
 
 /// [`get`] on the calling thread (SQLite, see [`crate::store::inline`]).
 fn get_inline(conn: &rusqlite::Connection, id: i64) -> rusqlite::Result<Option<Hold>> {
-    let mut hold = match conn
+    let found = conn
         .prepare_cached(GET)?
         .query_row([id], |row| from_row(row))
-    {
-        Ok(hold) => hold,
-        Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(None),
-        Err(e) => return Err(e),
+        .optional()?;
+    let Some(mut hold) = found else {
+        return Ok(None);
     };
     hold.seat_ids = seat_ids_inline(conn, id)?;
     Ok(Some(hold))
