@@ -37,6 +37,10 @@ pub struct Defaults {
     pub run_time_s: Option<usize>,
     /// p99 limit on every transaction, ms.
     pub p99_all_ms: f64,
+    /// A tighter p99 limit on every transaction for a quiet embedded run (no `--chaos`, no
+    /// `--chaos-api`), ms: only the box office and the runner share the machine there, so a
+    /// slow box office shows. The other stacks add processes, hops and failovers.
+    pub embedded_p99_all_ms: Option<f64>,
     /// Most errors and unknown outcomes (not rejections), as a fraction of requests.
     pub max_error_rate: f64,
     /// Mean think time between a user's steps, ms.
@@ -50,9 +54,21 @@ const BASE: Defaults = Defaults {
     rounds_per_event: 1,
     run_time_s: None,
     p99_all_ms: 5000.0,
+    embedded_p99_all_ms: None,
     max_error_rate: 0.0,
     think_ms: 0,
 };
+
+impl Defaults {
+    /// The default p99 limit on every transaction: [`Defaults::embedded_p99_all_ms`] for a
+    /// quiet embedded run, else [`Defaults::p99_all_ms`].
+    pub fn p99_all_ms_for(&self, quiet_embedded: bool) -> f64 {
+        match self.embedded_p99_all_ms {
+            Some(ms) if quiet_embedded => ms,
+            _ => self.p99_all_ms,
+        }
+    }
+}
 
 /// One scenario: what the pipeline needs to know to run it.
 #[derive(Debug)]
@@ -191,11 +207,14 @@ pub static SCENARIOS: [Scenario; 12] = [
     Scenario {
         name: ScenarioName::FlashSale,
         description: "N users arrive together for one round of C seats: hold (chosen seats or a quantity), book, pay; checks that no seat is sold twice",
-        // Hold p99 is 0.22–0.37 s on a quiet 2-core machine and 0.40–0.48 s beside a build
-        // (release, admission on): a box office slower than 1.5 s fails. Not tighter: these
-        // defaults also judge the local stack's chaos drills, whose failovers stall requests.
+        // Embedded (the README's first command): hold p99 is 0.22–0.37 s on a quiet 2-core
+        // machine and 0.40–0.48 s beside a build (release, admission on), so a box office
+        // slower than 1 s fails with a 2× margin. The local stack's default run is about
+        // 0.5 s quiet, and these defaults also judge its chaos drills, whose failovers stall
+        // requests for seconds: 1.5 s there.
         defaults: Defaults {
             p99_all_ms: 1500.0,
+            embedded_p99_all_ms: Some(1000.0),
             ..BASE
         },
         kind: Kind::Attack(RUSH),

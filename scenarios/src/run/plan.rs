@@ -13,7 +13,7 @@ use crate::cli::Cli;
 use crate::context::{Gate, Knobs, Pacer};
 use crate::error::{Error, Result};
 use crate::seed::SeedSpec;
-use crate::stack::{AdminCredentials, StackOptions};
+use crate::stack::{AdminCredentials, StackOptions, StackSpec};
 use crate::thresholds::{LatencyLimit, Thresholds};
 
 /// How users arrive in this run.
@@ -359,10 +359,12 @@ pub fn thresholds_for(cli: &Cli, name: ScenarioName) -> Thresholds {
     if !cli.p95.is_empty() {
         t.latency.insert("p95", cli.p95.clone());
     }
+    let quiet_embedded =
+        cli.stack == StackSpec::Embedded && cli.chaos.is_none() && cli.chaos_api.is_none();
     let p99 = if cli.p99.is_empty() {
         vec![LatencyLimit {
             transaction: "all".into(),
-            limit_ms: d.p99_all_ms,
+            limit_ms: d.p99_all_ms_for(quiet_embedded),
         }]
     } else {
         cli.p99.clone()
@@ -429,6 +431,36 @@ mod tests {
         );
         assert_eq!(p.run_time_s, Some(12));
         assert_eq!(p.p99_all_ms(), 250.0);
+    }
+
+    #[test]
+    fn a_quiet_embedded_flash_sale_is_held_to_a_tighter_p99_than_other_stacks() {
+        assert_eq!(plan(&["flash-sale"]).unwrap().p99_all_ms(), 1000.0);
+        assert_eq!(
+            plan(&["flash-sale", "--stack", "local"])
+                .unwrap()
+                .p99_all_ms(),
+            1500.0
+        );
+        assert_eq!(
+            plan(&["flash-sale", "--chaos", "payments:down@1s+1s"])
+                .unwrap()
+                .p99_all_ms(),
+            1500.0,
+            "a chaos run is judged by the stack-wide default"
+        );
+        assert_eq!(
+            plan(&["flash-sale", "--p99", "all=2s"])
+                .unwrap()
+                .p99_all_ms(),
+            2000.0,
+            "a flag wins"
+        );
+        assert_eq!(
+            plan(&["browse-and-buy"]).unwrap().p99_all_ms(),
+            1000.0,
+            "scenarios without an embedded limit keep theirs"
+        );
     }
 
     #[test]

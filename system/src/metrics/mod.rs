@@ -73,7 +73,8 @@ pub struct MetricSet {
     pub lock_hold: Histogram,
     /// Pool connections by state (`in_use`, `idle`, `max`).
     pub db_pool_connections: IntGaugeVec,
-    /// Time to get a pooled connection for a write transaction, seconds.
+    /// Time a write transaction waits for its connection, seconds: the pool on PostgreSQL, the
+    /// turn at the write lock (in front of the only write connection) on SQLite.
     pub db_acquire: Histogram,
     /// Outbox rows the relay published (acknowledged by the broker).
     pub outbox_published: IntCounter,
@@ -297,7 +298,7 @@ impl Metrics {
                 "Database pool connections by state (in_use, idle, max), read at scrape.",
                 &["state"],
             ),
-            db_acquire: single_histogram(&r, "boxoffice_db_acquire_seconds", "Time to get a pooled connection for a write transaction."),
+            db_acquire: single_histogram(&r, "boxoffice_db_acquire_seconds", "Time a write transaction waits for its connection: the pool on PostgreSQL, the turn at the write lock on SQLite."),
             outbox_published: single_counter(&r, "boxoffice_outbox_published_total", "Outbox rows published to Kafka and acknowledged."),
             outbox_publish_failures: single_counter(&r, "boxoffice_outbox_publish_failures_total", "Outbox rows whose publication failed; they are retried."),
             outbox_backlog: single_gauge(&r, "boxoffice_outbox_backlog", "Outbox rows not yet published, read at scrape."),

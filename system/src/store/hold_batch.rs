@@ -103,7 +103,9 @@ async fn run(
             answer_alone(jobs);
             continue;
         };
+        let waiting = std::time::Instant::now();
         let turn = lock.lock().await;
+        writer.observe_acquire(waiting);
         // Holds that arrived while the write lock was busy join this batch.
         drain(&mut rx, &mut jobs);
         let outcomes = inline.transaction(|tx| decide_and_write(tx, &jobs));

@@ -331,7 +331,9 @@ impl Db {
     ) -> Option<Result<T, E>> {
         let writer = self.inline_writer.as_ref()?;
         let lock = self.writer.sqlite_lock.as_ref()?;
+        let waiting = std::time::Instant::now();
         let _turn = lock.lock().await;
+        self.writer.observe_acquire(waiting);
         writer.transaction(work)
     }
 
@@ -370,7 +372,7 @@ impl Db {
     /// PostgreSQL only: SQLite's writes go through [`Db::begin_write`] and its writer lock.
     pub async fn acquire_write(&self) -> Result<PoolConnection<Any>, BeginError> {
         debug_assert_eq!(self.backend, Backend::Postgres);
-        self.writer.acquire(false).await
+        self.writer.acquire(false, std::time::Instant::now()).await
     }
 
     /// [`Db::begin_write`] for a caller that has already changed something outside the
@@ -400,8 +402,20 @@ impl Db {
 impl Writer {
     /// A pooled connection for a write. Unless `patient`, a database that stops answering
     /// fails the wait at once ([`BeginError::Down`]), not after the pool's acquire timeout.
-    async fn acquire(&self, patient: bool) -> Result<PoolConnection<Any>, BeginError> {
-        let waiting = std::time::Instant::now();
+    /// Records how long a write waited for its connection since `waiting`.
+    pub(crate) fn observe_acquire(&self, waiting: std::time::Instant) {
+        if let Some(h) = self.acquire_seconds.get() {
+            h.observe(waiting.elapsed().as_secs_f64());
+        }
+    }
+
+    /// A pooled connection for a write, waited for since `waiting` (on SQLite that includes
+    /// the turn at the write lock, in front of the only write connection).
+    async fn acquire(
+        &self,
+        patient: bool,
+        waiting: std::time::Instant,
+    ) -> Result<PoolConnection<Any>, BeginError> {
         let conn = if patient {
             self.pool.acquire().await?
         } else {
@@ -414,19 +428,18 @@ impl Writer {
                 () = self.health.down() => return Err(BeginError::Down),
             }
         };
-        if let Some(h) = self.acquire_seconds.get() {
-            h.observe(waiting.elapsed().as_secs_f64());
-        }
+        self.observe_acquire(waiting);
         Ok(conn)
     }
 
     /// See [`Db::begin_write`].
     pub(crate) async fn begin(&self, patient: bool) -> Result<WriteTx, BeginError> {
+        let waiting = std::time::Instant::now();
         let guard = match &self.sqlite_lock {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
-        let mut conn = self.acquire(patient).await?;
+        let mut conn = self.acquire(patient, waiting).await?;
         let begin = if guard.is_some() {
             "BEGIN IMMEDIATE"
         } else {

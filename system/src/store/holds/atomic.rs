@@ -93,7 +93,19 @@ fn hopeless_counts(
 /// `+round_id` keeps SQLite's planner off the covering index `seats_round_status`: with it,
 /// counting walked every seat of the round (100,000 index entries per hold in a large sale)
 /// instead of looking the chosen seats up by id.
-fn seats_sql(seats: usize) -> String {
+///
+/// The texts for up to 16 seats are formatted once, not on every hold.
+fn seats_sql(seats: usize) -> std::borrow::Cow<'static, str> {
+    const FORMATTED_ONCE: usize = 16;
+    static TEXTS: [std::sync::OnceLock<String>; FORMATTED_ONCE] =
+        [const { std::sync::OnceLock::new() }; FORMATTED_ONCE];
+    match TEXTS.get(seats) {
+        Some(text) => text.get_or_init(|| format_seats_sql(seats)).as_str().into(),
+        None => format_seats_sql(seats).into(),
+    }
+}
+
+fn format_seats_sql(seats: usize) -> String {
     format!(
         "SELECT (SELECT COUNT(*) FROM rounds WHERE id = $1) AS rounds, COUNT(*) AS known,
                 COALESCE(SUM(CASE WHEN status = 'available' THEN 1 ELSE 0 END), 0) AS free
