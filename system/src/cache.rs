@@ -9,8 +9,9 @@
 //! long. Each entry lives the TTL (`--cache-ttl-ms`, 2 s by default) plus a random jitter
 //! (`--cache-ttl-jitter-ms`, up to 0.4 s), so that entries filled together do not expire
 //! together and stampede the database; the stale-read window is therefore TTL + jitter. The
-//! backend is Redis when `--redis-url` is set (shared by every instance) and a moka cache in
-//! this process otherwise. A cache that fails is skipped: the database answers, and the
+//! backend is Redis when `--redis-url` is set (shared by every instance; with server-assisted
+//! client-side caching, each instance keeps the entries it read in memory until Redis tells it
+//! they changed, see [`RedisCache`]) and a moka cache in this process otherwise. A cache that fails is skipped: the database answers, and the
 //! failure is counted as `result="error"`. `--cache off` ([`CacheMode::Off`]) sends every read
 //! to the database, uncounted: the baseline of the cache-compare experiment.
 
@@ -98,6 +99,11 @@ impl RedisSkip {
 /// Redis: `GET`, `SET … PX`, `DEL` under a key prefix, each bounded by [`REDIS_OP_TIMEOUT`];
 /// after a failure the cache is skipped for [`REDIS_SKIP_FOR`] (reads go to the database,
 /// invalidations are dropped: a stale entry lives at most its TTL, the cache's contract).
+///
+/// Its connection uses Redis's server-assisted client-side caching (see
+/// `state::connect_redis_tracked`): a `GET` of a key this instance read before, and that
+/// nobody changed since, is answered from this process's memory without a round trip. Redis
+/// tells every instance that read a key when any client changes or deletes it.
 #[derive(Clone)]
 pub struct RedisCache {
     conn: ConnectionManager,
@@ -151,34 +157,49 @@ impl RedisCache {
     }
 }
 
+/// Appends a `PING` to a write's pipeline, so that the write returns only once this
+/// connection has dropped its own kept copy of the key. Redis sends a client the invalidation
+/// of a key it changed itself right after the command's reply, not before: without the
+/// `PING`, a read straight after this instance's own write could still be served the copy
+/// kept in memory (client-side caching). The invalidation comes before the `PING`'s reply on
+/// the connection, and replies are read in order.
+fn then_ping(mut pipe: redis::Pipeline) -> redis::Pipeline {
+    pipe.cmd("PING").ignore();
+    pipe
+}
+
 #[async_trait]
 impl Cache for RedisCache {
     async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
         let mut conn = self.conn.clone();
         let key = format!("{}{key}", self.prefix);
-        self.bounded(redis::cmd("GET").arg(key).query_async(&mut conn))
-            .await
+        let mut get = redis::cmd("GET");
+        get.arg(key)
+            .set_cache_config(redis::CommandCacheConfig::new().set_enable_cache(true));
+        self.bounded(get.query_async(&mut conn)).await
     }
 
     async fn set(&self, key: &str, value: String, ttl: Duration) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
         let key = format!("{}{key}", self.prefix);
         let ttl_ms = ttl.as_millis().max(1) as u64;
-        self.bounded(
-            redis::cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("PX")
-                .arg(ttl_ms)
-                .query_async::<()>(&mut conn),
-        )
-        .await
+        let mut set = redis::pipe();
+        set.cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_ms)
+            .ignore();
+        self.bounded(then_ping(set).query_async::<()>(&mut conn))
+            .await
     }
 
     async fn delete(&self, key: &str) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
         let key = format!("{}{key}", self.prefix);
-        self.bounded(redis::cmd("DEL").arg(key).query_async::<()>(&mut conn))
+        let mut del = redis::pipe();
+        del.cmd("DEL").arg(key).ignore();
+        self.bounded(then_ping(del).query_async::<()>(&mut conn))
             .await
     }
 

@@ -252,6 +252,11 @@ async fn coordination(config: &Config) -> anyhow::Result<Coordination> {
     let conn = connect_redis(client.clone())
         .await
         .with_context(|| format!("Failed to connect to Redis at {}", redact(url)))?;
+    // The cache's own connection speaks RESP3 with server-assisted client-side caching.
+    let max_ttl = Duration::from_millis(config.cache_ttl_ms + config.cache_ttl_jitter_ms);
+    let cache_conn = connect_redis_tracked(&client, max_ttl)
+        .await
+        .with_context(|| format!("Failed to connect to Redis at {}", redact(url)))?;
     let prefix = &config.redis_prefix;
     let skip = crate::cache::RedisSkip::default();
     let notifier = Notifier::redis(client, conn.clone(), prefix);
@@ -260,7 +265,7 @@ async fn coordination(config: &Config) -> anyhow::Result<Coordination> {
     }
     Ok((
         // Redis the lock service found hung is skipped by the cache too.
-        Arc::new(RedisCache::new(conn.clone(), prefix, skip.clone())),
+        Arc::new(RedisCache::new(cache_conn, prefix, skip.clone())),
         Arc::new(RedisLocks::new(conn, prefix, skip)),
         notifier,
     ))
@@ -274,6 +279,32 @@ async fn connect_redis(client: redis::Client) -> anyhow::Result<redis::aio::Conn
         .set_max_delay(500)
         .set_connection_timeout(Duration::from_secs(2))
         .set_response_timeout(Duration::from_secs(2));
+    Ok(redis::aio::ConnectionManager::new_with_config(client, config).await?)
+}
+
+/// The cache's connection: like [`connect_redis`], but over RESP3 with Redis's server-assisted
+/// client-side caching (`CLIENT TRACKING`) for the reads that opt in (the cache's `GET`). A
+/// value read once is kept in this process and served from memory until Redis says another
+/// client changed or deleted its key, its key's TTL runs out, or `max_ttl` passes; a new
+/// connection (after Redis restarts or fails over) starts with an empty cache. So the cache's
+/// contract holds unchanged: every invalidation reaches every instance, and an entry whose
+/// invalidation was lost lives at most its TTL.
+async fn connect_redis_tracked(
+    client: &redis::Client,
+    max_ttl: Duration,
+) -> anyhow::Result<redis::aio::ConnectionManager> {
+    let mut info = client.get_connection_info().clone();
+    info.redis.protocol = redis::ProtocolVersion::RESP3;
+    let client = redis::Client::open(info)?;
+    let tracking = redis::caching::CacheConfig::new()
+        .set_mode(redis::caching::CacheMode::OptIn)
+        .set_default_client_ttl(max_ttl.max(Duration::from_millis(1)));
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_number_of_retries(3)
+        .set_max_delay(500)
+        .set_connection_timeout(Duration::from_secs(2))
+        .set_response_timeout(Duration::from_secs(2))
+        .set_cache_config(tracking);
     Ok(redis::aio::ConnectionManager::new_with_config(client, config).await?)
 }
 
