@@ -187,7 +187,7 @@ fn decide_and_write(
         let mut seats: HashMap<i64, SeatState> = HashMap::with_capacity(chosen.len());
         if !chosen.is_empty() {
             let sql = format!(
-                "SELECT id, price, status FROM seats WHERE round_id = $1 AND id IN ({})",
+                "SELECT id, price, status FROM seats WHERE +round_id = $1 AND id IN ({})",
                 placeholders(2, chosen.len())
             );
             let mut stmt = tx.prepare_cached(&sql)?;
@@ -312,7 +312,7 @@ fn decide_and_write(
             let (seats, _) = decided[i].as_ref().expect("a winner");
             let sql = format!(
                 "UPDATE seats SET status = 'held', hold_id = $1, booking_id = NULL, version = version + 1
-                 WHERE round_id = $2 AND status = 'available' AND id IN ({})",
+                 WHERE +round_id = $2 AND status = 'available' AND id IN ({})",
                 placeholders(3, seats.len())
             );
             let params = [hold_ids[i], jobs[i].round_id];

@@ -155,7 +155,7 @@ async fn stamp_seats(
     let rows = match ids {
         Some(ids) => {
             let sql = format!(
-                "UPDATE seats SET fence = $2 WHERE round_id = $1 AND fence < $2 AND id IN ({})
+                "UPDATE seats SET fence = $2 WHERE +round_id = $1 AND fence < $2 AND id IN ({})
                  RETURNING id, price, status, version",
                 placeholders(3, ids.len())
             );

@@ -35,7 +35,7 @@ pub(super) async fn read_seats(
     lock: &str,
 ) -> Result<Vec<SeatRow>, Attempt> {
     let sql = format!(
-        "SELECT id, price, status, version FROM seats WHERE round_id = $1 AND id IN ({}) ORDER BY id{lock}",
+        "SELECT id, price, status, version FROM seats WHERE +round_id = $1 AND id IN ({}) ORDER BY id{lock}",
         placeholders(2, ids.len())
     );
     let mut q = sqlx::query(&sql).bind(round_id);
