@@ -207,8 +207,8 @@ pub static SCENARIOS: [Scenario; 12] = [
     Scenario {
         name: ScenarioName::FlashSale,
         description: "N users arrive together for one round of C seats: hold (chosen seats or a quantity), book, pay; checks that no seat is sold twice",
-        // Embedded (the README's first command): hold p99 is 0.22–0.37 s on a quiet 2-core
-        // machine and 0.40–0.48 s beside a build (release, admission on), so a box office
+        // Embedded (the README's first command): hold p99 is 0.21–0.31 s on a quiet 2-core
+        // machine and 0.36–0.49 s beside a build (release, admission on), so a box office
         // slower than 1 s fails with a 2× margin. The local stack's default run is about
         // 0.5 s quiet, and these defaults also judge its chaos drills, whose failovers stall
         // requests for seconds: 1.5 s there.
