@@ -375,6 +375,16 @@ impl Db {
         self.writer.acquire(false, std::time::Instant::now()).await
     }
 
+    /// [`Db::acquire_write`] for a caller that has already changed something outside the
+    /// database and must record it (see [`Db::begin_write_patient`]). PostgreSQL only.
+    pub async fn acquire_write_patient(&self) -> Result<PoolConnection<Any>, sqlx::Error> {
+        debug_assert_eq!(self.backend, Backend::Postgres);
+        self.writer
+            .acquire(true, std::time::Instant::now())
+            .await
+            .map_err(sqlx::Error::from)
+    }
+
     /// [`Db::begin_write`] for a caller that has already changed something outside the
     /// database (captured or refunded a payment) and must record it: it waits for a
     /// connection up to the pool's timeout even while the database is found unreachable,

@@ -94,7 +94,7 @@ const INSERT: &str =
     "INSERT INTO outbox (event_id, topic, event_key, payload, created_at) VALUES ($1, $2, $3, $4, $5)";
 
 /// The topic an event goes to, and its partition key.
-fn topic_and_key(event: &Event) -> (&'static str, String) {
+pub(crate) fn topic_and_key(event: &Event) -> (&'static str, String) {
     if event.kind.starts_with("coupon.") {
         (
             COUPON_TOPIC,
@@ -111,7 +111,7 @@ fn topic_and_key(event: &Event) -> (&'static str, String) {
 /// The row's JSON: the event, plus the writer's W3C trace context under `"trace"` when
 /// tracing is on, so that the relay (another task, maybe another instance) can continue the
 /// request's trace. Consumers ignore the extra field.
-fn payload(event: &Event) -> String {
+pub(crate) fn payload(event: &Event) -> String {
     let trace = crate::telemetry::current_context_fields();
     if trace.is_empty() {
         return serde_json::to_string(event).unwrap_or_default();

@@ -9,6 +9,7 @@ mod kafka;
 mod logs;
 mod metrics_spec;
 mod outage;
+mod outbox;
 mod overload;
 mod payments;
 mod reaper;
