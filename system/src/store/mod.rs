@@ -6,6 +6,10 @@
 //! inline through rusqlite, with the same SQL text (`inline.rs`); everything else, and every
 //! fallback, goes through sqlx.
 //!
+//! On PostgreSQL the hottest writes are one autocommitted statement each, with data-modifying
+//! CTEs instead of a transaction's round trips: an `atomic` hold (`holds/atomic.rs`), a booking
+//! without a coupon and a payment's confirmation (`bookings.rs`).
+//!
 //! Times are epoch milliseconds and money is minor units, both `BIGINT`, because the `Any`
 //! driver carries only plain integers, floats and text across both backends.
 //!
