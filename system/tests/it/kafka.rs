@@ -29,20 +29,7 @@ async fn app(backend: Backend, brokers: Option<String>) -> TestApp {
 /// Books `seats` best-available seats and pays; returns the booking id.
 async fn confirmed_booking(app: &TestApp, token: &str, round: i64, seats: i64) -> i64 {
     let (_, booking) = app.pending_booking(token, round, seats).await;
-    let amount = app
-        .get(&format!("/v1/bookings/{booking}"), Some(token))
-        .await
-        .expect(200)
-        .body["amount"]
-        .as_i64()
-        .unwrap();
-    app.post(
-        &format!("/v1/bookings/{booking}/pay"),
-        Some(token),
-        json!({"amount": amount}),
-    )
-    .await
-    .expect(200);
+    app.pay(token, booking).await;
     booking
 }
 

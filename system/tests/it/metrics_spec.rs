@@ -24,19 +24,7 @@ async fn the_metrics_the_service_emits_are_exactly_those_of_metrics_md() {
     // A paid booking, a cancelled paid booking, a hold of a seat that does not exist.
     for cancel in [false, true] {
         let (_, booking) = app.pending_booking(&token, round, 2).await;
-        let amount = app
-            .get(&format!("/v1/bookings/{booking}"), Some(&token))
-            .await
-            .expect(200)
-            .body["amount"]
-            .clone();
-        app.post(
-            &format!("/v1/bookings/{booking}/pay"),
-            Some(&token),
-            json!({"amount": amount}),
-        )
-        .await
-        .expect(200);
+        app.pay(&token, booking).await;
         if cancel {
             app.call(
                 Method::POST,

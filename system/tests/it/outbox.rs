@@ -4,7 +4,6 @@
 
 use crate::support::{Backend, TestApp};
 use boxoffice::store::outbox::Event;
-use serde_json::json;
 
 async fn events_of_a_paid_booking(backend: Backend) {
     let app = TestApp::with_config(backend, |_| {}).await;
@@ -13,20 +12,7 @@ async fn events_of_a_paid_booking(backend: Backend) {
     // Another booking first, so that the booking looked at is not the first row of its table.
     app.pending_booking(&token, round, 1).await;
     let (_, booking) = app.pending_booking(&token, round, 2).await;
-    let amount = app
-        .get(&format!("/v1/bookings/{booking}"), Some(&token))
-        .await
-        .expect(200)
-        .body["amount"]
-        .as_i64()
-        .unwrap();
-    app.post(
-        &format!("/v1/bookings/{booking}/pay"),
-        Some(&token),
-        json!({"amount": amount}),
-    )
-    .await
-    .expect(200);
+    let amount = app.pay(&token, booking).await;
     let payloads: Vec<String> = sqlx::query_scalar("SELECT payload FROM outbox ORDER BY id")
         .fetch_all(&app.state.db.pool)
         .await

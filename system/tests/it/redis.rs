@@ -81,20 +81,7 @@ async fn availability_is_never_stale_after_a_seat_change(backend: Backend) {
 
     let (_, booking) = app.pending_booking(&token, round, 3).await;
     assert_fresh(&app, round, "a booking").await;
-    let amount = app
-        .get(&format!("/v1/bookings/{booking}"), Some(&token))
-        .await
-        .expect(200)
-        .body["amount"]
-        .as_i64()
-        .unwrap();
-    app.post(
-        &format!("/v1/bookings/{booking}/pay"),
-        Some(&token),
-        json!({"amount": amount}),
-    )
-    .await
-    .expect(200);
+    app.pay(&token, booking).await;
     assert_fresh(&app, round, "a payment").await;
     assert_eq!(app.availability(round).await["sold"], 3);
     app.post(

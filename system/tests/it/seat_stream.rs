@@ -132,18 +132,7 @@ async fn a_seat_stream_starts_with_a_snapshot_then_tells_every_hold_release_expi
     // A sale: through the outbox, Kafka (the mock cluster) and the notifier.
     let (_, booking) = app.pending_booking(&token, round, 2).await;
     let held = stream.expect("held", Duration::from_secs(5)).await;
-    let amount = app
-        .get(&format!("/v1/bookings/{booking}"), Some(&token))
-        .await
-        .body["amount"]
-        .clone();
-    app.post(
-        &format!("/v1/bookings/{booking}/pay"),
-        Some(&token),
-        json!({"amount": amount}),
-    )
-    .await
-    .expect(200);
+    app.pay(&token, booking).await;
     let sold = stream.expect("sold", Duration::from_secs(10)).await;
     assert_eq!(sold["seat_ids"], held["seat_ids"]);
 

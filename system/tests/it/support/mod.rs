@@ -334,6 +334,26 @@ impl TestApp {
         (hold, booking)
     }
 
+    /// Pays `booking` its amount as read back from the API (both must answer 200); returns
+    /// the amount.
+    pub async fn pay(&self, token: &str, booking: i64) -> i64 {
+        let amount = self
+            .get(&format!("/v1/bookings/{booking}"), Some(token))
+            .await
+            .expect(200)
+            .body["amount"]
+            .as_i64()
+            .unwrap();
+        self.post(
+            &format!("/v1/bookings/{booking}/pay"),
+            Some(token),
+            json!({"amount": amount}),
+        )
+        .await
+        .expect(200);
+        amount
+    }
+
     /// Starts this instance's outbox relay and `ledger` and `notifier` consumers.
     pub async fn start_kafka(&self) -> boxoffice::kafka::Pipeline {
         boxoffice::kafka::Pipeline::start(&self.state)
