@@ -145,7 +145,16 @@ async fn refresh_scraped_gauges(state: &AppState) {
 /// Sets seats by state and the outbox backlog from the database; false when a read failed.
 async fn refresh_store_gauges(state: &AppState) -> bool {
     let m = &state.metrics;
-    let seats = tokio::time::timeout(SCRAPE_READ_TIMEOUT, audit::seats_by_state(&state.db));
+    let seats = async {
+        if !m.seat_count_due() {
+            return None;
+        }
+        let started = std::time::Instant::now();
+        let read =
+            tokio::time::timeout(SCRAPE_READ_TIMEOUT, audit::seats_by_state(&state.db)).await;
+        m.seat_count_done(started, matches!(read, Ok(Ok(_))));
+        Some(read)
+    };
     let outbox = tokio::time::timeout(
         SCRAPE_READ_TIMEOUT,
         crate::store::outbox::backlog_and_oldest(&state.db),
@@ -153,7 +162,8 @@ async fn refresh_store_gauges(state: &AppState) -> bool {
     let (seats, outbox) = tokio::join!(seats, outbox);
     let mut ok = true;
     match seats {
-        Ok(Ok(by_state)) => {
+        None => {}
+        Some(Ok(Ok(by_state))) => {
             for s in ["available", "held", "sold"] {
                 let n = by_state.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
                 m.seats.with_label_values(&[s]).set(n);

@@ -21,6 +21,10 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+/// The share of one database backend's time the seats-by-state count may take
+/// ([`Metrics::seat_count_due`]): 2 %.
+pub const SEAT_COUNT_BUDGET: f64 = 0.02;
+
 /// Every metric the service emits (see `system/METRICS.md` for the table), behind one `Arc`:
 /// handlers clone the application state on every request, and a clone of this is one atomic
 /// increment rather than one per metric. Fields are reached through `Deref` ([`MetricSet`]).
@@ -117,6 +121,8 @@ pub struct MetricSet {
     pub admission: crate::api::admission::AdmissionMetrics,
     /// When the scrape-time gauges were last refreshed.
     refreshed: Arc<Mutex<Option<Instant>>>,
+    /// When the seats-by-state count may run next (see [`Metrics::seat_count_due`]).
+    seat_count_next: Arc<Mutex<Option<Instant>>>,
 }
 
 /// Latency buckets, seconds (0.5 ms to 10 s; 0.25 s is the latency SLO's threshold).
@@ -239,7 +245,7 @@ impl Metrics {
             seats: gauge(
                 &r,
                 "boxoffice_seats",
-                "Seats of all rounds by state (available, held, sold), read from the database at scrape.",
+                "Seats of all rounds by state (available, held, sold), read from the database at scrape (at most once a second; less often on a large inventory, within 2 % of a backend).",
                 &["state"],
             ),
             strategy_retries: counter(
@@ -377,6 +383,7 @@ impl Metrics {
                 wait: single_histogram(&r, "boxoffice_admission_wait_seconds", "How long a request that had to queue waited for an admission slot (admitted or timed out)."),
             },
             refreshed: Arc::new(Mutex::new(None)),
+            seat_count_next: Arc::new(Mutex::new(None)),
             registry: r,
         };
         // The process's own resources (resident memory, open descriptors, threads, CPU):
@@ -485,6 +492,30 @@ impl MetricSet {
     /// The registry's metric families (for tests and other exporters).
     pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
         self.registry.gather()
+    }
+
+    /// True when the seats-by-state count is due (checked on a refresh, see
+    /// [`Metrics::refresh_due`]). The count reads every seat, so its cost grows with the
+    /// inventory (59 ms a run at 100,000 seats under a sale): after each count that took `d`,
+    /// the next waits `d ÷` [`SEAT_COUNT_BUDGET`], keeping it near that share of one backend
+    /// however large the table; on a small one that is less than the refresh's own second.
+    pub fn seat_count_due(&self) -> bool {
+        let next = self
+            .seat_count_next
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        next.is_none_or(|at| Instant::now() >= at)
+    }
+
+    /// Records that a seats-by-state count started at `started` has ended: after a count that
+    /// succeeded, the next is due its duration ÷ [`SEAT_COUNT_BUDGET`] later; after one that
+    /// failed (a timeout says nothing about the count's cost), at the next refresh.
+    pub fn seat_count_done(&self, started: Instant, succeeded: bool) {
+        let next = succeeded.then(|| started + started.elapsed().div_f64(SEAT_COUNT_BUDGET));
+        *self
+            .seat_count_next
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = next;
     }
 
     /// True (and the clock reset) when the scrape-time gauges are due: at most once a second,

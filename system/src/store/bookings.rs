@@ -54,7 +54,6 @@ macro_rules! columns {
         "id, hold_id, user_id, round_id, status, amount, coupon_id, created_at, pay_by, confirmed_at, closed_at, pay_key"
     };
 }
-const COLUMNS: &str = columns!();
 const GET: &str = concat!("SELECT ", columns!(), " FROM bookings WHERE id = $1");
 
 fn from_row<R: Columns>(row: &R) -> Result<Booking, R::Error> {
@@ -83,12 +82,31 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<Booking>> {
     {
         return Ok(found);
     }
+    if db.backend == super::Backend::Postgres {
+        let row = sqlx::query(GET_POSTGRES)
+            .bind(id)
+            .fetch_optional(&db.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut b = from_row(&row)?;
+        b.seat_ids = holds::seat_list(&row)?;
+        return Ok(Some(b));
+    }
     let row = sqlx::query(GET).bind(id).fetch_optional(&db.pool).await?;
     let Some(row) = row else { return Ok(None) };
     let mut b = from_row(&row)?;
     b.seat_ids = holds::seat_ids(db, b.hold_id).await?;
     Ok(Some(b))
 }
+
+/// [`GET`] with the booking's seats in the same round trip (PostgreSQL).
+const GET_POSTGRES: &str = concat!(
+    "SELECT ",
+    columns!(),
+    ", ",
+    holds::seat_list_sql!("bookings.hold_id"),
+    " FROM bookings WHERE id = $1"
+);
 
 /// [`get`] on the calling thread (SQLite, see [`super::inline`]).
 fn get_inline(conn: &rusqlite::Connection, id: i64) -> rusqlite::Result<Option<Booking>> {
@@ -113,21 +131,39 @@ pub async fn get_owned(db: &Db, id: i64, user_id: i64) -> Result<Booking> {
 
 /// A user's bookings, newest first, at most `limit`.
 pub async fn of_user(db: &Db, user_id: i64, limit: i64) -> Result<Vec<Booking>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM bookings WHERE user_id = $1 ORDER BY id DESC LIMIT $2"
-    ))
-    .bind(user_id)
-    .bind(limit)
-    .fetch_all(&db.pool)
-    .await?;
+    let postgres = db.backend == super::Backend::Postgres;
+    let sql = if postgres { OF_USER_POSTGRES } else { OF_USER };
+    let rows = sqlx::query(sql)
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&db.pool)
+        .await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
         let mut b = from_row(row)?;
-        b.seat_ids = holds::seat_ids(db, b.hold_id).await?;
+        b.seat_ids = if postgres {
+            holds::seat_list(row)?
+        } else {
+            holds::seat_ids(db, b.hold_id).await?
+        };
         out.push(b);
     }
     Ok(out)
 }
+
+const OF_USER: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM bookings WHERE user_id = $1 ORDER BY id DESC LIMIT $2"
+);
+/// [`OF_USER`] with each booking's seats (PostgreSQL): one round trip instead of one per booking.
+const OF_USER_POSTGRES: &str = concat!(
+    "SELECT ",
+    columns!(),
+    ", ",
+    holds::seat_list_sql!("bookings.hold_id"),
+    " FROM bookings WHERE user_id = $1 ORDER BY id DESC LIMIT $2"
+);
 
 /// Turns the user's active hold into a booking, applying a claimed coupon.
 #[tracing::instrument(name = "db.bookings.create", skip_all, fields(otel.kind = "client", db.system = db.backend.as_str()))]
@@ -139,6 +175,9 @@ pub async fn create(
     now: i64,
     pay_by: i64,
 ) -> Result<Booking> {
+    if db.backend == super::Backend::Postgres && coupon_code.is_none() {
+        return create_postgres(db, hold_id, user_id, now, pay_by).await;
+    }
     let hold = holds::get(db, hold_id)
         .await?
         .filter(|h| h.user_id == user_id)
@@ -158,11 +197,6 @@ pub async fn create(
         .await;
     if let Some(created) = sqlite {
         let mut booking = created?;
-        booking.seat_ids = hold.seat_ids;
-        return Ok(booking);
-    }
-    if db.backend == super::Backend::Postgres && coupon.is_none() {
-        let mut booking = create_postgres(db, &hold, user_id, now, pay_by, seat_count).await?;
         booking.seat_ids = hold.seat_ids;
         return Ok(booking);
     }
@@ -228,25 +262,26 @@ pub async fn create(
     Ok(booking)
 }
 
-/// [`create`]'s transaction without a coupon on PostgreSQL, as one autocommitted statement
-/// ([`BOOK_POSTGRES`]): one round trip where the transaction took six (`BEGIN`, four
-/// statements, `COMMIT`). The outbox row's payload is the event made here with a provisional
-/// booking id, which the statement replaces with the id it inserted.
+/// [`create`] without a coupon on PostgreSQL, as one autocommitted statement
+/// ([`BOOK_POSTGRES`]) that also reads the hold: one round trip where a read of the hold and
+/// its seats and a transaction took eight (two reads, `BEGIN`, four statements, `COMMIT`). The
+/// outbox row's payload is the event made here with provisional booking, round, amount and
+/// seat count, which the statement replaces with the row's own. When no booking comes back, a
+/// read of the hold tells a hold that is not the caller's (404) from one no longer active (409).
 async fn create_postgres(
     db: &Db,
-    hold: &holds::Hold,
+    hold_id: i64,
     user_id: i64,
     now: i64,
     pay_by: i64,
-    seat_count: i64,
 ) -> Result<Booking> {
     let provisional = Booking {
         id: 0,
-        hold_id: hold.id,
+        hold_id,
         user_id,
-        round_id: hold.round_id,
+        round_id: 0,
         status: "pending_payment".into(),
-        amount: hold.amount,
+        amount: 0,
         coupon_id: None,
         created_at: now,
         pay_by,
@@ -255,48 +290,59 @@ async fn create_postgres(
         seat_ids: Vec::new(),
         pay_key: None,
     };
-    let event = Event::booking("booking.created", &provisional, seat_count, None, now);
-    let (topic, key) = outbox::topic_and_key(&event);
-    let mut conn = db.acquire_write().await?;
-    let row = sqlx::query(BOOK_POSTGRES)
-        .bind(hold.id)
-        .bind(now)
-        .bind(user_id)
-        .bind(hold.round_id)
-        .bind(hold.amount)
-        .bind(seat_count)
-        .bind(pay_by)
-        .bind(&event.event_id)
-        .bind(topic)
-        .bind(key)
-        .bind(outbox::payload(&event))
-        .fetch_optional(&mut *conn)
-        .await?;
-    match row {
-        Some(row) => Ok(from_row(&row)?),
-        None => Err(hold_not_active()),
+    let event = Event::booking("booking.created", &provisional, 0, None, now);
+    let (topic, _) = outbox::topic_and_key(&event);
+    let row = {
+        let mut conn = db.acquire_write().await?;
+        sqlx::query(BOOK_POSTGRES)
+            .bind(hold_id)
+            .bind(now)
+            .bind(user_id)
+            .bind(pay_by)
+            .bind(&event.event_id)
+            .bind(topic)
+            .bind(outbox::payload(&event))
+            .fetch_optional(&mut *conn)
+            .await?
+    };
+    if let Some(row) = row {
+        let mut booking = from_row(&row)?;
+        booking.seat_ids = holds::seat_list(&row)?;
+        return Ok(booking);
+    }
+    match holds::get(db, hold_id).await? {
+        Some(h) if h.user_id == user_id => Err(hold_not_active()),
+        _ => Err(ApiError::not_found("hold")),
     }
 }
 
-/// [`BOOK_HOLD`], [`INSERT_BOOKING`] (without a coupon), [`SEATS_BOOKED`] and the outbox row
-/// as data-modifying CTEs of one statement: nothing is written unless the hold was active.
+/// [`BOOK_HOLD`] (only for the caller's hold), [`INSERT_BOOKING`] (without a coupon) from the
+/// hold's row, [`SEATS_BOOKED`] and the outbox row as data-modifying CTEs of one statement:
+/// nothing is written unless the hold was the caller's and active. The outbox row's key is the
+/// round, as [`outbox::topic_and_key`] makes it; its payload gets the booking's id, round,
+/// amount and seat count (`||` on `jsonb` replaces those keys of the provisional event).
 const BOOK_POSTGRES: &str = concat!(
     "WITH h AS (
-         UPDATE holds SET status = 'booked' WHERE id = $1 AND status = 'active' AND expires_at > $2
-         RETURNING id),
+         UPDATE holds SET status = 'booked'
+         WHERE id = $1 AND user_id = $3 AND status = 'active' AND expires_at > $2
+         RETURNING id, round_id, amount, seat_count),
      b AS (
          INSERT INTO bookings (hold_id, user_id, round_id, status, amount, coupon_id, seat_count, created_at, pay_by)
-         SELECT h.id, $3, $4, 'pending_payment', $5, NULL, $6, $2, $7 FROM h
-         RETURNING ",
+         SELECT h.id, $3, h.round_id, 'pending_payment', h.amount, NULL, h.seat_count, $2, $4 FROM h
+         RETURNING seat_count, ",
     columns!(),
     "),
      s AS (UPDATE seats SET booking_id = b.id FROM b WHERE seats.hold_id = b.hold_id),
      o AS (
          INSERT INTO outbox (event_id, topic, event_key, payload, created_at)
-         SELECT $8, $9, $10, CAST(jsonb_set(CAST($11 AS jsonb), '{booking_id}', to_jsonb(b.id)) AS TEXT), $2
+         SELECT $5, $6, CAST(b.round_id AS TEXT),
+                CAST(CAST($7 AS jsonb) || jsonb_build_object('booking_id', b.id, 'round_id', b.round_id,
+                     'amount', b.amount, 'seats', b.seat_count) AS TEXT), $2
          FROM b)
      SELECT ",
     columns!(),
+    ", ",
+    holds::seat_list_sql!("b.hold_id"),
     " FROM b"
 );
 

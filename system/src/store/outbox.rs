@@ -222,19 +222,24 @@ pub async fn is_processed(db: &Db, consumer: &str, event_id: &str) -> Result<boo
 /// Records that `consumer` has handled `event_id` (for effects outside the database, such as
 /// the notifier's publish: recorded after the effect, so a crash in between repeats it).
 pub async fn record_processed(db: &Db, consumer: &str, event_id: &str, now: i64) -> Result<()> {
+    let insert = sqlx::query(RECORD_PROCESSED)
+        .bind(consumer)
+        .bind(event_id)
+        .bind(now);
+    if db.backend == super::Backend::Postgres {
+        // One statement: autocommitted, no `BEGIN`/`COMMIT` round trips around it.
+        insert.execute(&mut *db.acquire_write().await?).await?;
+        return Ok(());
+    }
     let mut tx = db.begin_write().await?;
-    sqlx::query(
-        "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, $3)
-         ON CONFLICT (consumer, event_id) DO NOTHING",
-    )
-    .bind(consumer)
-    .bind(event_id)
-    .bind(now)
-    .execute(tx.conn())
-    .await?;
+    insert.execute(tx.conn()).await?;
     tx.commit().await?;
     Ok(())
 }
+
+const RECORD_PROCESSED: &str =
+    "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, $3)
+     ON CONFLICT (consumer, event_id) DO NOTHING";
 
 /// Rows not yet published.
 pub async fn backlog(db: &Db) -> Result<i64> {
@@ -270,25 +275,34 @@ pub async fn apply_to_ledger(db: &Db, event: &Event, now: i64) -> Result<bool> {
 /// committing each event spent its time waiting for the WAL flush and fell behind the
 /// bookings of a sustained sale.
 pub async fn apply_batch_to_ledger(db: &Db, events: &[Event], now: i64) -> Result<usize> {
-    let mut tx = db.begin_write().await?;
     let mut seen = std::collections::HashSet::with_capacity(events.len());
+    let distinct: Vec<&Event> = events
+        .iter()
+        .filter(|e| seen.insert(e.event_id.as_str()))
+        .collect();
+    let mut tx = db.begin_write().await?;
+    let mut inserted = std::collections::HashSet::with_capacity(distinct.len());
+    for chunk in distinct.chunks(LEDGER_CHUNK) {
+        let sql = format!(
+            "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES {}
+             ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id",
+            (0..chunk.len())
+                .map(|i| format!("('ledger', ${}, $1)", i + 2))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(now);
+        for event in chunk {
+            q = q.bind(&event.event_id);
+        }
+        for row in q.fetch_all(tx.conn()).await? {
+            inserted.insert(row.try_get::<String, _>("event_id")?);
+        }
+    }
     let mut sales: std::collections::BTreeMap<i64, (i64, i64, i64)> = Default::default();
     let mut fresh = 0;
-    for event in events {
-        if !seen.insert(event.event_id.as_str()) {
-            continue;
-        }
-        let inserted = sqlx::query(
-            "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ('ledger', $1, $2)
-             ON CONFLICT (consumer, event_id) DO NOTHING",
-        )
-        .bind(&event.event_id)
-        .bind(now)
-        .execute(tx.conn())
-        .await?
-        .rows_affected()
-            == 1;
-        if !inserted {
+    for event in distinct {
+        if !inserted.contains(&event.event_id) {
             continue;
         }
         fresh += 1;
@@ -306,6 +320,10 @@ pub async fn apply_batch_to_ledger(db: &Db, events: &[Event], now: i64) -> Resul
     tx.commit().await?;
     Ok(fresh)
 }
+
+/// Events recorded per `INSERT` of [`apply_batch_to_ledger`]: one statement for a consumer's
+/// batch (it was one per event), with two parameters a row well inside SQLite's limit.
+const LEDGER_CHUNK: usize = 500;
 
 /// What an event changes in its round's confirmed bookings: +1, −1 or nothing.
 fn ledger_delta(event: &Event) -> i64 {

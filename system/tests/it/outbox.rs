@@ -2,7 +2,9 @@
 //! both backends. (On PostgreSQL each is written by the same statement as the booking's change,
 //! which fills in the id of the booking it inserted.)
 
-use crate::support::{Backend, TestApp};
+use serde_json::json;
+
+use crate::support::{Backend, Res, TestApp};
 use boxoffice::store::outbox::Event;
 
 async fn events_of_a_paid_booking(backend: Backend) {
@@ -39,6 +41,15 @@ async fn events_of_a_paid_booking(backend: Backend) {
             "{e:?}"
         );
     }
+    let keys: Vec<String> = sqlx::query_scalar("SELECT event_key FROM outbox ORDER BY id")
+        .fetch_all(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        keys,
+        vec![round.to_string(); 3],
+        "booking events are keyed by round"
+    );
     assert_eq!(
         events[1].previous_status.as_deref(),
         None,
@@ -58,4 +69,112 @@ async fn a_paid_booking_writes_its_own_events_on_sqlite() {
 #[tokio::test]
 async fn a_paid_booking_writes_its_own_events_on_postgres() {
     events_of_a_paid_booking(Backend::Postgres).await;
+}
+
+/// Rows that a refused booking could have written: bookings, outbox rows, booked holds.
+async fn written(app: &TestApp) -> (i64, i64, i64) {
+    let count = |sql: &'static str| async move {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap()
+    };
+    (
+        count("SELECT COUNT(*) FROM bookings").await,
+        count("SELECT COUNT(*) FROM outbox").await,
+        count("SELECT COUNT(*) FROM holds WHERE status = 'booked'").await,
+    )
+}
+
+/// A booking is refused, and writes nothing, for a hold that does not exist or is another
+/// user's (404, whatever its state), or that is the caller's but no longer active: released,
+/// already booked or expired (409). An accepted one answers with the hold's seats and amount,
+/// as do the booking's own read and the caller's list. (On PostgreSQL the booking is one
+/// statement that reads the hold itself; the refusals come from a read after it.)
+async fn booking_refusals(backend: Backend) {
+    let app = TestApp::with_config(backend, |_| {}).await;
+    let (_, ann) = app.user("ann").await;
+    let (_, bob) = app.user("bob").await;
+    let (_, round, seats) = app.round(1, 8).await;
+
+    let anns = hold(&app, &ann, round, &[seats[3], seats[1]]).await;
+    let before = written(&app).await;
+    book(&app, &bob, anns.id())
+        .await
+        .expect_error(404, "not_found");
+    book(&app, &ann, 9_999_999)
+        .await
+        .expect_error(404, "not_found");
+    assert_eq!(written(&app).await, before, "a refused booking wrote");
+
+    let booked = book(&app, &ann, anns.id()).await.expect(201);
+    assert_eq!(booked.body["seat_ids"], json!([seats[1], seats[3]]));
+    assert_eq!(booked.body["amount"], anns.body["amount"]);
+    assert_eq!(booked.body["round_id"], round);
+    let before = written(&app).await;
+    book(&app, &ann, anns.id())
+        .await
+        .expect_error(409, "hold_not_active");
+    book(&app, &bob, anns.id())
+        .await
+        .expect_error(404, "not_found");
+
+    let released = hold(&app, &ann, round, &[seats[5]]).await.id();
+    app.call(
+        axum::http::Method::DELETE,
+        &format!("/v1/holds/{released}"),
+        Some(&ann),
+        None,
+    )
+    .await
+    .expect(204);
+    book(&app, &ann, released)
+        .await
+        .expect_error(409, "hold_not_active");
+
+    let expired = hold(&app, &ann, round, &[seats[6]]).await.id();
+    app.clock
+        .advance_ms(app.state.config.hold_ttl_secs as i64 * 1000 + 1);
+    book(&app, &ann, expired)
+        .await
+        .expect_error(409, "hold_not_active");
+    assert_eq!(written(&app).await, before, "a refused booking wrote");
+
+    let id = booked.id();
+    let read = app
+        .get(&format!("/v1/bookings/{id}"), Some(&ann))
+        .await
+        .expect(200);
+    assert_eq!(read.body["seat_ids"], json!([seats[1], seats[3]]));
+    let mine = app.get("/v1/me/bookings", Some(&ann)).await.expect(200);
+    assert_eq!(mine.body["bookings"][0]["id"], id);
+    assert_eq!(
+        mine.body["bookings"][0]["seat_ids"],
+        json!([seats[1], seats[3]])
+    );
+}
+
+async fn hold(app: &TestApp, token: &str, round: i64, seat_ids: &[i64]) -> Res {
+    app.post(
+        &format!("/v1/rounds/{round}/holds"),
+        Some(token),
+        json!({ "seat_ids": seat_ids }),
+    )
+    .await
+    .expect(201)
+}
+
+async fn book(app: &TestApp, token: &str, hold: i64) -> Res {
+    app.post("/v1/bookings", Some(token), json!({ "hold_id": hold }))
+        .await
+}
+
+#[tokio::test]
+async fn a_refused_booking_writes_nothing_on_sqlite() {
+    booking_refusals(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_refused_booking_writes_nothing_on_postgres() {
+    booking_refusals(Backend::Postgres).await;
 }

@@ -9,6 +9,20 @@ use crate::error::{ApiError, Result};
 use crate::store::inline::Columns;
 use crate::store::Db;
 
+/// The seats of the hold whose id is the expression `$hold` as one text column, `seat_list`
+/// (ids ascending, comma-separated; NULL for none), for a row that must come back with its
+/// seats in one round trip on PostgreSQL. [`seat_list`] reads it.
+macro_rules! seat_list_sql {
+    ($hold:literal) => {
+        concat!(
+            "(SELECT string_agg(CAST(seat_id AS TEXT), ',' ORDER BY seat_id) FROM hold_seats WHERE hold_id = ",
+            $hold,
+            ") AS seat_list"
+        )
+    };
+}
+pub(crate) use seat_list_sql;
+
 /// A hold with its seats.
 pub async fn get(db: &Db, id: i64) -> Result<Option<Hold>> {
     if let Some(found) = db
@@ -16,6 +30,18 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<Hold>> {
         .and_then(|reads| reads.read(|conn| get_inline(conn, id)))
     {
         return Ok(found);
+    }
+    if db.backend == crate::store::Backend::Postgres {
+        let Some(row) = sqlx::query(GET_POSTGRES)
+            .bind(id)
+            .fetch_optional(&db.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut hold = from_row(&row)?;
+        hold.seat_ids = seat_list(&row)?;
+        return Ok(Some(hold));
     }
     let Some(row) = sqlx::query(GET).bind(id).fetch_optional(&db.pool).await? else {
         return Ok(None);
@@ -27,6 +53,26 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<Hold>> {
 
 const GET: &str =
     "SELECT id, round_id, user_id, status, amount, expires_at FROM holds WHERE id = $1";
+/// [`GET`] with the hold's seats in the same round trip, as [`SEAT_LIST`] (PostgreSQL).
+const GET_POSTGRES: &str = concat!(
+    "SELECT id, round_id, user_id, status, amount, expires_at, ",
+    seat_list_sql!("holds.id"),
+    " FROM holds WHERE id = $1"
+);
+
+/// The seat ids of a row's `seat_list` column (see [`seat_list_sql!`]).
+pub(crate) fn seat_list(row: &sqlx::any::AnyRow) -> Result<Vec<i64>> {
+    let list: Option<String> = row.try_get("seat_list")?;
+    list.as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<i64>()
+                .map_err(|e| ApiError::internal(format!("seat list {s:?}: {e}")))
+        })
+        .collect()
+}
 const SEAT_IDS: &str = "SELECT seat_id FROM hold_seats WHERE hold_id = $1 ORDER BY seat_id";
 
 fn from_row<R: Columns>(row: &R) -> Result<Hold, R::Error> {

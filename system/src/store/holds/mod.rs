@@ -58,7 +58,7 @@ use crate::locks::Locks;
 use rows::NewHold;
 
 pub use lifecycle::{get, release, release_seats};
-pub(crate) use lifecycle::{seat_ids, seat_ids_inline};
+pub(crate) use lifecycle::{seat_ids, seat_ids_inline, seat_list, seat_list_sql};
 pub(crate) use locked::lock_expired;
 pub(super) use rows::hold;
 
