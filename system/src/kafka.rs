@@ -14,8 +14,10 @@
 //!
 //! Several instances may run the pipeline against one database and broker: on PostgreSQL
 //! their relays take disjoint outbox batches (`FOR UPDATE SKIP LOCKED`), and their consumers
-//! share the groups, so each event is applied by one of them. The notifier records event ids
-//! too, so a redelivered event is not pushed twice.
+//! share the groups, so each event is applied by one of them. The notifier records the ids of
+//! the events it pushed too, so a redelivered event is not pushed twice. Both consumers take
+//! what the client has already fetched as one batch: one look-up and one record per batch
+//! instead of per event, and one offset commit per partition.
 //!
 //! Delivery is at least once end to end (a row published twice, a message redelivered after a
 //! consumer dies before committing); the ledger turns that into exactly once *in effect* by
@@ -547,7 +549,9 @@ pub async fn start_ledger(state: &AppState) -> anyhow::Result<Worker> {
         // The consumer is the fast way; the reconciliation catches what the broker
         // acknowledged and did not deliver in time. Both stop (or die) with the worker.
         let reconcile = crate::reconcile::run(state.clone(), reconcile_after_ms, stop.clone());
-        let consume = consume_ledger(state, c, stop);
+        let consume = consume_batches(state, c, stop, "ledger", |state, events, now| async move {
+            outbox::apply_batch_to_ledger(&state.db, &events, now).await
+        });
         tokio::join!(consume, reconcile);
     }))
 }
@@ -567,73 +571,98 @@ pub async fn start_notifier(state: &AppState) -> anyhow::Result<Worker> {
     )?;
     let state = state.clone();
     Ok(Worker::spawn("notifier", move |stop| {
-        consume(state, c, stop, "notifier", |state, event| async move {
-            // A redelivered event (a consumer died before committing) is not pushed twice,
-            // unless the crash fell between the publish and this record.
-            if outbox::is_processed(&state.db, "notifier", &event.event_id).await? {
-                state
-                    .metrics
-                    .events_consumed
-                    .with_label_values(&["notifier", "duplicate"])
-                    .inc();
-                return Ok(());
-            }
-            if matches!(
-                event.kind.as_str(),
-                "booking.confirmed" | "booking.cancelled" | "booking.expired"
-            ) {
-                state
-                    .notifier
-                    .publish(Notification {
-                        kind: event.kind.clone(),
-                        user_id: event.user_id,
-                        booking_id: event.booking_id.unwrap_or_default(),
-                        round_id: event.round_id.unwrap_or_default(),
-                        at: event.at,
-                    })
-                    .await;
-                publish_seats(&state, &event).await?;
-            }
-            outbox::record_processed(&state.db, "notifier", &event.event_id, state.clock.now_ms())
-                .await?;
-            state
-                .metrics
-                .events_consumed
-                .with_label_values(&["notifier", "applied"])
-                .inc();
-            Ok(())
-        })
+        consume_batches(
+            state,
+            c,
+            stop,
+            "notifier",
+            |state, events, now| async move { notify_batch(&state, &events, now).await },
+        )
     }))
 }
 
-/// The seats of a confirmed (`sold`), cancelled or expired (`released`) booking, to the seat
-/// streams of its round.
-async fn publish_seats(state: &AppState, event: &Event) -> crate::error::Result<()> {
+/// Pushes a batch of booking events to their owners' streams and their rounds' seat streams,
+/// each once: a confirmation, cancellation or expiry not recorded in `processed_events` is
+/// published, then every published one recorded, in one statement. (A redelivered event is
+/// not pushed twice, unless a crash fell between the publish and the record.) Other events
+/// have no effect here and are neither looked up nor recorded. The bookings' seats come back
+/// in one read. Returns how many events were fresh.
+async fn notify_batch(state: &AppState, events: &[Event], now: i64) -> crate::error::Result<usize> {
+    let mut seen = std::collections::HashSet::with_capacity(events.len());
+    let acting: Vec<&Event> = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind.as_str(),
+                "booking.confirmed" | "booking.cancelled" | "booking.expired"
+            )
+        })
+        .filter(|e| seen.insert(e.event_id.as_str()))
+        .collect();
+    let idle = events.len() - acting.len();
+    let ids: Vec<&str> = acting.iter().map(|e| e.event_id.as_str()).collect();
+    let done = outbox::processed_among(&state.db, "notifier", &ids).await?;
+    let fresh: Vec<&Event> = acting
+        .into_iter()
+        .filter(|e| !done.contains(&e.event_id))
+        .collect();
+    let booking_ids: Vec<i64> = fresh.iter().filter_map(|e| e.booking_id).collect();
+    let bookings = crate::store::bookings::get_many(&state.db, &booking_ids).await?;
+    for event in &fresh {
+        state
+            .notifier
+            .publish(Notification {
+                kind: event.kind.clone(),
+                user_id: event.user_id,
+                booking_id: event.booking_id.unwrap_or_default(),
+                round_id: event.round_id.unwrap_or_default(),
+                at: event.at,
+            })
+            .await;
+        publish_seats(state, event, &bookings);
+    }
+    let fresh_ids: Vec<&str> = fresh.iter().map(|e| e.event_id.as_str()).collect();
+    outbox::record_processed_many(&state.db, "notifier", &fresh_ids, now).await?;
+    Ok(idle + fresh.len())
+}
+
+/// The seats of a confirmed (`sold`), cancelled or expired (`released`) booking (found in
+/// `bookings`), to the seat streams of its round.
+fn publish_seats(
+    state: &AppState,
+    event: &Event,
+    bookings: &std::collections::HashMap<i64, crate::store::bookings::Booking>,
+) {
     use crate::notify::SeatState;
     let to = match event.kind.as_str() {
         "booking.confirmed" => SeatState::Sold,
         "booking.cancelled" | "booking.expired" => SeatState::Released,
-        _ => return Ok(()),
+        _ => return,
     };
-    let Some(id) = event.booking_id else {
-        return Ok(());
-    };
-    if let Some(b) = crate::store::bookings::get(&state.db, id).await? {
-        state.publish_seats(b.round_id, to, b.seat_ids);
+    if let Some(b) = event.booking_id.and_then(|id| bookings.get(&id)) {
+        state.publish_seats(b.round_id, to, b.seat_ids.clone());
     }
-    Ok(())
 }
 
-/// Most events the ledger applies in one database transaction.
-const LEDGER_BATCH: usize = 256;
+/// Most events a consumer applies at once.
+const CONSUMER_BATCH: usize = 256;
 
-/// The ledger's loop: receives an event, takes every further event already fetched (up to
-/// [`LEDGER_BATCH`]), applies them in one transaction (retrying until it works or the worker
-/// stops), then commits the last offset of each partition. Each event keeps its own consumer
-/// span, a child of the trace in its headers, spanning the batch that applied it.
-async fn consume_ledger(state: AppState, consumer: LagConsumer, mut stop: watch::Receiver<bool>) {
+/// A consumer's loop (the ledger's and the notifier's): receives an event, takes every further
+/// event already fetched (up to [`CONSUMER_BATCH`]), applies them with `apply` (retrying until
+/// it works or the worker stops; it returns how many were fresh, the rest being duplicates),
+/// then commits the last offset of each partition. Each event keeps its own consumer span, a
+/// child of the trace in its headers, spanning the batch that applied it.
+async fn consume_batches<F, Fut>(
+    state: AppState,
+    consumer: LagConsumer,
+    mut stop: watch::Receiver<bool>,
+    name: &'static str,
+    apply: F,
+) where
+    F: Fn(AppState, Vec<Event>, i64) -> Fut,
+    Fut: std::future::Future<Output = crate::error::Result<usize>>,
+{
     use futures::FutureExt as _;
-    const NAME: &str = "ledger";
     loop {
         let first = tokio::select! {
             m = consumer.recv() => m,
@@ -642,17 +671,17 @@ async fn consume_ledger(state: AppState, consumer: LagConsumer, mut stop: watch:
         let first = match first {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(consumer = NAME, error = %e, "receive failed");
+                tracing::warn!(consumer = name, error = %e, "receive failed");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
         };
         let mut messages = vec![first];
-        while messages.len() < LEDGER_BATCH {
+        while messages.len() < CONSUMER_BATCH {
             match consumer.recv().now_or_never() {
                 Some(Ok(m)) => messages.push(m),
                 Some(Err(e)) => {
-                    tracing::warn!(consumer = NAME, error = %e, "receive failed");
+                    tracing::warn!(consumer = name, error = %e, "receive failed");
                     break;
                 }
                 None => break,
@@ -666,17 +695,17 @@ async fn consume_ledger(state: AppState, consumer: LagConsumer, mut stop: watch:
                 .and_then(|p| serde_json::from_slice::<Event>(p).ok())
             {
                 None => tracing::warn!(
-                    consumer = NAME,
+                    consumer = name,
                     offset = msg.offset(),
                     "unreadable event skipped"
                 ),
                 Some(event) => {
                     let span = tracing::info_span!(
                         "kafka.consume",
-                        otel.name = %format!("{NAME} {}", event.kind),
+                        otel.name = %format!("{name} {}", event.kind),
                         otel.kind = "consumer",
                         messaging.system = "kafka",
-                        messaging.consumer.group.name = NAME,
+                        messaging.consumer.group.name = name,
                         messaging.batch.message_count = messages.len(),
                         event.action = %event.kind,
                     );
@@ -689,30 +718,30 @@ async fn consume_ledger(state: AppState, consumer: LagConsumer, mut stop: watch:
         if let Some(span) = spans.first().cloned() {
             loop {
                 let now = state.clock.now_ms();
-                let applied = outbox::apply_batch_to_ledger(&state.db, &events, now)
+                let applied = apply(state.clone(), events.clone(), now)
                     .instrument(span.clone())
                     .await;
                 match applied {
                     Ok(fresh) => {
                         let consumed = &state.metrics.events_consumed;
                         consumed
-                            .with_label_values(&[NAME, "applied"])
+                            .with_label_values(&[name, "applied"])
                             .inc_by(fresh as u64);
                         consumed
-                            .with_label_values(&[NAME, "duplicate"])
+                            .with_label_values(&[name, "duplicate"])
                             .inc_by((events.len() - fresh) as u64);
                         let now = state.clock.now_ms();
                         for event in &events {
                             state
                                 .metrics
                                 .event_lag
-                                .with_label_values(&[NAME])
+                                .with_label_values(&[name])
                                 .observe((now - event.at).max(0) as f64 / 1000.0);
                         }
                         break;
                     }
                     Err(e) => {
-                        tracing::warn!(consumer = NAME, error = %e.message, events = events.len(), "applying events failed; retrying");
+                        tracing::warn!(consumer = name, error = %e.message, events = events.len(), "applying events failed; retrying");
                         tokio::select! {
                             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                             _ = stop.changed() => return,
@@ -730,77 +759,8 @@ async fn consume_ledger(state: AppState, consumer: LagConsumer, mut stop: watch:
         }
         for msg in last.into_values() {
             if let Err(e) = consumer.commit_message(msg, CommitMode::Async) {
-                tracing::warn!(consumer = NAME, error = %e, "offset commit failed");
+                tracing::warn!(consumer = name, error = %e, "offset commit failed");
             }
-        }
-    }
-}
-
-/// Receives, applies (retrying until it works or the worker stops), then commits.
-async fn consume<F, Fut>(
-    state: AppState,
-    consumer: LagConsumer,
-    mut stop: watch::Receiver<bool>,
-    name: &'static str,
-    apply: F,
-) where
-    F: Fn(AppState, Event) -> Fut,
-    Fut: std::future::Future<Output = crate::error::Result<()>>,
-{
-    loop {
-        let msg = tokio::select! {
-            m = consumer.recv() => m,
-            _ = stop.changed() => return,
-        };
-        let msg = match msg {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(consumer = name, error = %e, "receive failed");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        let event: Option<Event> = msg.payload().and_then(|p| serde_json::from_slice(p).ok());
-        match event {
-            None => tracing::warn!(
-                consumer = name,
-                offset = msg.offset(),
-                "unreadable event skipped"
-            ),
-            Some(event) => loop {
-                let span = tracing::info_span!(
-                    "kafka.consume",
-                    otel.name = %format!("{name} {}", event.kind),
-                    otel.kind = "consumer",
-                    messaging.system = "kafka",
-                    messaging.consumer.group.name = name,
-                    event.action = %event.kind,
-                );
-                crate::telemetry::adopt_kafka_parent(&span, msg.headers());
-                match apply(state.clone(), event.clone()).instrument(span).await {
-                    Ok(()) => {
-                        let lag_ms = (state.clock.now_ms() - event.at).max(0);
-                        state
-                            .metrics
-                            .event_lag
-                            .with_label_values(&[name])
-                            .observe(lag_ms as f64 / 1000.0);
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!(consumer = name, error = %e.message, "applying an event failed; retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                            _ = stop.changed() => return,
-                        }
-                    }
-                }
-            },
-        }
-        // After the effect: a crash before this line redelivers the event, which the
-        // effect's idempotence absorbs.
-        if let Err(e) = consumer.commit_message(&msg, CommitMode::Async) {
-            tracing::warn!(consumer = name, error = %e, "offset commit failed");
         }
     }
 }

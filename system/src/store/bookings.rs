@@ -108,6 +108,38 @@ const GET_POSTGRES: &str = concat!(
     " FROM bookings WHERE id = $1"
 );
 
+/// Bookings with their seats, by id (missing ids are left out): one read on PostgreSQL, one
+/// [`get`] each elsewhere.
+pub async fn get_many(db: &Db, ids: &[i64]) -> Result<std::collections::HashMap<i64, Booking>> {
+    let mut out = std::collections::HashMap::with_capacity(ids.len());
+    if db.backend != super::Backend::Postgres {
+        for &id in ids {
+            if let Some(b) = get(db, id).await? {
+                out.insert(id, b);
+            }
+        }
+        return Ok(out);
+    }
+    for chunk in ids.chunks(500) {
+        let sql = format!(
+            "SELECT {}, {} FROM bookings WHERE id IN ({})",
+            columns!(),
+            holds::seat_list_sql!("bookings.hold_id"),
+            super::placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&db.pool).await? {
+            let mut b = from_row(&row)?;
+            b.seat_ids = holds::seat_list(&row)?;
+            out.insert(b.id, b);
+        }
+    }
+    Ok(out)
+}
+
 /// [`get`] on the calling thread (SQLite, see [`super::inline`]).
 fn get_inline(conn: &rusqlite::Connection, id: i64) -> rusqlite::Result<Option<Booking>> {
     let found = conn

@@ -39,6 +39,8 @@ pub struct DbHealth {
     watched: Arc<std::sync::atomic::AtomicBool>,
     /// When a transaction last committed, ms since `epoch` (0: never).
     last_commit_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// When a probe last failed, ms since `epoch` (0: never).
+    last_trouble_ms: Arc<std::sync::atomic::AtomicU64>,
     epoch: std::time::Instant,
 }
 
@@ -48,6 +50,7 @@ impl Default for DbHealth {
             up: Arc::new(watch::channel(true).0),
             watched: Arc::default(),
             last_commit_ms: Arc::default(),
+            last_trouble_ms: Arc::default(),
             epoch: std::time::Instant::now(),
         }
     }
@@ -76,6 +79,21 @@ impl DbHealth {
             .load(std::sync::atomic::Ordering::Relaxed);
         last > 0
             && self.epoch.elapsed().as_millis() as u64 <= last + RECENT_COMMIT.as_millis() as u64
+    }
+
+    /// Whether a probe failed within `window` (never, when nothing watches the database):
+    /// pooled connections opened before may be dead (see [`crate::store::Db`]'s pool).
+    pub fn troubled_within(&self, window: Duration) -> bool {
+        let last = self
+            .last_trouble_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        last > 0 && self.epoch.elapsed().as_millis() as u64 <= last + window.as_millis() as u64
+    }
+
+    fn troubled(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.last_trouble_ms
+            .store(now.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether the database answered the last probe (always, when nothing watches it).
@@ -139,6 +157,7 @@ impl DbHealth {
             if error.is_some() {
                 // A fresh connection next time: this one may be half-dead.
                 conn = None;
+                self.troubled();
             }
             let up = error.is_none();
             if self.set(up) {

@@ -8,7 +8,10 @@
 //!
 //! On PostgreSQL the hottest writes are one autocommitted statement each, with data-modifying
 //! CTEs instead of a transaction's round trips: an `atomic` hold (`holds/atomic.rs`), a booking
-//! without a coupon and a payment's confirmation (`bookings.rs`).
+//! without a coupon, which reads its hold itself, and a payment's confirmation (`bookings.rs`).
+//! A row read with its seats brings them in the same round trip (`holds::seat_list_sql!`), the
+//! ledger records a consumer's batch with one `INSERT`, and a pooled connection is pinged
+//! before use only when it may have died (see [`Db::connect`]'s pool options).
 //!
 //! Times are epoch milliseconds and money is minor units, both `BIGINT`, because the `Any`
 //! driver carries only plain integers, floats and text across both backends.
@@ -38,6 +41,12 @@ use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor};
+
+/// A pooled connection idle this long is pinged before it is handed out.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+/// For this long after the database failed a health probe, every pooled connection is pinged
+/// before it is handed out (and replaced if the ping fails).
+const PING_AFTER_TROUBLE: Duration = Duration::from_secs(10);
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,8 +215,25 @@ impl Db {
         let health = health::DbHealth::default();
         let pool_options = || {
             let alive = health.clone();
+            let troubled = health.clone();
             AnyPoolOptions::new()
                 .acquire_timeout(Duration::from_secs(10))
+                // sqlx pings every connection coming back to the pool and, by default, again
+                // when it is taken out: with the statement, three round trips for one. The
+                // ping on release stays; the one on acquire runs only where the connection
+                // may have died since: idle a while, or the database just failed a probe (a
+                // restart or a failover cut every pooled connection).
+                .test_before_acquire(false)
+                .before_acquire(move |conn, meta| {
+                    let ping = meta.idle_for >= PING_IF_IDLE_FOR
+                        || troubled.troubled_within(PING_AFTER_TROUBLE);
+                    Box::pin(async move {
+                        if ping {
+                            conn.ping().await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 // A connection back in the pool finished its work: the database answers (a
                 // sign of life the health watcher weighs against a slow probe).
                 .after_release(move |_conn, _meta| {

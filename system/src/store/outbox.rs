@@ -207,39 +207,62 @@ pub async fn mark_sent_on(conn: &mut AnyConnection, ids: &[i64], now: i64) -> Re
     Ok(())
 }
 
-/// Whether `consumer` has recorded `event_id` (see [`record_processed`]).
-pub async fn is_processed(db: &Db, consumer: &str, event_id: &str) -> Result<bool> {
-    Ok(
-        sqlx::query("SELECT 1 AS one FROM processed_events WHERE consumer = $1 AND event_id = $2")
-            .bind(consumer)
-            .bind(event_id)
-            .fetch_optional(&db.pool)
-            .await?
-            .is_some(),
-    )
+/// Which of `event_ids` `consumer` has recorded (see [`record_processed_many`]), in one read.
+pub async fn processed_among(
+    db: &Db,
+    consumer: &str,
+    event_ids: &[&str],
+) -> Result<std::collections::HashSet<String>> {
+    let mut done = std::collections::HashSet::new();
+    for chunk in event_ids.chunks(LEDGER_CHUNK) {
+        let sql = format!(
+            "SELECT event_id FROM processed_events WHERE consumer = $1 AND event_id IN ({})",
+            super::placeholders(2, chunk.len())
+        );
+        let mut q = sqlx::query(&sql).bind(consumer);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&db.pool).await? {
+            done.insert(row.try_get::<String, _>("event_id")?);
+        }
+    }
+    Ok(done)
 }
 
-/// Records that `consumer` has handled `event_id` (for effects outside the database, such as
-/// the notifier's publish: recorded after the effect, so a crash in between repeats it).
-pub async fn record_processed(db: &Db, consumer: &str, event_id: &str, now: i64) -> Result<()> {
-    let insert = sqlx::query(RECORD_PROCESSED)
-        .bind(consumer)
-        .bind(event_id)
-        .bind(now);
-    if db.backend == super::Backend::Postgres {
-        // One statement: autocommitted, no `BEGIN`/`COMMIT` round trips around it.
-        insert.execute(&mut *db.acquire_write().await?).await?;
-        return Ok(());
+/// Records that `consumer` has handled `event_ids` (for effects outside the database, such as
+/// the notifier's publish: recorded after the effect, so a crash in between repeats it), with
+/// one statement per [`LEDGER_CHUNK`] ids: autocommitted on PostgreSQL, in a write
+/// transaction on SQLite.
+pub async fn record_processed_many(
+    db: &Db,
+    consumer: &str,
+    event_ids: &[&str],
+    now: i64,
+) -> Result<()> {
+    for chunk in event_ids.chunks(LEDGER_CHUNK) {
+        let sql = format!(
+            "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES {}
+             ON CONFLICT (consumer, event_id) DO NOTHING",
+            (0..chunk.len())
+                .map(|i| format!("($1, ${}, $2)", i + 3))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut insert = sqlx::query(&sql).bind(consumer).bind(now);
+        for id in chunk {
+            insert = insert.bind(*id);
+        }
+        if db.backend == super::Backend::Postgres {
+            insert.execute(&mut *db.acquire_write().await?).await?;
+        } else {
+            let mut tx = db.begin_write().await?;
+            insert.execute(tx.conn()).await?;
+            tx.commit().await?;
+        }
     }
-    let mut tx = db.begin_write().await?;
-    insert.execute(tx.conn()).await?;
-    tx.commit().await?;
     Ok(())
 }
-
-const RECORD_PROCESSED: &str =
-    "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, $3)
-     ON CONFLICT (consumer, event_id) DO NOTHING";
 
 /// Rows not yet published.
 pub async fn backlog(db: &Db) -> Result<i64> {
@@ -321,8 +344,9 @@ pub async fn apply_batch_to_ledger(db: &Db, events: &[Event], now: i64) -> Resul
     Ok(fresh)
 }
 
-/// Events recorded per `INSERT` of [`apply_batch_to_ledger`]: one statement for a consumer's
-/// batch (it was one per event), with two parameters a row well inside SQLite's limit.
+/// Events recorded or looked up per statement of [`apply_batch_to_ledger`],
+/// [`processed_among`] and [`record_processed_many`]: one statement for a consumer's batch (it
+/// was one per event), with two parameters a row well inside SQLite's limit.
 const LEDGER_CHUNK: usize = 500;
 
 /// What an event changes in its round's confirmed bookings: +1, −1 or nothing.

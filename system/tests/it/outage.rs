@@ -231,3 +231,62 @@ async fn a_write_waiting_for_the_pool_when_the_database_goes_is_refused_as_not_s
     eprintln!("a waiting hold refused {answered_in:?} after the database paused");
     w.stop().await;
 }
+
+/// Pooled connections are pinged before use only where they may have died (sqlx pings each
+/// one on release anyway): idle for a second, or right after the database failed a health
+/// probe. So when every connection of the pool is cut (here by `pg_terminate_backend`, as a
+/// restart or a failover would), the probe's failure makes the next acquisitions ping theirs
+/// and replace the dead ones: no request fails on a connection that died in the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_database_cut_every_connection_no_request_fails_on_a_dead_one() {
+    use sqlx::Connection as _;
+    let pool = 4;
+    let w = watched(Some(pool)).await;
+    let (app, state) = (&w.app, &w.state);
+    let (_, round, seats) = app.round(1, 40).await;
+    let (_, token) = app.user("buyer").await;
+    let holds = format!("/v1/rounds/{round}/holds");
+    let hold = |seat: i64| {
+        let (app, holds, token) = (app, &holds, &token);
+        async move {
+            app.post(holds, Some(token), json!({"seat_ids": [seat]}))
+                .await
+        }
+    };
+    // Every connection of the pool opened and used.
+    let warm = futures::future::join_all(seats[..8].iter().map(|&s| hold(s))).await;
+    for res in warm {
+        res.expect(201);
+    }
+    assert_eq!(state.db.pool.size(), pool);
+    assert!(!state.db.health().troubled_within(Duration::from_secs(10)));
+
+    let url = state.config.database_url.clone().unwrap();
+    let mut admin = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(cut > pool as i64, "cut {cut}: the pool's and the probe's");
+    wait_until("a probe failing", Duration::from_secs(2), || {
+        state.db.health().troubled_within(Duration::from_secs(10))
+    })
+    .await;
+    wait_until("the breaker closing", Duration::from_secs(3), || {
+        state.db.health().is_up()
+    })
+    .await;
+    for &seat in &seats[8..8 + 2 * pool as usize] {
+        let res = hold(seat).await;
+        assert_eq!(
+            res.status.as_u16(),
+            201,
+            "a hold failed on a connection cut in the pool: {}",
+            res.body
+        );
+    }
+    w.stop().await;
+}
