@@ -120,22 +120,23 @@ pub async fn get_many(db: &Db, ids: &[i64]) -> Result<std::collections::HashMap<
         }
         return Ok(out);
     }
-    for chunk in ids.chunks(500) {
-        let sql = format!(
-            "SELECT {}, {} FROM bookings WHERE id IN ({})",
-            columns!(),
-            holds::seat_list_sql!("bookings.hold_id"),
-            super::placeholders(1, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        for row in q.fetch_all(&db.pool).await? {
-            let mut b = from_row(&row)?;
-            b.seat_ids = holds::seat_list(&row)?;
-            out.insert(b.id, b);
-        }
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let sql = format!(
+        "SELECT {}, {} FROM bookings WHERE id IN ({})",
+        columns!(),
+        holds::seat_list_sql!("bookings.hold_id"),
+        super::json_elements(db.backend, 1, true)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(super::json_list(ids))
+        .fetch_all(&db.pool)
+        .await?;
+    for row in rows {
+        let mut b = from_row(&row)?;
+        b.seat_ids = holds::seat_list(&row)?;
+        out.insert(b.id, b);
     }
     Ok(out)
 }

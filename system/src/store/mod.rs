@@ -65,6 +65,40 @@ impl Backend {
             Backend::Sqlite => "sqlite",
         }
     }
+
+    /// The backend a connection talks to.
+    pub fn of(conn: &AnyConnection) -> Backend {
+        if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        }
+    }
+}
+
+/// A subquery over the elements of the JSON array bound as parameter `$n` (one column;
+/// `BIGINT` when `ints`), for `IN (…)` or `INSERT … SELECT` over a list of any length with
+/// one statement text. With a placeholder per element each length was a statement of its own,
+/// and sqlx keeps 100 prepared statements per connection: the outbox's, the ledger's and the
+/// notifier's batches (1 to 500 rows) kept evicting them, and a statement not in the cache
+/// costs a parse round trip and a plan. Bind the list with [`json_list`].
+pub(crate) fn json_elements(backend: Backend, n: usize, ints: bool) -> String {
+    match (backend, ints) {
+        (Backend::Postgres, true) => {
+            format!(
+                "SELECT CAST(value AS BIGINT) FROM json_array_elements_text(CAST(${n} AS json))"
+            )
+        }
+        (Backend::Postgres, false) => {
+            format!("SELECT value FROM json_array_elements_text(CAST(${n} AS json))")
+        }
+        (Backend::Sqlite, _) => format!("SELECT value FROM json_each(${n})"),
+    }
+}
+
+/// `items` as the JSON array [`json_elements`] reads.
+pub(crate) fn json_list<T: serde::Serialize>(items: &[T]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned())
 }
 
 static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");

@@ -197,13 +197,13 @@ pub async fn mark_sent_on(conn: &mut AnyConnection, ids: &[i64], now: i64) -> Re
     }
     let sql = format!(
         "UPDATE outbox SET sent_at = $1 WHERE id IN ({})",
-        super::placeholders(2, ids.len())
+        super::json_elements(super::Backend::of(conn), 2, true)
     );
-    let mut q = sqlx::query(&sql).bind(now);
-    for id in ids {
-        q = q.bind(*id);
-    }
-    q.execute(conn).await?;
+    sqlx::query(&sql)
+        .bind(now)
+        .bind(super::json_list(ids))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -213,55 +213,65 @@ pub async fn processed_among(
     consumer: &str,
     event_ids: &[&str],
 ) -> Result<std::collections::HashSet<String>> {
-    let mut done = std::collections::HashSet::new();
-    for chunk in event_ids.chunks(LEDGER_CHUNK) {
-        let sql = format!(
-            "SELECT event_id FROM processed_events WHERE consumer = $1 AND event_id IN ({})",
-            super::placeholders(2, chunk.len())
-        );
-        let mut q = sqlx::query(&sql).bind(consumer);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        for row in q.fetch_all(&db.pool).await? {
-            done.insert(row.try_get::<String, _>("event_id")?);
-        }
+    if event_ids.is_empty() {
+        return Ok(Default::default());
     }
-    Ok(done)
+    let sql = format!(
+        "SELECT event_id FROM processed_events WHERE consumer = $1 AND event_id IN ({})",
+        super::json_elements(db.backend, 2, false)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(consumer)
+        .bind(super::json_list(event_ids))
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter()
+        .map(|row| Ok(row.try_get::<String, _>("event_id")?))
+        .collect()
 }
 
 /// Records that `consumer` has handled `event_ids` (for effects outside the database, such as
-/// the notifier's publish: recorded after the effect, so a crash in between repeats it), with
-/// one statement per [`LEDGER_CHUNK`] ids: autocommitted on PostgreSQL, in a write
-/// transaction on SQLite.
+/// the notifier's publish: recorded after the effect, so a crash in between repeats it), in
+/// one statement: autocommitted on PostgreSQL, in a write transaction on SQLite.
 pub async fn record_processed_many(
     db: &Db,
     consumer: &str,
     event_ids: &[&str],
     now: i64,
 ) -> Result<()> {
-    for chunk in event_ids.chunks(LEDGER_CHUNK) {
-        let sql = format!(
-            "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES {}
-             ON CONFLICT (consumer, event_id) DO NOTHING",
-            (0..chunk.len())
-                .map(|i| format!("($1, ${}, $2)", i + 3))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let mut insert = sqlx::query(&sql).bind(consumer).bind(now);
-        for id in chunk {
-            insert = insert.bind(*id);
-        }
-        if db.backend == super::Backend::Postgres {
-            insert.execute(&mut *db.acquire_write().await?).await?;
-        } else {
-            let mut tx = db.begin_write().await?;
-            insert.execute(tx.conn()).await?;
-            tx.commit().await?;
-        }
+    if event_ids.is_empty() {
+        return Ok(());
+    }
+    let sql = record_processed_sql(db.backend, "$1", 3, "");
+    let insert = sqlx::query(&sql)
+        .bind(consumer)
+        .bind(now)
+        .bind(super::json_list(event_ids));
+    if db.backend == super::Backend::Postgres {
+        insert.execute(&mut *db.acquire_write().await?).await?;
+    } else {
+        let mut tx = db.begin_write().await?;
+        insert.execute(tx.conn()).await?;
+        tx.commit().await?;
     }
     Ok(())
+}
+
+/// Inserts the event ids of the JSON array `$list` for `consumer` (an SQL expression), at
+/// `$2`, skipping those recorded before; `returning` ends the statement.
+fn record_processed_sql(
+    backend: super::Backend,
+    consumer: &str,
+    list: usize,
+    returning: &str,
+) -> String {
+    // SQLite needs the `WHERE` to tell an upsert's `ON` from a join's.
+    format!(
+        "INSERT INTO processed_events (consumer, event_id, processed_at)
+         SELECT {consumer}, value, $2 FROM ({}) AS ids WHERE true
+         ON CONFLICT (consumer, event_id) DO NOTHING{returning}",
+        super::json_elements(backend, list, false)
+    )
 }
 
 /// Rows not yet published.
@@ -303,24 +313,17 @@ pub async fn apply_batch_to_ledger(db: &Db, events: &[Event], now: i64) -> Resul
         .iter()
         .filter(|e| seen.insert(e.event_id.as_str()))
         .collect();
+    let ids: Vec<&str> = distinct.iter().map(|e| e.event_id.as_str()).collect();
+    let sql = record_processed_sql(db.backend, "'ledger'", 1, " RETURNING event_id");
     let mut tx = db.begin_write().await?;
-    let mut inserted = std::collections::HashSet::with_capacity(distinct.len());
-    for chunk in distinct.chunks(LEDGER_CHUNK) {
-        let sql = format!(
-            "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES {}
-             ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id",
-            (0..chunk.len())
-                .map(|i| format!("('ledger', ${}, $1)", i + 2))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let mut q = sqlx::query(&sql).bind(now);
-        for event in chunk {
-            q = q.bind(&event.event_id);
-        }
-        for row in q.fetch_all(tx.conn()).await? {
-            inserted.insert(row.try_get::<String, _>("event_id")?);
-        }
+    let rows = sqlx::query(&sql)
+        .bind(super::json_list(&ids))
+        .bind(now)
+        .fetch_all(tx.conn())
+        .await?;
+    let mut inserted = std::collections::HashSet::with_capacity(rows.len());
+    for row in rows {
+        inserted.insert(row.try_get::<String, _>("event_id")?);
     }
     let mut sales: std::collections::BTreeMap<i64, (i64, i64, i64)> = Default::default();
     let mut fresh = 0;
@@ -343,11 +346,6 @@ pub async fn apply_batch_to_ledger(db: &Db, events: &[Event], now: i64) -> Resul
     tx.commit().await?;
     Ok(fresh)
 }
-
-/// Events recorded or looked up per statement of [`apply_batch_to_ledger`],
-/// [`processed_among`] and [`record_processed_many`]: one statement for a consumer's batch (it
-/// was one per event), with two parameters a row well inside SQLite's limit.
-const LEDGER_CHUNK: usize = 500;
 
 /// What an event changes in its round's confirmed bookings: +1, −1 or nothing.
 fn ledger_delta(event: &Event) -> i64 {

@@ -178,3 +178,69 @@ async fn a_refused_booking_writes_nothing_on_sqlite() {
 async fn a_refused_booking_writes_nothing_on_postgres() {
     booking_refusals(Backend::Postgres).await;
 }
+
+/// The lists a consumer's batch or a relay's batch passes as one JSON parameter: the ids a
+/// consumer recorded come back from one look-up (and recording one twice is harmless), and
+/// the relay marks exactly the rows it names sent, on both backends.
+async fn lists_as_one_parameter(backend: Backend) {
+    use boxoffice::store::outbox;
+    use boxoffice::Clock as _;
+    let app = TestApp::with_config(backend, |_| {}).await;
+    let db = &app.state.db;
+    let now = app.clock.now_ms();
+    assert!(outbox::processed_among(db, "notifier", &[])
+        .await
+        .unwrap()
+        .is_empty());
+    outbox::record_processed_many(db, "notifier", &["a", "b"], now)
+        .await
+        .unwrap();
+    outbox::record_processed_many(db, "notifier", &["b", "c"], now)
+        .await
+        .unwrap();
+    outbox::record_processed_many(db, "ledger", &["d"], now)
+        .await
+        .unwrap();
+    let mut found: Vec<String> = outbox::processed_among(db, "notifier", &["a", "c", "d", "e"])
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    found.sort();
+    assert_eq!(found, ["a", "c"], "d is the ledger's, e nobody's");
+    assert_eq!(outbox::processed_count(db, "notifier").await.unwrap(), 3);
+
+    let (_, token) = app.user("olive").await;
+    let (_, round, _) = app.round(1, 8).await;
+    for _ in 0..3 {
+        let (_, booking) = app.pending_booking(&token, round, 1).await;
+        app.pay(&token, booking).await;
+    }
+    let rows: Vec<i64> = outbox::unsent(db, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(rows.len(), 6, "a creation and a confirmation each");
+    outbox::mark_sent(db, &[rows[1], rows[4], 9_999_999], now)
+        .await
+        .unwrap();
+    let left: Vec<i64> = outbox::unsent(db, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(left, [rows[0], rows[2], rows[3], rows[5]]);
+}
+
+#[tokio::test]
+async fn lists_pass_as_one_parameter_on_sqlite() {
+    lists_as_one_parameter(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn lists_pass_as_one_parameter_on_postgres() {
+    lists_as_one_parameter(Backend::Postgres).await;
+}
