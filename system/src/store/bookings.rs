@@ -324,7 +324,6 @@ async fn create_postgres(
         pay_key: None,
     };
     let event = Event::booking("booking.created", &provisional, 0, None, now);
-    let (topic, _) = outbox::topic_and_key(&event);
     let row = {
         let mut conn = db.acquire_write().await?;
         sqlx::query(BOOK_POSTGRES)
@@ -333,7 +332,7 @@ async fn create_postgres(
             .bind(user_id)
             .bind(pay_by)
             .bind(&event.event_id)
-            .bind(topic)
+            .bind(outbox::BOOKING_TOPIC)
             .bind(outbox::payload(&event))
             .fetch_optional(&mut *conn)
             .await?
@@ -518,10 +517,9 @@ async fn confirm(
     key: &str,
     charge_id: &str,
     now: i64,
-    seat_count: i64,
 ) -> Result<Option<Booking>> {
     if db.backend == super::Backend::Postgres {
-        return confirm_postgres(db, b, key, charge_id, now, seat_count).await;
+        return confirm_postgres(db, b, key, charge_id, now).await;
     }
     let mut tx = db.begin_write_patient().await?;
     // The confirmed booking comes back from the update itself: no read after the commit.
@@ -540,7 +538,7 @@ async fn confirm(
             .bind(b.hold_id)
             .execute(tx.conn())
             .await?;
-        let event = confirmed_event(b, seat_count, now);
+        let event = confirmed_event(b, now);
         outbox::record(tx.conn(), &event).await?;
     }
     tx.commit().await?;
@@ -556,9 +554,8 @@ async fn confirm_postgres(
     key: &str,
     charge_id: &str,
     now: i64,
-    seat_count: i64,
 ) -> Result<Option<Booking>> {
-    let event = confirmed_event(b, seat_count, now);
+    let event = confirmed_event(b, now);
     let (topic, event_key) = outbox::topic_and_key(&event);
     let mut conn = db.acquire_write_patient().await?;
     let confirmed = sqlx::query(CONFIRM_POSTGRES)
@@ -610,7 +607,6 @@ fn confirm_inline(
     key: &str,
     charge_id: &str,
     now: i64,
-    seat_count: i64,
 ) -> Result<Option<Booking>> {
     let confirmed = tx
         .prepare_cached(CONFIRM)?
@@ -620,7 +616,7 @@ fn confirm_inline(
         .execute((b.id, "charge", b.amount, charge_id, key, now))?;
     if confirmed.is_some() {
         tx.prepare_cached(SEATS_SOLD)?.execute((b.id, b.hold_id))?;
-        outbox::record_inline(tx, &confirmed_event(b, seat_count, now))?;
+        outbox::record_inline(tx, &confirmed_event(b, now))?;
     }
     Ok(confirmed)
 }
@@ -632,11 +628,12 @@ const CONFIRM: &str = concat!(
 );
 const SEATS_SOLD: &str = "UPDATE seats SET status = 'sold', booking_id = $1 WHERE hold_id = $2";
 
-fn confirmed_event(b: &Booking, seat_count: i64, now: i64) -> Event {
+/// The `booking.confirmed` event of `b` (read with its seats), before it was confirmed.
+fn confirmed_event(b: &Booking, now: i64) -> Event {
     Event::booking(
         "booking.confirmed",
         b,
-        seat_count,
+        b.seat_ids.len() as i64,
         Some("pending_payment"),
         now,
     )
@@ -703,13 +700,12 @@ pub async fn pay(
             ))
         }
     };
-    let seat_count = b.seat_ids.len() as i64;
     let sqlite = db
-        .write_inline(|tx| confirm_inline(tx, &b, &key, &charge_id, now, seat_count))
+        .write_inline(|tx| confirm_inline(tx, &b, &key, &charge_id, now))
         .await;
     let confirmed = match sqlite {
         Some(confirmed) => confirmed?,
-        None => confirm(db, &b, &key, &charge_id, now, seat_count).await?,
+        None => confirm(db, &b, &key, &charge_id, now).await?,
     };
     if let Some(mut confirmed) = confirmed {
         confirmed.seat_ids = b.seat_ids;
