@@ -19,6 +19,11 @@
 //! served over Toxiproxy's HTTP API ([`LocalLab::chaos_api`]) so the `chaos` CLI can drive a
 //! running lab.
 //!
+//! A lab wired [`Wiring::Direct`] starts no proxy: the instances dial each server's own
+//! address. That is for runs that fault nothing (a capacity ramp), where a relay process on
+//! every round trip would be measured as the box office's cost; the process faults of the
+//! instances still work, a network fault or a failover is refused.
+//!
 //! The box office itself is not a dependency of this crate: the caller says how to start an
 //! instance ([`AppCommand`]); the lab adds the addresses (`DATABASE_URL`, `REDIS_URL`,
 //! `KAFKA_BROKERS`, `BOXOFFICE_PAYMENTS_URL`, `BOXOFFICE_LISTEN`).
@@ -80,9 +85,37 @@ pub struct LabOptions {
     pub kafka: bool,
     /// Seed of the proxies' random draws.
     pub seed: u64,
+    /// Whether the instances reach their dependencies through fault proxies.
+    pub wiring: Wiring,
     /// Start a Prometheus scraping the instances (job `boxoffice`), the proxies (`chaos`) and
     /// these extra targets, evaluating these rule files.
     pub prometheus: Option<LabPrometheus>,
+}
+
+/// How the instances reach PostgreSQL, Redis, the broker and the payment provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Wiring {
+    /// Each through its fault proxy, so network faults (`down`, `partition`, toxics) and
+    /// failovers (the proxy is re-pointed at the new primary) can be injected at any time,
+    /// also by hand through [`LocalLab::chaos_api`].
+    #[default]
+    Proxied,
+    /// Straight to each server, with no proxy started: one hop and one relay process fewer on
+    /// every round trip, for runs that inject no fault (a proxy in the way costs a quarter of
+    /// a core on a 2-core machine at ~600 requests/s). Process faults still work on the
+    /// instances; a network fault or a failover is refused.
+    Direct,
+}
+
+impl Wiring {
+    /// `proxied` or `direct`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Wiring::Proxied => "proxied",
+            Wiring::Direct => "direct",
+        }
+    }
 }
 
 /// The lab's Prometheus.
@@ -105,7 +138,8 @@ pub struct ComponentInfo {
     pub pid: Option<u32>,
     /// Where it listens itself.
     pub address: String,
-    /// Its fault proxy's address, which is what clients use.
+    /// Its fault proxy's address, which is what clients use; `None` when the clients reach
+    /// it directly (it has no proxy, or the lab is wired [`Wiring::Direct`]).
     pub proxy: Option<String>,
 }
 
@@ -118,7 +152,10 @@ pub struct LocalLab {
     postgres: Arc<PgCluster>,
     redis: Option<Arc<RedisCluster>>,
     kafka: Option<Arc<KafkaNode>>,
-    payments: Proxy,
+    /// The payment provider's proxy (`None` when wired direct), and its own address.
+    payments: Option<Proxy>,
+    payments_upstream: String,
+    wiring: Wiring,
     apps: Vec<Arc<AppInstance>>,
     balancer: Balancer,
     watcher: Option<tokio::task::JoinHandle<()>>,
@@ -146,9 +183,16 @@ impl LocalLab {
         let registry = Arc::new(Registry::new(options.seed));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let (api, api_addr) = ProxyServer::serve(listener, Arc::clone(&registry))?;
-        let proxy = |name: &str, upstream: String| {
+        let direct = options.wiring == Wiring::Direct;
+        // No proxy at all when wired direct: its API then lists none, so a fault injected by
+        // hand fails loudly instead of acting on a proxy nobody uses.
+        let proxy = |name: &str, upstream: String| -> anyhow::Result<Option<Proxy>> {
+            if direct {
+                return Ok(None);
+            }
             registry
                 .create(ProxyConfig::new(name, "127.0.0.1:0", upstream))
+                .map(Some)
                 .with_context(|| format!("Failed to start the {name} proxy"))
         };
 
@@ -182,8 +226,9 @@ impl LocalLab {
             let set = RedisFailover::start().await?;
             let p = proxy("redis", format!("127.0.0.1:{}", set.primary.port()))?;
             let cluster = Arc::new(RedisCluster { set, proxy: p });
-            let watcher = tokio::spawn(watch_sentinel(Arc::clone(&cluster)));
-            (Some(cluster), Some(watcher))
+            // Direct clients stay on the first primary: nothing to re-point.
+            let watcher = (!direct).then(|| tokio::spawn(watch_sentinel(Arc::clone(&cluster))));
+            (Some(cluster), watcher)
         } else {
             (None, None)
         };
@@ -191,15 +236,22 @@ impl LocalLab {
         let kafka = if options.kafka {
             // The proxy first: the broker must advertise the proxy's address.
             let p = proxy("kafka", "127.0.0.1:9".to_owned())?;
-            let advertised = p.listen_addr().context("kafka proxy has no address")?;
-            let broker =
-                LocalKafka::start_advertising(KafkaStorage::Memory, Some(advertised.to_string()))
-                    .await?;
-            p.update(ProxyUpdate {
-                upstream: Some(broker.bootstrap()),
-                ..ProxyUpdate::default()
-            })
-            .await?;
+            let advertised = match &p {
+                Some(p) => Some(
+                    p.listen_addr()
+                        .context("kafka proxy has no address")?
+                        .to_string(),
+                ),
+                None => None,
+            };
+            let broker = LocalKafka::start_advertising(KafkaStorage::Memory, advertised).await?;
+            if let Some(p) = &p {
+                p.update(ProxyUpdate {
+                    upstream: Some(broker.bootstrap()),
+                    ..ProxyUpdate::default()
+                })
+                .await?;
+            }
             Some(Arc::new(KafkaNode { broker, proxy: p }))
         } else {
             None
@@ -208,26 +260,35 @@ impl LocalLab {
         let payments = proxy("payments", options.payments_upstream.clone())?;
 
         let mut env = options.app.env.clone();
-        let addr_of = |p: &Proxy| p.listen_addr().map(|a| a.to_string()).unwrap_or_default();
+        // What clients dial: the proxy's address, else the server's own.
+        let dial = |p: &Option<Proxy>, own: String| match p {
+            Some(p) => p.listen_addr().map(|a| a.to_string()).unwrap_or_default(),
+            None => own,
+        };
+        let pg_own = format!("127.0.0.1:{}", postgres.primary().port());
         env.push((
             "DATABASE_URL".into(),
             format!(
                 "postgres://postgres@{}/{database}",
-                addr_of(&postgres.proxy)
+                dial(&postgres.proxy, pg_own)
             ),
         ));
         if let Some(r) = &redis {
+            let own = format!("127.0.0.1:{}", r.set.primary.port());
             env.push((
                 "REDIS_URL".into(),
-                format!("redis://{}/", addr_of(&r.proxy)),
+                format!("redis://{}/", dial(&r.proxy, own)),
             ));
         }
         if let Some(k) = &kafka {
-            env.push(("KAFKA_BROKERS".into(), addr_of(&k.proxy)));
+            env.push(("KAFKA_BROKERS".into(), dial(&k.proxy, k.broker.bootstrap())));
         }
         env.push((
             "BOXOFFICE_PAYMENTS_URL".into(),
-            format!("http://{}", addr_of(&payments)),
+            format!(
+                "http://{}",
+                dial(&payments, options.payments_upstream.clone())
+            ),
         ));
         let mut apps = Vec::new();
         for i in 1..=options.instances.max(1) {
@@ -267,6 +328,7 @@ impl LocalLab {
         };
         tracing::info!(
             instances = apps.len(),
+            wiring = options.wiring.as_str(),
             ms = began.elapsed().as_millis() as u64,
             url = %balancer.url(),
             "local lab started"
@@ -279,6 +341,8 @@ impl LocalLab {
             redis,
             kafka,
             payments,
+            payments_upstream: options.payments_upstream.clone(),
+            wiring: options.wiring,
             apps,
             balancer,
             watcher,
@@ -305,7 +369,13 @@ impl LocalLab {
             .collect()
     }
 
-    /// Toxiproxy-compatible API over the lab's proxies (`chaos --api URL list`).
+    /// How the instances reach their dependencies.
+    pub fn wiring(&self) -> Wiring {
+        self.wiring
+    }
+
+    /// Toxiproxy-compatible API over the lab's proxies (`chaos --api URL list`); it lists
+    /// none when the lab is wired [`Wiring::Direct`].
     pub fn chaos_api(&self) -> String {
         format!("http://{}", self.api_addr)
     }
@@ -331,18 +401,21 @@ impl LocalLab {
         let pg = &self.postgres;
         t.insert(
             "postgres".into(),
-            Target::shared("postgres", Some(&pg.proxy), pg),
+            Target::shared("postgres", pg.proxy.as_ref(), pg),
         );
         if let Some(r) = &self.redis {
-            t.insert("redis".into(), Target::shared("redis", Some(&r.proxy), r));
+            t.insert("redis".into(), Target::shared("redis", r.proxy.as_ref(), r));
         }
         if let Some(k) = &self.kafka {
-            t.insert("kafka".into(), Target::shared("kafka", Some(&k.proxy), k));
+            t.insert("kafka".into(), Target::shared("kafka", k.proxy.as_ref(), k));
         }
-        t.insert(
-            "payments".into(),
-            Arc::new(ProxyTarget::new(self.payments.clone())) as _,
-        );
+        // The payment provider has no process of the lab's: without its proxy, no fault.
+        if let Some(p) = &self.payments {
+            t.insert(
+                "payments".into(),
+                Arc::new(ProxyTarget::new(p.clone())) as _,
+            );
+        }
         for a in &self.apps {
             t.insert(a.name().to_owned(), Target::shared(a.name(), None, a));
         }
@@ -351,7 +424,11 @@ impl LocalLab {
 
     /// What runs where.
     pub fn components(&self) -> Vec<ComponentInfo> {
-        let addr = |p: &Proxy| p.listen_addr().map(|a| a.to_string());
+        let addr = |p: &Option<Proxy>| {
+            p.as_ref()
+                .and_then(Proxy::listen_addr)
+                .map(|a| a.to_string())
+        };
         let mut out = Vec::new();
         let primary = self.postgres.primary();
         out.push(ComponentInfo {
@@ -394,7 +471,7 @@ impl LocalLab {
             name: "payments".into(),
             kind: "payment provider".into(),
             pid: None,
-            address: self.payments.upstream(),
+            address: self.payments_upstream.clone(),
             proxy: addr(&self.payments),
         });
         for a in &self.apps {
@@ -535,7 +612,8 @@ struct PgCluster {
     standby: Mutex<Option<Arc<LocalPostgres>>>,
     /// Old primaries after a failover, kept until the lab stops (their logs, their dirs).
     retired: Mutex<Vec<Arc<LocalPostgres>>>,
-    proxy: Proxy,
+    /// `None` when wired direct.
+    proxy: Option<Proxy>,
 }
 
 impl PgCluster {
@@ -550,13 +628,19 @@ impl PgCluster {
     }
 
     async fn failover(&self) -> anyhow::Result<()> {
+        // The clients follow a failover through the proxy; direct ones would stay on the old
+        // primary's address.
+        let proxy = self
+            .proxy
+            .as_ref()
+            .context("the lab is wired direct: a failover needs the postgres proxy")?;
         let standby = self
             .standby()
             .context("no standby to promote (start the lab with a PostgreSQL standby)")?;
         let old = self.primary();
         old.shutdown().await?;
         standby.promote().await?;
-        self.proxy
+        proxy
             .update(ProxyUpdate {
                 upstream: Some(format!("127.0.0.1:{}", standby.port())),
                 ..ProxyUpdate::default()
@@ -612,7 +696,8 @@ impl ProcessFaults for PgCluster {
 #[derive(Debug)]
 struct RedisCluster {
     set: RedisFailover,
-    proxy: Proxy,
+    /// `None` when wired direct.
+    proxy: Option<Proxy>,
 }
 
 impl RedisCluster {
@@ -631,6 +716,9 @@ impl RedisCluster {
 
 /// Points the `redis` proxy at whatever Sentinel names as primary.
 async fn watch_sentinel(cluster: Arc<RedisCluster>) {
+    let Some(proxy) = cluster.proxy.clone() else {
+        return;
+    };
     loop {
         tokio::time::sleep(SENTINEL_POLL).await;
         let c = Arc::clone(&cluster);
@@ -639,10 +727,9 @@ async fn watch_sentinel(cluster: Arc<RedisCluster>) {
             continue;
         };
         let want = format!("127.0.0.1:{port}");
-        if cluster.proxy.upstream() != want {
+        if proxy.upstream() != want {
             tracing::info!(upstream = %want, "Sentinel named a new Redis primary; re-pointing the proxy");
-            let _ = cluster
-                .proxy
+            let _ = proxy
                 .update(ProxyUpdate {
                     upstream: Some(want),
                     ..ProxyUpdate::default()
@@ -690,7 +777,8 @@ impl ProcessFaults for RedisCluster {
 #[derive(Debug)]
 struct KafkaNode {
     broker: LocalKafka,
-    proxy: Proxy,
+    /// `None` when wired direct.
+    proxy: Option<Proxy>,
 }
 
 impl ProcessFaults for KafkaNode {

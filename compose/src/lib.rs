@@ -56,7 +56,7 @@ mod sys;
 
 pub use balancer::Balancer;
 pub use kafka::{find_tansu, KafkaStorage, LocalKafka};
-pub use lab::{AppCommand, ComponentInfo, LabOptions, LabPrometheus, LocalLab};
+pub use lab::{AppCommand, ComponentInfo, LabOptions, LabPrometheus, LocalLab, Wiring};
 pub use net::free_port;
 pub use postgres::{find_postgres_bin_dir, LocalPostgres};
 pub use prometheus::{LocalAlertmanager, LocalPrometheus, PrometheusOptions, ScrapeTarget};

@@ -108,6 +108,19 @@ impl Connections {
     }
 }
 
+/// How the local stack's instances reach their dependencies (`--wiring`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WiringChoice {
+    /// Direct when the run schedules no fault (no `--chaos`), through the fault proxies
+    /// otherwise.
+    Auto,
+    /// Through the fault proxies, also with no fault scheduled (to inject faults by hand
+    /// through the lab's Toxiproxy API).
+    Proxied,
+    /// Straight to every server, no proxy started (refused with `--chaos`).
+    Direct,
+}
+
 /// A component `fault-matrix` can fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Component {
@@ -360,6 +373,13 @@ pub struct Cli {
     /// shared elsewhere and beyond].
     #[arg(long, value_enum, help_heading = "Lab")]
     pub connections: Option<Connections>,
+
+    /// How the local stack's instances reach PostgreSQL, Redis, the broker and the payment
+    /// provider: `auto` wires them straight to each server when the run schedules no fault,
+    /// and through a fault proxy each when it does; `proxied` keeps the proxies (faults
+    /// injected by hand through the lab's Toxiproxy API need them); `direct` never starts one.
+    #[arg(long, value_enum, default_value = "auto", help_heading = "Lab")]
+    pub wiring: WiringChoice,
 
     /// Start a synchronous PostgreSQL standby on the local stack [default: when the chaos
     /// schedule fails `postgres` over].

@@ -99,6 +99,8 @@ pub struct StackOptions {
     pub prometheus: Option<compose::LabPrometheus>,
     /// `url`: the deployed stack's Toxiproxy API, whose proxies become chaos targets.
     pub chaos_api: Option<String>,
+    /// `local`: through fault proxies, or straight to each server.
+    pub wiring: compose::Wiring,
     /// The catalog cache on or off (`None`: the box office's default, on).
     pub cache: Option<boxoffice::config::CacheMode>,
     /// `local`: extra environment of every instance.
@@ -393,6 +395,7 @@ impl Stack {
             redis: true,
             kafka: true,
             seed: options.seed,
+            wiring: options.wiring,
             prometheus: options.prometheus.clone(),
         })
         .await

@@ -9,7 +9,7 @@ use std::time::Duration;
 use goose::config::GooseConfiguration;
 
 use crate::catalog::{Arrival, Attack, Scenario, ScenarioName};
-use crate::cli::Cli;
+use crate::cli::{Cli, WiringChoice};
 use crate::context::{Gate, Knobs, Pacer};
 use crate::error::{Error, Result};
 use crate::seed::SeedSpec;
@@ -104,6 +104,13 @@ impl Plan {
             Some(spec) => Some(chaos_schedule(spec, cli.seed)?),
             None => None,
         };
+        if cli.wiring == WiringChoice::Direct && schedule.is_some() {
+            return Err(Error::Usage(
+                "--wiring direct starts no fault proxy, and --chaos needs them (its network \
+                 faults and failovers act on the proxies): drop one of the two"
+                    .into(),
+            ));
+        }
         let pacing = match (attack.arrival, cli.rate) {
             (Arrival::Ramp, _) => Pacing::Open {
                 rates: ramp_rates(&cli),
@@ -251,7 +258,8 @@ pub fn default_out_dir(scenario: &str) -> PathBuf {
 }
 
 /// Stack options from the command line; a PostgreSQL standby when asked for or when the
-/// schedule fails `postgres` over.
+/// schedule fails `postgres` over; the local stack wired direct when `--wiring` says so, or
+/// (`auto`) when it runs the scenario itself with no fault scheduled.
 pub fn stack_options(cli: &Cli, schedule: Option<&chaos::schedule::Schedule>) -> StackOptions {
     let fails_postgres_over = schedule.is_some_and(|s| {
         s.faults
@@ -274,9 +282,25 @@ pub fn stack_options(cli: &Cli, schedule: Option<&chaos::schedule::Schedule>) ->
         seed: cli.seed,
         prometheus: None,
         chaos_api: cli.chaos_api.clone(),
+        wiring: wiring(cli, schedule),
         cache: cli.cache,
         app_env: cli.app_env.clone(),
         while_locked: cli.while_locked,
+    }
+}
+
+/// `--wiring`, resolved. `auto` is direct only for a local stack this run starts and faults
+/// nothing on: a stack started by other code (a test's, a game day's) keeps its proxies.
+fn wiring(cli: &Cli, schedule: Option<&chaos::schedule::Schedule>) -> compose::Wiring {
+    match cli.wiring {
+        WiringChoice::Proxied => compose::Wiring::Proxied,
+        WiringChoice::Direct => compose::Wiring::Direct,
+        WiringChoice::Auto
+            if cli.stack == StackSpec::Local && schedule.is_none() && cli.chaos.is_none() =>
+        {
+            compose::Wiring::Direct
+        }
+        WiringChoice::Auto => compose::Wiring::Proxied,
     }
 }
 
@@ -479,6 +503,47 @@ mod tests {
         let e = plan(&["flash-sale", "--chaos", "postgres:explode@2s"]).unwrap_err();
         assert!(
             matches!(e, Error::Usage(ref m) if m.starts_with("--chaos")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_local_stack_is_wired_direct_only_when_nothing_will_fault_it() {
+        use compose::Wiring;
+        let wiring = |args: &[&str]| plan(args).unwrap().stack.wiring;
+        assert_eq!(wiring(&["capacity", "--stack", "local"]), Wiring::Direct);
+        assert_eq!(
+            wiring(&[
+                "flash-sale",
+                "--stack",
+                "local",
+                "--chaos",
+                "redis:kill@1s+1s"
+            ]),
+            Wiring::Proxied,
+            "a scheduled fault needs the proxies"
+        );
+        assert_eq!(
+            wiring(&["capacity", "--stack", "local", "--wiring", "proxied"]),
+            Wiring::Proxied,
+            "faults injected by hand need them too"
+        );
+        // A stack started by other code from these options (a test's, a game day's) may be
+        // faulted through its API later: `auto` keeps its proxies.
+        let cli = Cli::parse_from_args(["scenario"]).unwrap();
+        assert_eq!(stack_options(&cli, None).wiring, Wiring::Proxied);
+        let e = plan(&[
+            "flash-sale",
+            "--stack",
+            "local",
+            "--wiring",
+            "direct",
+            "--chaos",
+            "payments:down@1s+1s",
+        ])
+        .unwrap_err();
+        assert!(
+            matches!(e, Error::Usage(ref m) if m.starts_with("--wiring direct")),
             "{e}"
         );
     }

@@ -79,10 +79,14 @@ pub async fn provision(plan: &Plan) -> Result<Provisioned> {
         t.elapsed().as_secs_f64()
     ));
     if let Some(lab) = stack.lab() {
-        plan.say(format!(
-            "fault proxies (Toxiproxy API) at {}",
-            lab.chaos_api()
-        ));
+        plan.say(match lab.wiring() {
+            compose::Wiring::Proxied => {
+                format!("fault proxies (Toxiproxy API) at {}", lab.chaos_api())
+            }
+            compose::Wiring::Direct => "wired direct: no fault proxy between the instances \
+                 and their servers (--wiring proxied keeps them, to inject faults by hand)"
+                .to_owned(),
+        });
         if let Some(p) = lab.prometheus() {
             plan.say(format!("prometheus at {}", p.url()));
         }

@@ -98,6 +98,10 @@ fn run_info(plan: &Plan, stack: &Stack, keys: &StateKeys, run: &Attacked) -> rep
         _ => {}
     }
     p.insert("think_ms".into(), json!(plan.knobs.think_ms));
+    if let Some(lab) = stack.lab() {
+        // Whether a proxy hop (and its CPU) sat between the instances and every server.
+        p.insert("wiring".into(), json!(lab.wiring().as_str()));
+    }
     if !plan.cli.command.is_empty() {
         // What `--replay` runs again.
         p.insert("command".into(), json!(plan.cli.command));

@@ -32,4 +32,16 @@ async fn a_flash_sale_on_postgres_with_a_one_tier_venue_sells_every_seat_once() 
     );
     assert!(common::check(&report, "payments-balance").passed);
     assert!(report.verdict.passed, "{:#?}", report.verdict);
+    // No fault scheduled: the instances reached every server directly, with no proxy started
+    // (so the sale above went through no proxy: there was none).
+    assert_eq!(report.run.parameters["wiring"], "direct");
+    let components: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(dir.path().join("stack.json")).unwrap()).unwrap();
+    for name in ["postgres", "redis-a", "kafka", "payments"] {
+        let c = components
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in stack.json: {components:?}"));
+        assert!(c["proxy"].is_null(), "{c}");
+    }
 }
