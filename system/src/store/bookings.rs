@@ -124,10 +124,10 @@ pub async fn get_many(db: &Db, ids: &[i64]) -> Result<std::collections::HashMap<
         return Ok(out);
     }
     let sql = format!(
-        "SELECT {}, {} FROM bookings WHERE id IN ({})",
+        "SELECT {}, {} FROM bookings WHERE {}",
         columns!(),
         holds::seat_list_sql!("bookings.hold_id"),
-        super::json_elements(db.backend, 1, true)
+        super::json_in(db.backend, "id", 1, true)
     );
     let rows = sqlx::query(&sql)
         .bind(super::json_list(ids))

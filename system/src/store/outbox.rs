@@ -196,8 +196,8 @@ pub async fn mark_sent_on(conn: &mut AnyConnection, ids: &[i64], now: i64) -> Re
         return Ok(());
     }
     let sql = format!(
-        "UPDATE outbox SET sent_at = $1 WHERE id IN ({})",
-        super::json_elements(super::Backend::of(conn), 2, true)
+        "UPDATE outbox SET sent_at = $1 WHERE {}",
+        super::json_in(super::Backend::of(conn), "id", 2, true)
     );
     sqlx::query(&sql)
         .bind(now)
@@ -217,8 +217,8 @@ pub async fn processed_among(
         return Ok(Default::default());
     }
     let sql = format!(
-        "SELECT event_id FROM processed_events WHERE consumer = $1 AND event_id IN ({})",
-        super::json_elements(db.backend, 2, false)
+        "SELECT event_id FROM processed_events WHERE consumer = $1 AND {}",
+        super::json_in(db.backend, "event_id", 2, false)
     );
     let rows = sqlx::query(&sql)
         .bind(consumer)

@@ -244,3 +244,65 @@ async fn lists_pass_as_one_parameter_on_sqlite() {
 async fn lists_pass_as_one_parameter_on_postgres() {
     lists_as_one_parameter(Backend::Postgres).await;
 }
+
+/// A list looked up in a table that grew after its statement was planned is still looked up by
+/// index. The trap: PostgreSQL guesses 100 rows for a JSON list, so `IN (SELECT …)` on a small
+/// table was planned as a sequential scan, and the prepared statement kept that plan while the
+/// outbox grew (7.7 ms a mark on a 50,000-row outbox under load).
+#[tokio::test]
+async fn on_postgres_a_list_is_looked_up_by_index_however_much_the_table_grew() {
+    use boxoffice::store::outbox;
+    use sqlx::Acquire as _;
+    let app = TestApp::with_config(Backend::Postgres, |_| {}).await;
+    let db = &app.state.db;
+    let fill = |from: i64, to: i64| {
+        format!(
+            "INSERT INTO outbox (event_id, topic, event_key, payload, created_at, sent_at)
+             SELECT 'filler-' || g, 'filler', 'k', '{{}}', 0, 0 FROM generate_series({from}, {to}) g"
+        )
+    };
+    sqlx::raw_sql(&fill(1, 2_000))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql("ANALYZE outbox")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM outbox ORDER BY id LIMIT 3")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    let mut conn = db.pool.acquire().await.unwrap();
+    // Past PostgreSQL's five custom plans, so the connection keeps a generic one.
+    for _ in 0..8 {
+        outbox::mark_sent_on(&mut conn, &ids, 1).await.unwrap();
+    }
+    sqlx::raw_sql(&fill(2_001, 60_000))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let mut tx = conn.begin().await.unwrap();
+    outbox::mark_sent_on(&mut tx, &ids, 2).await.unwrap();
+    // This backend's own counts, in this transaction only.
+    let row = sqlx::query(
+        "SELECT CAST(seq_scan AS BIGINT) AS seq, CAST(idx_scan AS BIGINT) AS idx
+         FROM pg_stat_xact_user_tables WHERE relname = 'outbox'",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    use sqlx::Row as _;
+    let (seq, idx): (i64, i64) = (row.get("seq"), row.get("idx"));
+    assert_eq!(
+        seq, 0,
+        "the mark scanned the whole outbox ({idx} index scans)"
+    );
+    assert!(idx >= 1, "no index scan either");
+    tx.rollback().await.unwrap();
+    let marked: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE sent_at = 1")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(marked, 3, "exactly the rows named");
+}
