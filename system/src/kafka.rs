@@ -141,6 +141,15 @@ pub fn topics(prefix: &str) -> Vec<String> {
 
 /// How often a failing relay checks that the broker still has the topics.
 const TOPIC_CHECK_EVERY: Duration = Duration::from_secs(5);
+/// Shortest cycle of a relay whose batch was not full: it waits out the rest before claiming
+/// again, so that a busy outbox goes out in fewer, larger batches. Each batch costs four
+/// PostgreSQL round trips (`BEGIN`, claim, mark, `COMMIT`) and a produce request per
+/// partition whatever its size; at 400 buyers/s the relays cycled ~120 times a second with
+/// ~7 rows each. A full batch (500 rows) goes on at once. The relay lag grows by this much
+/// at most.
+const RELAY_MIN_CYCLE: Duration = Duration::from_millis(25);
+/// Rows a relay claims at once.
+const RELAY_BATCH: i64 = 500;
 
 /// Creates `names` with `partitions` partitions each; existing topics are left alone. Returns
 /// how many it created.
@@ -295,6 +304,7 @@ async fn relay(
         if *stop.borrow() {
             return;
         }
+        let cycle = tokio::time::Instant::now();
         let (mut tx, rows) = claim_batch(&state).await;
         if rows.is_empty() {
             if let Some(t) = tx.take() {
@@ -378,16 +388,24 @@ async fn relay(
         }
         state.metrics.outbox_published.inc_by(sent.len() as u64);
         state.metrics.outbox_publish_failures.inc_by(failed);
-        if failed > 0 {
+        let pause = if failed > 0 {
+            Some(Duration::from_millis(500))
+        } else if (rows.len() as i64) < RELAY_BATCH {
+            Some(RELAY_MIN_CYCLE.saturating_sub(cycle.elapsed()))
+        } else {
+            None
+        };
+        if let Some(pause) = pause.filter(|p| !p.is_zero()) {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = stop.changed() => return,
             }
         }
     }
 }
 
-/// Reads the next batch of unpublished outbox rows (500 at most; none when the read fails).
+/// Reads the next batch of unpublished outbox rows ([`RELAY_BATCH`] at most; none when the
+/// read fails).
 /// PostgreSQL: the batch stays row-locked (SKIP LOCKED) in the returned transaction until it
 /// is marked sent, so several instances' relays never publish the same rows at once. SQLite
 /// (one instance) must not hold its only write lock while publishing: no transaction.
@@ -396,13 +414,14 @@ async fn claim_batch(state: &AppState) -> (Option<WriteTx>, Vec<outbox::Pending>
     let rows = match state.db.backend {
         crate::store::Backend::Postgres => match state.db.begin_write().await {
             Ok(mut t) => {
-                let rows = outbox::unsent_on(t.conn(), 500, " FOR UPDATE SKIP LOCKED").await;
+                let rows =
+                    outbox::unsent_on(t.conn(), RELAY_BATCH, " FOR UPDATE SKIP LOCKED").await;
                 tx = Some(t);
                 rows
             }
             Err(e) => Err(e.into()),
         },
-        crate::store::Backend::Sqlite => outbox::unsent(&state.db, 500).await,
+        crate::store::Backend::Sqlite => outbox::unsent(&state.db, RELAY_BATCH).await,
     };
     let rows = rows.unwrap_or_else(|e| {
         tracing::warn!(error = %e.message, "relay could not read the outbox");
