@@ -48,7 +48,8 @@ pub async fn run_once(state: &AppState) -> Result<(u64, u64)> {
     Ok((holds, bookings))
 }
 
-/// Sweeps every `interval` (and refreshes the oversold gauge) until `shutdown` fires.
+/// Sweeps every `interval` until `shutdown` fires, and refreshes the oversold gauge with it
+/// as often as [`crate::metrics::OVERSOLD_AUDIT_BUDGET`] allows.
 pub fn spawn(
     state: AppState,
     interval: Duration,
@@ -65,9 +66,15 @@ pub fn spawn(
             if let Err(e) = run_once(&state).await {
                 tracing::warn!(error = %e, "reaper sweep failed");
             }
-            match crate::store::audit::oversold_total(&state.db).await {
-                Ok(n) => state.metrics.oversold_seats.set(n),
-                Err(e) => tracing::warn!(error = %e, "oversold audit failed"),
+            let audit = &state.metrics.oversold_audit;
+            if audit.due() {
+                let started = std::time::Instant::now();
+                let total = crate::store::audit::oversold_total(&state.db).await;
+                audit.done(started, total.is_ok());
+                match total {
+                    Ok(n) => state.metrics.oversold_seats.set(n),
+                    Err(e) => tracing::warn!(error = %e, "oversold audit failed"),
+                }
             }
         }
     })

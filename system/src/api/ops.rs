@@ -146,13 +146,13 @@ async fn refresh_scraped_gauges(state: &AppState) {
 async fn refresh_store_gauges(state: &AppState) -> bool {
     let m = &state.metrics;
     let seats = async {
-        if !m.seat_count_due() {
+        if !m.seat_count.due() {
             return None;
         }
         let started = std::time::Instant::now();
         let read =
             tokio::time::timeout(SCRAPE_READ_TIMEOUT, audit::seats_by_state(&state.db)).await;
-        m.seat_count_done(started, matches!(read, Ok(Ok(_))));
+        m.seat_count.done(started, matches!(read, Ok(Ok(_))));
         Some(read)
     };
     let outbox = tokio::time::timeout(

@@ -22,8 +22,46 @@ use prometheus::{
 };
 
 /// The share of one database backend's time the seats-by-state count may take
-/// ([`Metrics::seat_count_due`]): 2 %.
+/// ([`Metrics::seat_count`]): 2 %.
 pub const SEAT_COUNT_BUDGET: f64 = 0.02;
+
+/// The share of one database backend's time the oversold audit may take
+/// ([`Metrics::oversold_audit`]): 5 %. It groups every live held seat, so its cost grows with
+/// the seats held and sold (25 ms a run with ~12,000 live at 400 buyers/s); on a sold-out
+/// venue of 100,000 seats, once a second per instance would be most of a core.
+pub const OVERSOLD_AUDIT_BUDGET: f64 = 0.05;
+
+/// A periodic database read whose cost grows with a table, held to a share of one backend's
+/// time: after a run that took `d`, the next is due `d ÷ share` later (on a small table that
+/// is sooner than its caller's own period, so it runs every time). A run that failed does
+/// not push the next one back: a timeout says nothing about the read's cost.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    share: f64,
+    next: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Budget {
+    /// A read allowed `share` (0–1) of one backend.
+    pub fn new(share: f64) -> Budget {
+        Budget {
+            share,
+            next: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// True when the read may run now.
+    pub fn due(&self) -> bool {
+        let next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        next.is_none_or(|at| Instant::now() >= at)
+    }
+
+    /// Records that a run started at `started` has ended.
+    pub fn done(&self, started: Instant, succeeded: bool) {
+        let next = succeeded.then(|| started + started.elapsed().div_f64(self.share));
+        *self.next.lock().unwrap_or_else(|p| p.into_inner()) = next;
+    }
+}
 
 /// Every metric the service emits (see `system/METRICS.md` for the table), behind one `Arc`:
 /// handlers clone the application state on every request, and a clone of this is one atomic
@@ -121,8 +159,12 @@ pub struct MetricSet {
     pub admission: crate::api::admission::AdmissionMetrics,
     /// When the scrape-time gauges were last refreshed.
     refreshed: Arc<Mutex<Option<Instant>>>,
-    /// When the seats-by-state count may run next (see [`Metrics::seat_count_due`]).
-    seat_count_next: Arc<Mutex<Option<Instant>>>,
+    /// The seats-by-state count reads every seat, so its cost grows with the inventory (59 ms
+    /// a run at 100,000 seats under a sale): held to [`SEAT_COUNT_BUDGET`], checked on a
+    /// refresh (see [`Metrics::refresh_due`]).
+    pub seat_count: Budget,
+    /// The oversold audit (the reaper's), held to [`OVERSOLD_AUDIT_BUDGET`].
+    pub oversold_audit: Budget,
 }
 
 /// Latency buckets, seconds (0.5 ms to 10 s; 0.25 s is the latency SLO's threshold).
@@ -383,7 +425,8 @@ impl Metrics {
                 wait: single_histogram(&r, "boxoffice_admission_wait_seconds", "How long a request that had to queue waited for an admission slot (admitted or timed out)."),
             },
             refreshed: Arc::new(Mutex::new(None)),
-            seat_count_next: Arc::new(Mutex::new(None)),
+            seat_count: Budget::new(SEAT_COUNT_BUDGET),
+            oversold_audit: Budget::new(OVERSOLD_AUDIT_BUDGET),
             registry: r,
         };
         // The process's own resources (resident memory, open descriptors, threads, CPU):
@@ -494,30 +537,6 @@ impl MetricSet {
         self.registry.gather()
     }
 
-    /// True when the seats-by-state count is due (checked on a refresh, see
-    /// [`Metrics::refresh_due`]). The count reads every seat, so its cost grows with the
-    /// inventory (59 ms a run at 100,000 seats under a sale): after each count that took `d`,
-    /// the next waits `d ÷` [`SEAT_COUNT_BUDGET`], keeping it near that share of one backend
-    /// however large the table; on a small one that is less than the refresh's own second.
-    pub fn seat_count_due(&self) -> bool {
-        let next = self
-            .seat_count_next
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        next.is_none_or(|at| Instant::now() >= at)
-    }
-
-    /// Records that a seats-by-state count started at `started` has ended: after a count that
-    /// succeeded, the next is due its duration ÷ [`SEAT_COUNT_BUDGET`] later; after one that
-    /// failed (a timeout says nothing about the count's cost), at the next refresh.
-    pub fn seat_count_done(&self, started: Instant, succeeded: bool) {
-        let next = succeeded.then(|| started + started.elapsed().div_f64(SEAT_COUNT_BUDGET));
-        *self
-            .seat_count_next
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = next;
-    }
-
     /// True (and the clock reset) when the scrape-time gauges are due: at most once a second,
     /// so that several scrapers do not multiply the database reads.
     pub fn refresh_due(&self) -> bool {
@@ -559,3 +578,31 @@ impl Drop for SseGuard {
 mod http;
 
 pub use http::HttpMetrics;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budgeted_read_waits_its_cost_divided_by_its_share() {
+        let b = Budget::new(0.05);
+        assert!(b.due(), "the first run is due at once");
+        // A run that took 20 ms may run again 20 ms ÷ 5 % = 400 ms after it started.
+        let started = Instant::now() - Duration::from_millis(20);
+        b.done(started, true);
+        assert!(!b.due());
+        let next = b.next.lock().unwrap().unwrap();
+        let wait = next - started;
+        assert!(
+            wait >= Duration::from_millis(400) && wait < Duration::from_secs(2),
+            "{wait:?}"
+        );
+        // A failed run says nothing about the cost: the next is due at once.
+        b.done(Instant::now(), false);
+        assert!(b.due());
+        // A cheap run is due again right away (the caller's own period decides).
+        b.done(Instant::now(), true);
+        let cheap = b.next.lock().unwrap().unwrap();
+        assert!(cheap <= Instant::now() + Duration::from_millis(5));
+    }
+}
