@@ -102,7 +102,7 @@ pub enum Wiring {
     #[default]
     Proxied,
     /// Straight to each server, with no proxy started: one hop and one relay process fewer on
-    /// every round trip, for runs that inject no fault (a proxy in the way costs a quarter of
+    /// every round trip, for runs that inject no fault (the proxies in the way cost a fifth of
     /// a core on a 2-core machine at ~600 requests/s). Process faults still work on the
     /// instances; a network fault or a failover is refused.
     Direct,
