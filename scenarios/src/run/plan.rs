@@ -282,7 +282,7 @@ pub fn stack_options(cli: &Cli, schedule: Option<&chaos::schedule::Schedule>) ->
         seed: cli.seed,
         prometheus: None,
         chaos_api: cli.chaos_api.clone(),
-        wiring: wiring(cli, schedule),
+        wiring: wiring(cli),
         cache: cli.cache,
         app_env: cli.app_env.clone(),
         while_locked: cli.while_locked,
@@ -290,14 +290,13 @@ pub fn stack_options(cli: &Cli, schedule: Option<&chaos::schedule::Schedule>) ->
 }
 
 /// `--wiring`, resolved. `auto` is direct only for a local stack this run starts and faults
-/// nothing on: a stack started by other code (a test's, a game day's) keeps its proxies.
-fn wiring(cli: &Cli, schedule: Option<&chaos::schedule::Schedule>) -> compose::Wiring {
+/// nothing on (no `--chaos`, which is where every schedule comes from): a stack started by
+/// other code (a test's, a game day's) keeps its proxies.
+fn wiring(cli: &Cli) -> compose::Wiring {
     match cli.wiring {
         WiringChoice::Proxied => compose::Wiring::Proxied,
         WiringChoice::Direct => compose::Wiring::Direct,
-        WiringChoice::Auto
-            if cli.stack == StackSpec::Local && schedule.is_none() && cli.chaos.is_none() =>
-        {
+        WiringChoice::Auto if cli.stack == StackSpec::Local && cli.chaos.is_none() => {
             compose::Wiring::Direct
         }
         WiringChoice::Auto => compose::Wiring::Proxied,
