@@ -222,6 +222,13 @@ pub struct Cli {
     #[arg(long, default_value_t = 3, help_heading = "Lab")]
     pub pairs: u32,
 
+    /// A crowd that rushes together (flash-sale, coupon-rush…) makes its first request at the
+    /// open, on a new connection each. By default every user first loads the sale's page
+    /// (`GET /v1/events/{id}`, recorded as `event`) while waiting for the open, as a buyer's
+    /// browser does, so the rush meets connections already open.
+    #[arg(long, help_heading = "Lab")]
+    pub cold_open: bool,
+
     /// Mean think time between a user's steps, ms [default: 0, browse-and-buy 500].
     #[arg(long, help_heading = "Lab")]
     pub think_ms: Option<u64>,

@@ -1,6 +1,7 @@
 //! What every virtual user shares during an attack: the seeded world, the history
 //! recorder, the seed, and how users arrive — all together through a [`Gate`] (closed
-//! model, a flash-sale crowd) or on a fixed schedule through a [`Pacer`] (open model).
+//! model, a flash-sale crowd, which first gathers on the sale's page in a lobby) or on a
+//! fixed schedule through a [`Pacer`] (open model).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,7 +13,8 @@ use goose::prelude::*;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
-use crate::history::Recorder;
+use crate::call::{send, Request};
+use crate::history::{OpKind, Recorder};
 use crate::seed::{SeededUser, World};
 
 /// The future a transaction function returns.
@@ -63,6 +65,9 @@ pub struct RunContext {
     pub seed: u64,
     /// Releases a closed-model crowd together.
     pub gate: Option<Gate>,
+    /// Gathers a closed-model crowd on the sale's page before its gate (see
+    /// [`RunContext::arrive`]); `None` with `--cold-open` and in the open model.
+    pub lobby: Option<Gate>,
     /// Schedules open-model arrivals.
     pub pacer: Option<Pacer>,
     /// Persona knobs.
@@ -117,6 +122,10 @@ impl RunContext {
     pub async fn arrive(&self, user: &mut GooseUser) -> Turn {
         if let Some(g) = &self.gate {
             if user.get_iterations() == 0 {
+                if let Some(lobby) = &self.lobby {
+                    lobby.arrive().await;
+                    self.load_the_sale_page(user).await;
+                }
                 g.arrive().await;
             }
         }
@@ -139,6 +148,29 @@ impl RunContext {
             * 1000.0;
         crate::call::begin_arrival(user, due_ms, self.recorder.now_ms());
         Turn::Go(Some(due_ms))
+    }
+
+    /// A buyer waiting for the open has the sale's page loaded, and its browser the
+    /// connection that loaded it: `GET /v1/events/{id}` of the first round, recorded as
+    /// `event`, so that its latency (a crowd connecting at once) is reported where it is paid.
+    /// The crowd loads it together, after the lobby: a shared client's pool then keeps a
+    /// connection per user for the rush instead of lending one to many page loads. A page
+    /// that fails to load does not stop the buyer.
+    async fn load_the_sale_page(&self, user: &mut GooseUser) {
+        let Some(round) = self.world.rounds.first() else {
+            return;
+        };
+        let buyer = self.buyer(user);
+        let path = format!("/v1/events/{}", round.event_id);
+        if let Ok(r) = send(
+            user,
+            &self.recorder,
+            Request::get(OpKind::Event, &path, Some(&buyer.token)),
+        )
+        .await
+        {
+            self.recorder.record(r.op(buyer.id));
+        }
     }
 
     /// Sleeps a think time drawn around the configured mean (uniform 0.5×–1.5×).

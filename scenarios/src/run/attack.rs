@@ -251,17 +251,19 @@ pub async fn attack(
         .as_deref()
         .and_then(goose::util::parse_timespan)
         .map(|s| Duration::from_secs(s as u64));
+    let every_user_waits = plan.attack.personas.iter().all(|(p, _)| p.waits_its_turn());
     let ctx = Arc::new(RunContext {
         recorder: recorder.clone(),
         world,
         seed: plan.cli.seed,
         // A gate must count every user: an open-model run with personas that loop without
         // waiting their turn (browsers) starts its schedule at the first arrival instead.
-        gate: if plan.attack.personas.iter().all(|(p, _)| p.waits_its_turn()) {
+        gate: if every_user_waits {
             plan.pacing.gate(plan.users)
         } else {
             None
         },
+        lobby: if every_user_waits { plan.lobby() } else { None },
         pacer: plan
             .pacing
             .pacer(plan.users)

@@ -228,6 +228,14 @@ impl Plan {
         })
     }
 
+    /// The lobby a closed-model crowd gathers in to load the sale's page before its gate
+    /// (see [`crate::context::RunContext::arrive`]); none with `--cold-open`, and none in
+    /// the open model, whose arrivals each connect when they come.
+    pub fn lobby(&self) -> Option<Gate> {
+        (self.pacing == Pacing::Together && !self.cli.cold_open)
+            .then(|| Gate::new(self.users, Duration::from_secs(10)))
+    }
+
     /// Prints a line unless `-q`.
     pub fn say(&self, msg: impl AsRef<str>) {
         if !self.cli.quiet() {

@@ -97,6 +97,10 @@ fn run_info(plan: &Plan, stack: &Stack, keys: &StateKeys, run: &Attacked) -> rep
         }
         _ => {}
     }
+    if plan.pacing == Pacing::Together {
+        // Whether the crowd had the sale's page (and its connections) open before the rush.
+        p.insert("cold_open".into(), json!(plan.cli.cold_open));
+    }
     p.insert("think_ms".into(), json!(plan.knobs.think_ms));
     if let Some(lab) = stack.lab() {
         // Whether a proxy hop (and its CPU) sat between the instances and every server.

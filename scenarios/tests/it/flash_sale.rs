@@ -111,3 +111,60 @@ fn a_run_records_its_command_and_replay_runs_it_again_with_new_arguments_on_top(
         .unwrap();
     assert_eq!(missing.code(), Some(reports::exit_code::USAGE));
 }
+
+/// A crowd waits for the open on the sale's page: every user loads it once, the rush begins
+/// only when every page is in, so the holds meet connections already open, and the page
+/// loads are reported as `event`. With `--cold-open` the first request is the hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crowd_loads_the_sales_page_before_the_open_unless_told_to_open_cold() {
+    use scenarios::history::OpKind;
+    for cold in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec!["flash-sale", "-u", "60", "--seats", "20"];
+        if cold {
+            args.push("--cold-open");
+        }
+        let outcome = scenarios::run(common::cli(&args, dir.path()))
+            .await
+            .expect("the run completes");
+        assert_eq!(
+            outcome.report.run.parameters["cold_open"],
+            serde_json::json!(cold)
+        );
+        let ops = scenarios::history::read(&dir.path().join("history.jsonl")).unwrap();
+        let pages: Vec<_> = ops.iter().filter(|o| o.op == OpKind::Event).collect();
+        let first_hold = ops
+            .iter()
+            .filter(|o| o.op == OpKind::Hold)
+            .map(|o| o.invoke_ms)
+            .fold(f64::INFINITY, f64::min);
+        assert!(first_hold.is_finite(), "the crowd rushed");
+        if cold {
+            assert!(pages.is_empty(), "a cold open loads no page: {pages:?}");
+            continue;
+        }
+        let buyers: std::collections::BTreeSet<i64> = pages.iter().map(|o| o.user).collect();
+        assert_eq!(
+            (pages.len(), buyers.len()),
+            (60, 60),
+            "every user loads the page once"
+        );
+        assert!(
+            pages.iter().all(|o| o.status == Some(200)),
+            "every page loaded: {pages:?}"
+        );
+        let last_page = pages.iter().map(|o| o.complete_ms).fold(0.0, f64::max);
+        assert!(
+            last_page <= first_hold,
+            "the first hold ({first_hold} ms) went before the last page was in ({last_page} ms)"
+        );
+        assert!(
+            outcome
+                .report
+                .transactions
+                .iter()
+                .any(|t| t.name == "event" && t.count == 60),
+            "the page loads are reported"
+        );
+    }
+}
