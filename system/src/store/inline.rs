@@ -20,7 +20,7 @@
 //! the connection's thread and back, and between two statements the task holding the write
 //! lock waited for its turn on a busy runtime while every other writer waited for it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -102,6 +102,11 @@ impl InlineReads {
             path: PathBuf::from(path),
             idle: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The database file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Runs `read` on an idle connection (opening one if none is idle). `None` when the
@@ -206,6 +211,7 @@ impl InlineWriter {
         conn.execute_batch(
             "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384;",
         )?;
+        conn.execute_batch(super::checkpoint::NO_AUTOCHECKPOINT)?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(conn)
     }

@@ -24,6 +24,7 @@
 pub mod audit;
 pub mod bookings;
 pub mod catalog;
+mod checkpoint;
 pub mod coupons;
 pub mod health;
 mod hold_batch;
@@ -143,6 +144,8 @@ pub struct Db {
     inline: Option<Arc<inline::InlineReads>>,
     /// Write transactions run without yielding (a file-backed SQLite database only).
     inline_writer: Option<Arc<inline::InlineWriter>>,
+    /// Checkpoints the WAL off the write path (a file-backed SQLite database only).
+    _checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 /// Where a best-available search of a round starts (PostgreSQL `atomic` holds).
@@ -301,6 +304,8 @@ impl Db {
                                 // A large sale's seats outgrow SQLite's default 2 MiB page
                                 // cache per connection (each miss is a read() and a copy).
                                 "PRAGMA cache_size = -16384",
+                                // Checkpoints run off the write path (see `checkpoint`).
+                                checkpoint::NO_AUTOCHECKPOINT,
                             ] {
                                 conn.execute(pragma).await?;
                             }
@@ -344,10 +349,15 @@ impl Db {
             probe,
             inline: None,
             inline_writer: None,
+            _checkpointer: None,
         };
         let db = match backend {
             Backend::Sqlite => match inline::InlineReads::for_url(&url) {
                 Some(reads) => Db {
+                    _checkpointer: Some(
+                        checkpoint::Checkpointer::start(reads.path())
+                            .context("starting the SQLite checkpointer")?,
+                    ),
                     inline_writer: Some(Arc::new(inline::InlineWriter::beside(&reads))),
                     inline: Some(Arc::new(reads)),
                     ..db
