@@ -16,7 +16,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
@@ -26,15 +25,16 @@ pub(crate) const NO_AUTOCHECKPOINT: &str = "PRAGMA wal_autocheckpoint = 0";
 
 /// How often the checkpointer runs. At the lab's highest write rates the WAL grows by a few
 /// MiB a second; SQLite's own threshold is 4 MiB.
-pub(crate) const INTERVAL: Duration = Duration::from_millis(250);
+const INTERVAL: Duration = Duration::from_millis(250);
 
 /// A checkpoint that took longer than this is logged (the disk's `fsync` was slow).
 const SLOW: Duration = Duration::from_millis(100);
 
-/// The handle that keeps the checkpointer thread running.
+/// The handle that keeps the checkpointer thread running (its clones share the channel the
+/// thread waits on; the last one dropped disconnects it).
 #[derive(Debug, Clone)]
 pub(crate) struct Checkpointer {
-    _alive: Arc<mpsc::Sender<()>>,
+    _alive: mpsc::Sender<()>,
 }
 
 impl Checkpointer {
@@ -45,9 +45,7 @@ impl Checkpointer {
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || run(path, rx))?;
-        Ok(Checkpointer {
-            _alive: Arc::new(tx),
-        })
+        Ok(Checkpointer { _alive: tx })
     }
 }
 
@@ -89,7 +87,7 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// One passive checkpoint: the WAL's pages, and how many of them are now in the database.
-pub(crate) fn checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+fn checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
         Ok((row.get(1)?, row.get(2)?))
     })
