@@ -29,6 +29,8 @@
 //!   and [`docker::docker_available`], which says clearly when there is no Docker daemon.
 //! - [`shared`] holds the server shared by a test binary, and [`fresh_postgres_database`].
 //! - [`net`] holds [`free_port`].
+//! - `homes` decides where servers keep their files (RAM by default) and sweeps the ones that
+//!   killed runs left.
 //! - `process` holds the `Supervisor` every local server runs under (home dir, free port,
 //!   log, readiness probe, kill / pause / start again, stop on drop), and spawns children that
 //!   die with us, as `nobody` when we are root.
@@ -40,10 +42,13 @@
 //! - `BOXOFFICE_PG_BIN`: directory holding `initdb` and `postgres` (else PATH, else the newest
 //!   `/usr/lib/postgresql/*/bin`).
 //! - `BOXOFFICE_TANSU`: path of the `tansu` binary (else PATH, else `~/.cargo/bin`).
+//! - `BOXOFFICE_STACK_DIR`: the dir the servers' temp dirs go in; by default `/dev/shm` when it
+//!   is a tmpfs with 2 GiB available, else the temp dir (`/tmp` as root). See `homes`.
 //! - `BOXOFFICE_KEEP_STACK=1`: keep temp dirs (data, logs) when servers stop, and print where.
 
 pub mod balancer;
 pub mod docker;
+mod homes;
 pub mod kafka;
 pub mod lab;
 pub mod net;

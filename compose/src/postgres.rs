@@ -1,17 +1,18 @@
 //! A real PostgreSQL server started from the binaries on this machine, for tests and lab runs.
 //!
-//! [`LocalPostgres::start`] runs `initdb` into a fresh temp dir, then starts `postgres` itself
+//! [`LocalPostgres::start`] runs `initdb` into a fresh temp dir (in RAM, `/dev/shm`, by default;
+//! `BOXOFFICE_STACK_DIR` chooses another dir: see `homes.rs`), then starts `postgres` itself
 //! (not `pg_ctl`, so we hold the postmaster's `Child`) on a free 127.0.0.1 port, with its unix
 //! socket in the same temp dir, and polls `SELECT 1` until the server answers. As root, both run
 //! as `nobody` because PostgreSQL refuses root. The server log is kept in the temp dir and its
 //! tail goes into every start error. Dropping the value stops the server and removes the dir.
 //!
 //! ```text
-//! /tmp/boxoffice-pg-XXXXXX/      owned by the server's uid, mode 0700
-//! ├── data/                      PGDATA (initdb --no-sync: a test cluster, rebuilt every time)
-//! ├── .s.PGSQL.<port>            unix socket (-k)
+//! /dev/shm/boxoffice-pg-<pid>-XXXXXX/   owned by the server's uid, mode 0700
+//! ├── data/                             PGDATA (initdb --no-sync: rebuilt every time)
+//! ├── .s.PGSQL.<port>                   unix socket (-k)
 //! ├── initdb.log
-//! └── postgres.log               server stderr, appended across start attempts
+//! └── postgres.log                      server stderr, appended across start attempts
 //! ```
 //!
 //! It runs the installed binaries rather than `postgresql_embedded` or `pg-embed`, which download
@@ -58,6 +59,8 @@ const DROP_TIMEOUT: Duration = Duration::from_secs(5);
 const LOG_TAIL_LINES: usize = 40;
 /// The temp dir of a server (and of a standby).
 const TEMP_PREFIX: &str = "boxoffice-pg-";
+/// The setting that says where dynamic shared memory segments live.
+const DSM_TYPE: &str = "dynamic_shared_memory_type";
 /// The server's log (stderr), in its temp dir, appended across starts.
 const LOG: &str = "postgres.log";
 
@@ -137,10 +140,16 @@ impl LocalPostgres {
     /// same name. Names must be non-empty and must not contain `=`.
     pub async fn start_with(settings: &[(&str, &str)]) -> anyhow::Result<LocalPostgres> {
         let began = Instant::now();
-        let settings = merge_settings(settings)?;
+        let mut settings = merge_settings(settings)?;
         let bin_dir = find_postgres_bin_dir()?;
         let identity = process::server_identity()?;
         let home = Home::temp(TEMP_PREFIX, identity)?;
+        if home.in_ram() && !settings.iter().any(|(name, _)| name == DSM_TYPE) {
+            // Dynamic shared memory as files in the data dir (on tmpfs, so as cheap as POSIX
+            // shared memory): a killed server's segments then go with its home, instead of
+            // staying in /dev/shm as `PostgreSQL.*` until a reboot.
+            settings.push((DSM_TYPE.to_string(), "mmap".to_string()));
+        }
         let data_dir = home.path().join("data");
         if let Err(error) = run_initdb(&bin_dir, home.path(), &data_dir, identity).await {
             // Honours BOXOFFICE_KEEP_STACK, so a failed start can be inspected.

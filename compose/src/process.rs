@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use tempfile::TempDir;
 
-use crate::sys;
+use crate::{homes, sys};
 use chaos::process::{self as signal, Signal};
 
 /// How often we poll a child for its exit; short, because shutdowns usually take milliseconds.
@@ -235,20 +235,26 @@ pub(crate) struct Home {
     /// The temp dir when the server owns it; released by [`Home::release`].
     dir: Option<TempDir>,
     path: PathBuf,
+    in_ram: bool,
 }
 
 impl Home {
-    /// A fresh 0700 temp dir `<prefix>XXXXXX`, owned by `identity` when given. As root it goes
-    /// in /tmp, whose parents any uid can traverse, rather than in `$TMPDIR`, which might not be.
+    /// A fresh 0700 temp dir `<prefix><pid>-XXXXXX` in [`homes::base`] (RAM by default), owned
+    /// by `identity` when given. The first one a process makes sweeps that dir of the homes
+    /// that killed runs left ([`homes::sweep_once`]).
     pub(crate) fn temp(prefix: &str, identity: Option<Identity>) -> anyhow::Result<Home> {
-        let base = match identity {
-            Some(_) => PathBuf::from("/tmp"),
-            None => std::env::temp_dir(),
-        };
+        let base = homes::base(identity);
+        homes::sweep_once(&base.path);
         let dir = tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir_in(&base)
-            .with_context(|| format!("Failed to create a temp dir in {}", base.display()))?;
+            .prefix(&homes::owned_prefix(prefix))
+            .tempdir_in(&base.path)
+            .with_context(|| {
+                format!(
+                    "Failed to create a temp dir in {} (set {} to choose another)",
+                    base.path.display(),
+                    homes::STACK_DIR_ENV
+                )
+            })?;
         if let Some(Identity { uid, gid }) = identity {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).with_context(|| {
                 format!("Failed to chown {} to {uid}:{gid}", dir.path().display())
@@ -257,6 +263,7 @@ impl Home {
         Ok(Home {
             path: dir.path().to_path_buf(),
             dir: Some(dir),
+            in_ram: base.in_ram,
         })
     }
 
@@ -265,6 +272,7 @@ impl Home {
         Home {
             dir: None,
             path: path.to_path_buf(),
+            in_ram: false,
         }
     }
 
@@ -273,11 +281,23 @@ impl Home {
         &self.path
     }
 
+    /// Whether the dir is in RAM (a tmpfs); `false` for a shared dir.
+    pub(crate) fn in_ram(&self) -> bool {
+        self.in_ram
+    }
+
     /// Removes an owned temp dir, or keeps it and says where when `BOXOFFICE_KEEP_STACK=1`.
     pub(crate) fn release(self, what: &str) {
         let Some(dir) = self.dir else { return };
         if std::env::var_os(KEEP_ENV).is_some_and(|value| value == "1") {
             let path = dir.keep();
+            // The sweep of later runs leaves a kept dir alone.
+            if let Err(error) = fs::write(path.join(homes::KEPT_MARK), b"") {
+                eprintln!(
+                    "compose: failed to mark {} as kept: {error}",
+                    path.display()
+                );
+            }
             eprintln!(
                 "compose: {KEEP_ENV}=1, kept the {what} dir {}",
                 path.display()

@@ -6,7 +6,7 @@
 //! whatever happens from then on is sampled.
 //!
 //! ```text
-//! /tmp/boxoffice-prometheus-XXXXXX/
+//! /dev/shm/boxoffice-prometheus-<pid>-XXXXXX/
 //! ├── prometheus.yml   generated: scrape jobs, rule_files, alerting
 //! ├── rules/           copies of the rule files
 //! ├── data/            TSDB

@@ -8,7 +8,7 @@
 //! on the same port, which is what a client's reconnect logic has to survive.
 //!
 //! ```text
-//! /tmp/boxoffice-redis-XXXXXX/
+//! /dev/shm/boxoffice-redis-<pid>-XXXXXX/
 //! ├── redis.log        server log, appended across restarts
 //! └── sentinel.conf    (failover drills only; Sentinel rewrites it)
 //! ```

@@ -76,6 +76,17 @@ async fn a_started_server_accepts_sql() -> anyhow::Result<()> {
     assert_eq!(scalar_text(&url, "SHOW max_connections").await?, "300");
     assert_eq!(scalar_text(&url, "SHOW fsync").await?, "on");
     assert_eq!(scalar_text(&url, "SHOW synchronous_commit").await?, "on");
+    // In RAM (the default where /dev/shm is a roomy tmpfs) the dynamic shared memory is files in
+    // the data dir, which go with it; on a disk it stays POSIX shared memory.
+    let dsm = if server.data_dir().starts_with("/dev/shm") {
+        "mmap"
+    } else {
+        "posix"
+    };
+    assert_eq!(
+        scalar_text(&url, "SHOW dynamic_shared_memory_type").await?,
+        dsm
+    );
     assert!(server.data_dir().join("PG_VERSION").is_file());
     assert!(server.bin_dir().join("postgres").is_file());
     assert!(std::fs::read_to_string(server.log_path())?.contains("ready to accept connections"));
@@ -283,20 +294,32 @@ fn the_shared_server_dies_when_its_test_process_is_killed() -> anyhow::Result<()
     child.kill()?;
     child.wait()?;
     let gone = wait_until_gone(report.pid, Duration::from_secs(10));
-    // A killed process cannot clean up after itself; the dir is ours to remove.
-    remove_leftover(&report.dir);
+    // A killed process cannot clean up after itself: its dir stays, until the next lab process
+    // sweeps it (its name carries the pid of the process that made it).
+    assert!(report.dir.exists(), "{} vanished", report.dir.display());
+    remove_shared_memory(&report.dir);
+    let (mut next, next_report) = spawn_helper("exit")?;
+    let status = next.wait()?;
+    let swept = !report.dir.exists();
+    let _ = std::fs::remove_dir_all(&report.dir);
     assert!(
         gone,
         "postgres (pid {}) outlived its killed test process",
         report.pid
     );
+    assert!(status.success(), "the next helper failed: {status}");
+    assert_ne!(next_report.dir, report.dir);
+    assert!(
+        swept,
+        "the next lab process left the killed one's dir {}",
+        report.dir.display()
+    );
     Ok(())
 }
 
-/// Removes what a SIGKILLed postmaster leaves behind: its temp dir, and the small System V
-/// shared memory segment it would have released on a clean exit (its id is on line 7 of
-/// `postmaster.pid`: "key shmid").
-fn remove_leftover(dir: &Path) {
+/// Removes the small System V shared memory segment that a SIGKILLed postmaster would have
+/// released on a clean exit (its id is on line 7 of `postmaster.pid`: "key shmid").
+fn remove_shared_memory(dir: &Path) {
     let pid_file = std::fs::read_to_string(dir.join("data/postmaster.pid")).unwrap_or_default();
     if let Some(shmid) = pid_file
         .lines()
@@ -308,7 +331,6 @@ fn remove_leftover(dir: &Path) {
             eprintln!("could not remove shared memory segment {shmid} of a killed postgres");
         }
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
