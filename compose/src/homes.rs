@@ -24,6 +24,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use anyhow::Context as _;
+use tempfile::TempDir;
+
 use nix::sys::statfs::{statfs, TMPFS_MAGIC};
 use nix::unistd::{access, AccessFlags};
 
@@ -99,6 +102,23 @@ fn filesystem(path: &Path) -> nix::Result<Filesystem> {
 /// Whether we may create files in `dir`.
 fn writable(dir: &Path) -> bool {
     access(dir, AccessFlags::W_OK | AccessFlags::X_OK).is_ok()
+}
+
+/// A fresh 0700 temp dir `<prefix><pid>-XXXXXX` in [`base`] for `identity`, and whether it is
+/// in RAM. The first one a process makes in a dir sweeps that dir ([`sweep_once`]).
+pub(crate) fn make(prefix: &str, identity: Option<Identity>) -> anyhow::Result<(TempDir, bool)> {
+    let base = base(identity);
+    sweep_once(&base.path);
+    let dir = tempfile::Builder::new()
+        .prefix(&owned_prefix(prefix))
+        .tempdir_in(&base.path)
+        .with_context(|| {
+            format!(
+                "Failed to create a temp dir in {} (set {STACK_DIR_ENV} to choose another)",
+                base.path.display()
+            )
+        })?;
+    Ok((dir, base.in_ram))
 }
 
 /// The prefix of a home this process makes: `<prefix><pid>-`.

@@ -243,18 +243,7 @@ impl Home {
     /// by `identity` when given. The first one a process makes sweeps that dir of the homes
     /// that killed runs left ([`homes::sweep_once`]).
     pub(crate) fn temp(prefix: &str, identity: Option<Identity>) -> anyhow::Result<Home> {
-        let base = homes::base(identity);
-        homes::sweep_once(&base.path);
-        let dir = tempfile::Builder::new()
-            .prefix(&homes::owned_prefix(prefix))
-            .tempdir_in(&base.path)
-            .with_context(|| {
-                format!(
-                    "Failed to create a temp dir in {} (set {} to choose another)",
-                    base.path.display(),
-                    homes::STACK_DIR_ENV
-                )
-            })?;
+        let (dir, in_ram) = homes::make(prefix, identity)?;
         if let Some(Identity { uid, gid }) = identity {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).with_context(|| {
                 format!("Failed to chown {} to {uid}:{gid}", dir.path().display())
@@ -263,7 +252,7 @@ impl Home {
         Ok(Home {
             path: dir.path().to_path_buf(),
             dir: Some(dir),
-            in_ram: base.in_ram,
+            in_ram,
         })
     }
 
