@@ -204,8 +204,8 @@ pub struct Cli {
     pub seats: Option<usize>,
 
     /// Open-model arrivals per second (paced inside the scenario, independent of response
-    /// times); capacity starts here and doubles every step. Absent: users arrive together
-    /// (flash-sale, coupon-rush) or loop (browse-and-buy).
+    /// times); capacity starts here and grows by --growth every step. Absent: users arrive
+    /// together (flash-sale, coupon-rush) or loop (browse-and-buy).
     #[arg(long, value_name = "PER_SECOND", help_heading = "Lab")]
     pub rate: Option<f64>,
 
@@ -213,9 +213,19 @@ pub struct Cli {
     #[arg(long, default_value_t = 8, help_heading = "Lab")]
     pub step_secs: u64,
 
-    /// Capacity: number of steps (the rate doubles at each).
+    /// Capacity: number of steps (the rate is multiplied by --growth at each).
     #[arg(long, default_value_t = 5, help_heading = "Lab")]
     pub steps: u32,
+
+    /// Capacity: each step's rate over the previous one's: 2 doubles it; 1.1 walks up to the
+    /// knee in 10 % steps to find it closely; 1 holds one rate for every step.
+    #[arg(
+        long,
+        value_name = "FACTOR",
+        default_value_t = 2.0,
+        help_heading = "Lab"
+    )]
+    pub growth: f64,
 
     /// Bench: history on/off pairs, the order alternating (on first, then off first…); the
     /// overhead is the median of the pairs'.

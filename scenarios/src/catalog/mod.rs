@@ -120,7 +120,7 @@ pub enum Arrival {
     Together,
     /// As Goose starts them, looping until the run time ends.
     AsStarted,
-    /// Open-model arrivals at a rate doubling every `--step-secs` (capacity's ramp).
+    /// Open-model arrivals at a rate multiplied by `--growth` every `--step-secs` (capacity's ramp).
     Ramp,
 }
 
@@ -335,7 +335,7 @@ pub static SCENARIOS: [Scenario; 12] = [
     },
     Scenario {
         name: ScenarioName::Capacity,
-        description: "flash buyers arriving at a stepped, open-model rate (--rate doubles every --step-secs) to find where the p99 SLO breaks",
+        description: "flash buyers arriving at a stepped, open-model rate (--rate, times --growth every --step-secs: doubling by default) to find where the p99 SLO breaks",
         defaults: Defaults {
             users: 200,
             seats: 100_000,

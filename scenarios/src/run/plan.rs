@@ -111,6 +111,15 @@ impl Plan {
                     .into(),
             ));
         }
+        if attack.arrival == Arrival::Ramp
+            && !(cli.growth.is_finite() && (1.0..=MAX_GROWTH).contains(&cli.growth))
+        {
+            return Err(Error::Usage(format!(
+                "--growth {} is not a rate factor: give 1 (the same rate every step) up to \
+                 {MAX_GROWTH} (2 doubles the rate each step)",
+                cli.growth
+            )));
+        }
         let pacing = match (attack.arrival, cli.rate) {
             (Arrival::Ramp, _) => Pacing::Open {
                 rates: ramp_rates(&cli),
@@ -325,13 +334,22 @@ pub fn chaos_schedule(spec: &str, seed: u64) -> Result<chaos::schedule::Schedule
         .map_err(|e| Error::Usage(format!("--chaos: {e}")))
 }
 
-/// Capacity's rates: `--rate` (default 25/s) doubling each step.
+/// Capacity's rates: `--rate` (default 25/s), multiplied by `--growth` (default 2) each step,
+/// to the hundredth of an arrival per second.
 pub fn ramp_rates(cli: &Cli) -> Vec<f64> {
     let base = cli.rate.unwrap_or(25.0);
+    let mut rate = base;
     (0..cli.steps.max(1))
-        .map(|i| base * f64::from(1u32 << i.min(20)))
+        .map(|_| {
+            let this = (rate * 100.0).round() / 100.0;
+            rate *= cli.growth;
+            this
+        })
         .collect()
 }
+
+/// The largest `--growth`: more would pass any real rate within a few steps.
+const MAX_GROWTH: f64 = 16.0;
 
 /// Goose's configuration for a run: the command line's Goose options, with what the lab
 /// must decide (host, users, no controllers) forced and the scenario's shape as defaults.
@@ -491,6 +509,42 @@ mod tests {
             plan(&["browse-and-buy"]).unwrap().p99_all_ms(),
             1000.0,
             "scenarios without an embedded limit keep theirs"
+        );
+    }
+
+    #[test]
+    fn the_ramp_grows_by_its_factor_and_refuses_one_that_does_not_grow() {
+        let rates = |args: &[&str]| match plan(args).unwrap().pacing {
+            Pacing::Open { rates, .. } => rates,
+            other => panic!("capacity is open-model: {other:?}"),
+        };
+        assert_eq!(
+            rates(&["capacity", "--rate", "10", "--steps", "3"]),
+            vec![10.0, 20.0, 40.0]
+        );
+        assert_eq!(
+            rates(&["capacity", "--rate", "300", "--steps", "4", "--growth", "1.1"]),
+            vec![300.0, 330.0, 363.0, 399.3]
+        );
+        assert_eq!(
+            rates(&["capacity", "--rate", "25", "--steps", "3", "--growth", "1.15"]),
+            vec![25.0, 28.75, 33.06],
+            "to the hundredth"
+        );
+        assert_eq!(
+            rates(&["capacity", "--rate", "400", "--steps", "2", "--growth", "1"]),
+            vec![400.0, 400.0]
+        );
+        for bad in ["0.5", "0", "-2", "NaN", "inf", "17"] {
+            let e = plan(&["capacity", &format!("--growth={bad}")]).unwrap_err();
+            assert!(
+                matches!(e, Error::Usage(ref m) if m.starts_with("--growth")),
+                "{bad}: {e}"
+            );
+        }
+        assert!(
+            plan(&["flash-sale", "--growth", "0.5"]).is_ok(),
+            "only a ramp reads it"
         );
     }
 

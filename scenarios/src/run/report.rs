@@ -91,6 +91,7 @@ fn run_info(plan: &Plan, stack: &Stack, keys: &StateKeys, run: &Attacked) -> rep
         Pacing::Open { rates, step } if plan.attack.table == Some(Table::CapacityRamp) => {
             p.insert("rates_per_s".into(), json!(rates));
             p.insert("step_secs".into(), json!(step.as_secs()));
+            p.insert("growth".into(), json!(plan.cli.growth));
         }
         Pacing::Open { rates, .. } => {
             p.insert("rate_per_s".into(), json!(rates.first()));
@@ -283,12 +284,33 @@ fn capacity_table(
         });
     }
     reports::Comparison {
-        title: format!("Capacity ramp: open-model arrivals doubling every {step} s (p99 SLO {p99_limit_ms} ms)"),
-        columns: ["arrivals/s", "requests/s", "goodput/s", "refused", "errors", "worst p99 (ms)"]
-            .map(str::to_owned)
-            .to_vec(),
+        title: format!(
+            "Capacity ramp: open-model arrivals {} every {step} s (p99 SLO {p99_limit_ms} ms)",
+            growth_words(plan.cli.growth)
+        ),
+        columns: [
+            "arrivals/s",
+            "requests/s",
+            "goodput/s",
+            "refused",
+            "errors",
+            "worst p99 (ms)",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
         reading: past_the_peak(&goodputs, &rates),
         rows,
+    }
+}
+
+/// How the ramp's rate grows, in words: "doubling", "held", "× 1.1".
+fn growth_words(growth: f64) -> String {
+    if growth == 2.0 {
+        "doubling".to_owned()
+    } else if growth == 1.0 {
+        "held".to_owned()
+    } else {
+        format!("× {growth}")
     }
 }
 

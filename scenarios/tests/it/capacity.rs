@@ -35,6 +35,12 @@ async fn a_capacity_ramp_reports_one_row_per_step_with_corrected_latency() {
         .map(|r| r.values["arrivals/s"].as_f64().unwrap())
         .collect();
     assert_eq!(rates, vec![10.0, 20.0], "the rate doubles each step");
+    assert_eq!(report.run.parameters["growth"], 2.0);
+    assert!(
+        table.title.contains("doubling every 2 s"),
+        "{}",
+        table.title
+    );
     for row in &table.rows {
         // Each arrival makes at least one request (a hold).
         assert!(
