@@ -158,7 +158,7 @@ pub async fn cancel(
 #[utoipa::path(get, path = "/v1/bookings/{id}", tag = "bookings", security(("bearer" = [])),
     params(("id" = i64, Path, description = "booking id")),
     responses((status = 200, body = BookingResponse), (status = 404, description = "not found or not yours", body = ErrorBody)))]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn get_booking(
     State(state): State<AppState>,
     user: AuthUser,
@@ -172,7 +172,7 @@ pub async fn get_booking(
 /// The caller's bookings, newest first.
 #[utoipa::path(get, path = "/v1/me/bookings", tag = "bookings", security(("bearer" = [])),
     responses((status = 200, body = BookingList), (status = 401, body = ErrorBody)))]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn my_bookings(
     State(state): State<AppState>,
     user: AuthUser,

@@ -18,7 +18,7 @@ use crate::store::catalog::{self, RowSpec, SectionSpec};
 #[utoipa::path(post, path = "/v1/venues", tag = "catalog", request_body = VenueRequest, security(("bearer" = [])),
     responses((status = 201, body = VenueResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 422, body = ErrorBody)))]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn create_venue(
     State(state): State<AppState>,
     _admin: AdminUser,
@@ -86,7 +86,7 @@ pub async fn create_venue(
 #[utoipa::path(post, path = "/v1/events", tag = "catalog", request_body = EventRequest, security(("bearer" = [])),
     responses((status = 201, body = EventResponse), (status = 403, body = ErrorBody), (status = 404, description = "venue not found", body = ErrorBody),
               (status = 422, body = ErrorBody)))]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn create_event(
     State(state): State<AppState>,
     _admin: AdminUser,
@@ -119,7 +119,7 @@ pub async fn create_event(
 #[utoipa::path(get, path = "/v1/events", tag = "catalog", params(EventQuery),
     responses((status = 200, body = EventPage),
               (status = 400, description = "`invalid_page`, `invalid_per_page` or `invalid_query`: a parameter out of its documented range", body = ErrorBody)))]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn list_events(
     State(state): State<AppState>,
     AppQuery(query): AppQuery<EventQuery>,
@@ -157,7 +157,7 @@ pub async fn list_events(
 /// One event with its rounds.
 #[utoipa::path(get, path = "/v1/events/{id}", tag = "catalog", params(("id" = i64, Path, description = "event id")),
     responses((status = 200, body = EventResponse), (status = 404, body = ErrorBody)))]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn get_event(
     State(state): State<AppState>,
     AppPath(id): AppPath<i64>,
@@ -183,7 +183,7 @@ pub async fn get_event(
 #[utoipa::path(post, path = "/v1/events/{id}/rounds", tag = "catalog", request_body = RoundRequest, security(("bearer" = [])),
     params(("id" = i64, Path, description = "event id")),
     responses((status = 201, body = RoundResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn create_round(
     State(state): State<AppState>,
     _admin: AdminUser,
@@ -223,7 +223,7 @@ pub async fn create_round(
 /// Seat counts of a round.
 #[utoipa::path(get, path = "/v1/rounds/{id}/availability", tag = "catalog", params(("id" = i64, Path, description = "round id")),
     responses((status = 200, body = AvailabilityResponse), (status = 404, body = ErrorBody)))]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn availability(
     State(state): State<AppState>,
     AppPath(id): AppPath<i64>,
@@ -260,7 +260,7 @@ pub async fn availability(
 /// Every seat of a round with its status.
 #[utoipa::path(get, path = "/v1/rounds/{id}/seats", tag = "catalog", params(("id" = i64, Path, description = "round id")),
     responses((status = 200, body = SeatsResponse), (status = 404, body = ErrorBody)))]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn seats(
     State(state): State<AppState>,
     AppPath(id): AppPath<i64>,

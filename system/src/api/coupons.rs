@@ -16,7 +16,7 @@ use crate::store::coupons;
 #[utoipa::path(post, path = "/v1/coupons", tag = "coupons", request_body = CouponRequest, security(("bearer" = [])),
     responses((status = 201, body = CouponResponse), (status = 403, body = ErrorBody), (status = 409, description = "coupon_exists", body = ErrorBody),
               (status = 422, body = ErrorBody)))]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn create_coupon(
     State(state): State<AppState>,
     _admin: AdminUser,

@@ -129,7 +129,7 @@ pub async fn release_hold(
 #[utoipa::path(get, path = "/v1/holds/{id}", tag = "holds", security(("bearer" = [])),
     params(("id" = i64, Path, description = "hold id")),
     responses((status = 200, body = HoldResponse), (status = 404, description = "not found or not yours", body = ErrorBody)))]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn get_hold(
     State(state): State<AppState>,
     user: AuthUser,

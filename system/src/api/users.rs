@@ -15,7 +15,7 @@ use crate::store::users;
 #[utoipa::path(post, path = "/v1/users", tag = "users", request_body = RegisterRequest,
     responses((status = 201, body = UserResponse), (status = 409, description = "email_taken", body = ErrorBody),
               (status = 422, description = "invalid e-mail, password or name", body = ErrorBody)))]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn register(
     State(state): State<AppState>,
     AppJson(req): AppJson<RegisterRequest>,
@@ -50,7 +50,7 @@ pub async fn register(
 /// Exchange e-mail and password for an access token.
 #[utoipa::path(post, path = "/v1/auth/token", tag = "users", request_body = TokenRequest,
     responses((status = 200, body = TokenResponse), (status = 401, description = "wrong credentials", body = ErrorBody)))]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn token(
     State(state): State<AppState>,
     AppJson(req): AppJson<TokenRequest>,

@@ -17,6 +17,11 @@
 //!   process boundaries in HTTP headers ([`trace_headers`]), in the outbox row and in Kafka
 //!   message headers ([`inject_kafka`] / [`extract_kafka`]), and `trace.id` / `span.id` appear
 //!   in every log line written inside a traced span.
+//!   A handler whose span records no field is instrumented at `debug`: the `http.request`
+//!   span already names its route, and at the default `info` its span would cost every request
+//!   a span's creation, entries and close for nothing a log line or a trace needs (it halved
+//!   observability's cost on a cached availability read over a socket, 3.2 → 1.7 µs). A handler
+//!   span with fields (`user_id`, `booking_id`) stays at `info`: the log lines inside carry them.
 //!
 //! # Layout
 //! - `init`: installs the subscriber (filter, ECS or pretty logs, the OTLP exporter) and
