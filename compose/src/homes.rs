@@ -33,7 +33,7 @@ use nix::unistd::{access, AccessFlags};
 use crate::process::Identity;
 
 /// Environment variable naming the dir the servers' homes go in.
-pub(crate) const STACK_DIR_ENV: &str = "BOXOFFICE_STACK_DIR";
+pub const STACK_DIR_ENV: &str = "BOXOFFICE_STACK_DIR";
 /// The RAM-backed dir tried first.
 const RAM_DIR: &str = "/dev/shm";
 /// `/dev/shm` is used only with this much available: a container's is often 64 MiB, and a
@@ -42,7 +42,7 @@ const RAM_MIN_FREE: u64 = 2 << 30;
 /// The name every home (and the lab's dir) starts with; the sweep looks at nothing else.
 const FAMILY: &str = "boxoffice-";
 /// A file in a home that `BOXOFFICE_KEEP_STACK=1` kept: the sweep leaves it alone.
-pub(crate) const KEPT_MARK: &str = ".kept";
+const KEPT_MARK: &str = ".kept";
 
 /// Where homes go, and whether that is RAM.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,30 +105,40 @@ fn writable(dir: &Path) -> bool {
 }
 
 /// A fresh 0700 temp dir `<prefix><pid>-XXXXXX` in [`base`] for `identity`, and whether it is
-/// in RAM. The first one a process makes in a dir sweeps that dir ([`sweep_once`]).
+/// in RAM.
 pub(crate) fn make(prefix: &str, identity: Option<Identity>) -> anyhow::Result<(TempDir, bool)> {
     let base = base(identity);
-    sweep_once(&base.path);
-    let dir = tempfile::Builder::new()
+    Ok((make_in(&base.path, prefix)?, base.in_ram))
+}
+
+/// A fresh 0700 temp dir `<prefix><pid>-XXXXXX` in `dir`. The first one a process makes in a
+/// dir sweeps that dir ([`sweep_once`]).
+pub(crate) fn make_in(dir: &Path, prefix: &str) -> anyhow::Result<TempDir> {
+    sweep_once(dir);
+    tempfile::Builder::new()
         .prefix(&owned_prefix(prefix))
-        .tempdir_in(&base.path)
+        .tempdir_in(dir)
         .with_context(|| {
             format!(
                 "Failed to create a temp dir in {} (set {STACK_DIR_ENV} to choose another)",
-                base.path.display()
+                dir.display()
             )
-        })?;
-    Ok((dir, base.in_ram))
+        })
+}
+
+/// Marks a dir that `BOXOFFICE_KEEP_STACK=1` keeps, so that later sweeps leave it alone.
+pub(crate) fn mark_kept(dir: &Path) -> std::io::Result<()> {
+    fs::write(dir.join(KEPT_MARK), b"")
 }
 
 /// The prefix of a home this process makes: `<prefix><pid>-`.
-pub(crate) fn owned_prefix(prefix: &str) -> String {
+fn owned_prefix(prefix: &str) -> String {
     format!("{prefix}{}-", std::process::id())
 }
 
 /// Sweeps `dir` once per process (see the module docs); later calls for the same dir return at
 /// once. Returns how many homes it removed.
-pub(crate) fn sweep_once(dir: &Path) -> usize {
+fn sweep_once(dir: &Path) -> usize {
     static SWEPT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
     {
         let mut swept = SWEPT.lock().unwrap_or_else(|poison| poison.into_inner());

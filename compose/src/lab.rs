@@ -170,17 +170,12 @@ impl LocalLab {
     pub async fn start(options: LabOptions) -> anyhow::Result<LocalLab> {
         let began = Instant::now();
         // The instances' logs: diagnostics, kept on a disk (the temp dir), not in RAM.
-        let temp = std::env::temp_dir();
-        homes::sweep_once(&temp);
-        let mut dir = tempfile::Builder::new()
-            .prefix(&homes::owned_prefix("boxoffice-lab-"))
-            .tempdir_in(&temp)
+        let mut dir = homes::make_in(&std::env::temp_dir(), "boxoffice-lab-")
             .context("Failed to create the lab's temp dir")?;
         if std::env::var_os("BOXOFFICE_KEEP_STACK").is_some_and(|v| v == "1") {
             // The instances' logs live here: kept with the servers' dirs for a post-mortem.
             dir.disable_cleanup(true);
-            std::fs::write(dir.path().join(homes::KEPT_MARK), b"")
-                .context("Failed to mark the lab's dir as kept")?;
+            homes::mark_kept(dir.path()).context("Failed to mark the lab's dir as kept")?;
             eprintln!(
                 "compose: BOXOFFICE_KEEP_STACK=1, kept the instances' dir {}",
                 dir.path().display()

@@ -60,6 +60,7 @@ pub mod shared;
 mod sys;
 
 pub use balancer::Balancer;
+pub use homes::STACK_DIR_ENV;
 pub use kafka::{find_tansu, KafkaStorage, LocalKafka};
 pub use lab::{AppCommand, ComponentInfo, LabOptions, LabPrometheus, LocalLab, Wiring};
 pub use net::free_port;

@@ -281,7 +281,7 @@ impl Home {
         if std::env::var_os(KEEP_ENV).is_some_and(|value| value == "1") {
             let path = dir.keep();
             // The sweep of later runs leaves a kept dir alone.
-            if let Err(error) = fs::write(path.join(homes::KEPT_MARK), b"") {
+            if let Err(error) = homes::mark_kept(&path) {
                 eprintln!(
                     "compose: failed to mark {} as kept: {error}",
                     path.display()

@@ -301,15 +301,12 @@ fn chrono_now() -> i64 {
         .as_millis() as i64
 }
 
-/// Where the lab keeps a server's data when nobody says (the lab's default is RAM).
-const STACK_DIR_ENV: &str = "BOXOFFICE_STACK_DIR";
-
 fn main() -> anyhow::Result<()> {
     // The question is durable commits, so the server's data goes on a disk (the temp dir) rather
     // than in RAM, where `synchronous_commit = on` waits on nothing and pgbench's INSERT
     // measures only the CPU. Set before any thread starts; BOXOFFICE_STACK_DIR overrides it.
-    if std::env::var_os(STACK_DIR_ENV).is_none() {
-        std::env::set_var(STACK_DIR_ENV, std::env::temp_dir());
+    if std::env::var_os(compose::STACK_DIR_ENV).is_none() {
+        std::env::set_var(compose::STACK_DIR_ENV, std::env::temp_dir());
     }
     tokio::runtime::Runtime::new()?.block_on(bench())
 }
