@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tracing::Instrument as _;
 
 use crate::metrics::Metrics;
 
@@ -38,6 +39,11 @@ pub trait Cache: Send + Sync + std::fmt::Debug {
     /// Whether the backend answers (always for in-process backends).
     async fn ping(&self) -> anyhow::Result<()> {
         Ok(())
+    }
+    /// Whether a call may leave the process (a server such as Redis), so that a trace should
+    /// show it as a client span (see [`CatalogCache::get_or_load`]).
+    fn remote(&self) -> bool {
+        false
     }
 }
 
@@ -170,6 +176,10 @@ fn then_ping(mut pipe: redis::Pipeline) -> redis::Pipeline {
 
 #[async_trait]
 impl Cache for RedisCache {
+    fn remote(&self) -> bool {
+        true
+    }
+
     async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
         let mut conn = self.conn.clone();
         let key = format!("{}{key}", self.prefix);
@@ -345,8 +355,27 @@ impl CatalogCache {
     }
 
     /// The value of `cache`/`id` from the cache, else from `load` (stored when `Some`).
-    #[tracing::instrument(name = "cache.get_or_load", skip_all, fields(otel.kind = "client", cache = cache))]
+    ///
+    /// Its client span, `cache.get_or_load`, is at `info` when the backend is a server
+    /// (Redis: a round trip a trace should show, 250 ms when Redis hangs) and at `debug` for
+    /// the in-process table, where it would time a hash lookup and cost a cached read more
+    /// than the lookup (`cargo bench -p boxoffice --bench observability`).
     pub async fn get_or_load<T, E, F, Fut>(
+        &self,
+        cache: &'static str,
+        id: i64,
+        load: F,
+    ) -> Result<Option<T>, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<T>, E>>,
+    {
+        let work = self.get_or_load_inner(cache, id, load);
+        work.instrument(self.client_span(cache)).await
+    }
+
+    async fn get_or_load_inner<T, E, F, Fut>(
         &self,
         cache: &'static str,
         id: i64,
@@ -391,8 +420,22 @@ impl CatalogCache {
 
     /// Like [`CatalogCache::get_or_load`], but returns the JSON text itself: a hit is served
     /// without parsing and re-serialising it (the hot path of availability reads).
-    #[tracing::instrument(name = "cache.get_or_load", skip_all, fields(otel.kind = "client", cache = cache))]
     pub async fn get_or_load_json<T, E, F, Fut>(
+        &self,
+        cache: &'static str,
+        id: i64,
+        load: F,
+    ) -> Result<Option<String>, E>
+    where
+        T: Serialize,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<T>, E>>,
+    {
+        let work = self.get_or_load_json_inner(cache, id, load);
+        work.instrument(self.client_span(cache)).await
+    }
+
+    async fn get_or_load_json_inner<T, E, F, Fut>(
         &self,
         cache: &'static str,
         id: i64,
@@ -430,6 +473,15 @@ impl CatalogCache {
         Ok(Some(json))
     }
 
+    /// The client span of a read of `cache` (see [`CatalogCache::get_or_load`]).
+    fn client_span(&self, cache: &'static str) -> tracing::Span {
+        if self.backend.remote() {
+            tracing::info_span!("cache.get_or_load", otel.kind = "client", cache = cache)
+        } else {
+            tracing::debug_span!("cache.get_or_load", otel.kind = "client", cache = cache)
+        }
+    }
+
     async fn invalidate(&self, cache: &str, id: i64) {
         if self.mode == CacheMode::Off {
             return;
@@ -446,10 +498,17 @@ impl CatalogCache {
         self.backend.ping().await
     }
 
-    /// Seats of `round_id` changed: forget its availability.
-    #[tracing::instrument(name = "cache.invalidate", skip_all, fields(otel.kind = "client"))]
+    /// Seats of `round_id` changed: forget its availability. Its client span,
+    /// `cache.invalidate`, follows the rule of [`CatalogCache::get_or_load`]'s.
     pub async fn seats_changed(&self, round_id: i64) {
-        self.invalidate(AVAILABILITY, round_id).await;
+        let span = if self.backend.remote() {
+            tracing::info_span!("cache.invalidate", otel.kind = "client")
+        } else {
+            tracing::debug_span!("cache.invalidate", otel.kind = "client")
+        };
+        self.invalidate(AVAILABILITY, round_id)
+            .instrument(span)
+            .await;
     }
 
     /// The event's rounds changed: forget its catalog entry.
@@ -461,6 +520,92 @@ impl CatalogCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The in-process table behind a backend that says it is a server.
+    #[derive(Debug)]
+    struct Remote(LocalCache);
+
+    #[async_trait]
+    impl Cache for Remote {
+        async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
+            self.0.get(key).await
+        }
+        async fn set(&self, key: &str, value: String, ttl: Duration) -> anyhow::Result<()> {
+            self.0.set(key, value, ttl).await
+        }
+        async fn delete(&self, key: &str) -> anyhow::Result<()> {
+            self.0.delete(key).await
+        }
+        fn remote(&self) -> bool {
+            true
+        }
+    }
+
+    /// Names the spans created, with their level.
+    #[derive(Clone, Default)]
+    struct Spans(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let meta = attrs.metadata();
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{} {}", meta.level(), meta.name()));
+        }
+    }
+
+    /// The spans a cached read, a hit and an invalidation of `backend` create with the
+    /// subscriber at `level`.
+    async fn spans_of(backend: Arc<dyn Cache>, level: tracing::Level) -> Vec<String> {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let spans = Spans::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(spans.clone())
+            .with(tracing_subscriber::filter::LevelFilter::from_level(level));
+        let _default = tracing::subscriber::set_default(subscriber);
+        let cache = CatalogCache::new(backend, Duration::from_secs(60), Metrics::new("atomic"));
+        for _ in 0..2 {
+            let read = cache
+                .get_or_load_json(AVAILABILITY, 7, || async { Ok::<_, ()>(Some(1)) })
+                .await;
+            assert_eq!(read, Ok(Some("1".to_owned())));
+        }
+        cache.seats_changed(7).await;
+        let names = spans.0.lock().unwrap().clone();
+        names
+    }
+
+    /// A call to a server shows in traces as a client span at `info`; a lookup in the
+    /// in-process table creates none at `info` (it would cost a cached read more than the
+    /// lookup), and shows at `debug`.
+    #[tokio::test(flavor = "current_thread")]
+    async fn only_calls_that_may_leave_the_process_have_client_spans_at_info() {
+        let local = || Arc::new(LocalCache::new(100, Duration::from_secs(60)));
+        let reads = [
+            "INFO cache.get_or_load",
+            "INFO cache.get_or_load",
+            "INFO cache.invalidate",
+        ];
+        assert_eq!(
+            spans_of(
+                Arc::new(Remote(LocalCache::new(100, Duration::from_secs(60)))),
+                tracing::Level::INFO
+            )
+            .await,
+            reads
+        );
+        assert!(spans_of(local(), tracing::Level::INFO).await.is_empty());
+        assert_eq!(
+            spans_of(local(), tracing::Level::DEBUG).await,
+            reads.map(|r| r.replace("INFO", "DEBUG"))
+        );
+    }
 
     #[test]
     fn a_failure_one_user_of_redis_sees_makes_every_user_skip_it() {
