@@ -321,6 +321,8 @@ impl Db {
             .await
             .with_context(failed)?;
         let probe = (backend == Backend::Postgres).then(|| options.clone());
+        // Every write to SQLite queues here, and so does the checkpointer's restart of the WAL.
+        let sqlite_lock: checkpoint::WriterLock = Arc::default();
         let writer = match backend {
             Backend::Postgres => Writer {
                 pool: pool.clone(),
@@ -334,7 +336,7 @@ impl Db {
                     .connect_with(options)
                     .await
                     .with_context(failed)?,
-                sqlite_lock: Some(Arc::new(tokio::sync::Mutex::new(()))),
+                sqlite_lock: Some(sqlite_lock.clone()),
                 acquire_seconds: OnceLock::new(),
                 health: health.clone(),
             },
@@ -355,7 +357,7 @@ impl Db {
             Backend::Sqlite => match inline::InlineReads::for_url(&url) {
                 Some(reads) => Db {
                     _checkpointer: Some(
-                        checkpoint::Checkpointer::start(reads.path())
+                        checkpoint::Checkpointer::start(reads.path(), sqlite_lock.clone())
                             .context("starting the SQLite checkpointer")?,
                     ),
                     inline_writer: Some(Arc::new(inline::InlineWriter::beside(&reads))),
