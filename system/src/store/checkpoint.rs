@@ -19,8 +19,8 @@
 //! checkpoint's `fsync`s) a commit lands during every pass, no pass ever finds the WAL fully
 //! copied, and so the WAL never restarts: it grows for as long as the load lasts. Measured:
 //! the embedded `capacity` scenario (40 s, up to 1,225 requests/s) left a WAL of 240,000 to
-//! 245,000 pages (about 950 MiB, 5 runs), growing all the way, and 12,000–17,000 pages with
-//! the restart below; in the last test below, 52 MiB of commits in 4 s left
+//! 245,000 pages (about 950 MiB, 5 runs), growing all the way, and 12,500–17,400 with
+//! the restart below; in the last test below (run for 4 s), 52 MiB of commits left
 //! an 80 MiB WAL (3 of 3 runs). So when a pass finds that the WAL has not restarted for
 //! [`RESTART_AFTER_PAGES`], it takes the box office's own writer lock (the one every SQLite
 //! write queues on) and checkpoints again: no commit can overtake that one, so it copies the
