@@ -214,9 +214,17 @@ fn pass(
     let mut before = copied;
     for _ in 0..CATCH_UP_PASSES {
         let (_, log, now) = checkpoint(conn)?;
+        if log < wal_pages {
+            // A pass caught up between two commits, and the second restarted the WAL itself.
+            return Ok(Pass::Passive {
+                wal_pages: log,
+                copied: now,
+                took: start.elapsed(),
+            });
+        }
         let caught = now - before;
         before = now;
-        if caught <= SHORT_TAIL_PAGES || log < wal_pages {
+        if caught <= SHORT_TAIL_PAGES {
             break;
         }
     }
