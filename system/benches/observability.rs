@@ -25,9 +25,14 @@
 //!    ratio: the request itself costs about 1 µs.
 //! 2. **Over a socket**: the variant's router served by `axum::serve` on a loopback port
 //!    (`BENCH_SERVER_THREADS` workers, default 1: wrk takes the other core of a 2-core
-//!    machine), loaded by `wrk -t1 -c32 -d5s` (`BENCH_CONNECTIONS`, `BENCH_SECS`), legs
-//!    alternating `off`, `on`, `access`, `BENCH_SOCKET_RUNS` runs. This is the issue's
-//!    question: what a client sees when the service turns observability on.
+//!    machine), loaded by `wrk -t1 -c32 -d4s` (`BENCH_CONNECTIONS`, `BENCH_SECS`), legs
+//!    alternating `off`, `on`, `access`, `BENCH_SOCKET_RUNS` (9) runs. This is the issue's
+//!    question: what a client sees when the service turns observability on. With one server
+//!    thread on a machine of two or more cores, the variants' processes are pinned to CPU 0
+//!    and wrk to the others (`BENCH_PIN=0` to leave them to the scheduler), and each leg also
+//!    reports the server's CPU time per request (`getrusage` around the leg over wrk's
+//!    request count): on a VM, throughput moves by ±15 % from one leg to the next with
+//!    neighbours' load, while the CPU each request costs the server moves far less.
 //!
 //! Each figure is the median of its runs; ratios are printed both as the ratio of medians and
 //! as the median of the runs' own ratios (the verdict). Run:
@@ -49,6 +54,12 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 use tracing_subscriber::layer::SubscriberExt as _;
+
+/// The allocator the `boxoffice` binary runs with (`system/src/bin/boxoffice.rs`), so that the
+/// benchmark measures what production runs: glibc's malloc made the observing layer's few
+/// allocations look dearer than they are.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The bound: `on` at most 10 % below `off`.
 const TARGET: f64 = 0.90;
@@ -168,6 +179,9 @@ async fn drive(router: &Router, path: &str, n: u64) -> f64 {
 /// loopback port; it prints `ready <address> <path>`, then answers each `oneshot <n>` line
 /// on stdin with `rps <requests per second>` of `n` in-process requests.
 fn child(name: &str) -> anyhow::Result<()> {
+    if let Some(cpu) = std::env::var("BENCH_CPU").ok().and_then(|c| c.parse().ok()) {
+        pin(&[cpu])?;
+    }
     let (_, _, observed, filter) = VARIANTS
         .into_iter()
         .find(|v| v.0 == name)
@@ -205,8 +219,28 @@ fn child(name: &str) -> anyhow::Result<()> {
         if let Some(n) = line.strip_prefix("oneshot ") {
             let rps = oneshot.block_on(drive(&router, &path, n.trim().parse()?));
             println!("rps {rps}");
+        } else if line == "cpu" {
+            println!("cpu {}", cpu_seconds());
         }
     }
+    Ok(())
+}
+
+/// This process's CPU time (user + system) so far, in seconds.
+fn cpu_seconds() -> f64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage of this process");
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    secs(usage.user_time()) + secs(usage.system_time())
+}
+
+/// Pins this process (and the processes it starts from now on) to `cpus`.
+fn pin(cpus: &[usize]) -> anyhow::Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu)?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)?;
     Ok(())
 }
 
@@ -260,8 +294,12 @@ struct Variant {
 }
 
 impl Variant {
-    fn start(name: &'static str, what: &'static str) -> anyhow::Result<Self> {
-        let mut process = Command::new(std::env::current_exe()?)
+    fn start(name: &'static str, what: &'static str, cpu: Option<usize>) -> anyhow::Result<Self> {
+        let mut command = Command::new(std::env::current_exe()?);
+        if let Some(cpu) = cpu {
+            command.env("BENCH_CPU", cpu.to_string());
+        }
+        let mut process = command
             .env("BENCH_CHILD", name)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -292,6 +330,16 @@ impl Variant {
         let mut line = String::new();
         self.stdout.read_line(&mut line)?;
         line.strip_prefix("rps ")
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("variant {}: {line:?}", self.name))
+    }
+
+    /// The variant process's CPU time so far, in seconds.
+    fn cpu(&mut self) -> anyhow::Result<f64> {
+        writeln!(self.stdin, "cpu")?;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        line.strip_prefix("cpu ")
             .and_then(|v| v.trim().parse().ok())
             .ok_or_else(|| anyhow::anyhow!("variant {}: {line:?}", self.name))
     }
@@ -331,8 +379,8 @@ fn in_process(variants: &mut [Variant]) -> anyhow::Result<Vec<Vec<f64>>> {
     Ok(figures)
 }
 
-/// One `wrk` leg: the requests per second it reports.
-fn wrk(url: &str, connections: u64, secs: u64) -> anyhow::Result<f64> {
+/// One `wrk` leg: the requests per second it reports and the requests it completed.
+fn wrk(url: &str, connections: u64, secs: u64) -> anyhow::Result<(f64, f64)> {
     let args = [
         "-t1".to_owned(),
         format!("-c{connections}"),
@@ -347,70 +395,106 @@ fn wrk(url: &str, connections: u64, secs: u64) -> anyhow::Result<f64> {
     if text.contains("Non-2xx") || text.contains("Socket errors") {
         anyhow::bail!("wrk {}: errors:\n{text}", args.join(" "));
     }
-    text.lines()
+    let rps = text
+        .lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no Requests/sec in wrk's output:\n{text}"))
+        .and_then(|v| v.trim().parse().ok());
+    // "  412345 requests in 4.00s, 61.23MB read"
+    let requests = text
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok());
+    rps.zip(requests)
+        .ok_or_else(|| anyhow::anyhow!("no Requests/sec or request count in wrk's output:\n{text}"))
 }
 
-/// Alternating `wrk` legs against every variant but `metrics`; each variant's runs by name.
-fn socket(variants: &[Variant]) -> anyhow::Result<Vec<(&'static str, Vec<f64>)>> {
-    let runs = env_or("BENCH_SOCKET_RUNS", 5);
-    let secs = env_or("BENCH_SECS", 5);
+/// Each socket variant's runs: requests per second, and the server's CPU microseconds per
+/// request.
+struct SocketFigures {
+    rps: Vec<(&'static str, Vec<f64>)>,
+    cpu: Vec<(&'static str, Vec<f64>)>,
+}
+
+/// Alternating `wrk` legs against every variant but `metrics`.
+fn socket(variants: &mut [Variant], pinned: bool) -> anyhow::Result<SocketFigures> {
+    let runs = env_or("BENCH_SOCKET_RUNS", 9);
+    let secs = env_or("BENCH_SECS", 4);
     let connections = env_or("BENCH_CONNECTIONS", 32);
     let threads = env_or("BENCH_SERVER_THREADS", 1);
-    let legs: Vec<&Variant> = variants.iter().filter(|v| v.name != "metrics").collect();
+    let mut legs: Vec<&mut Variant> = variants
+        .iter_mut()
+        .filter(|v| v.name != "metrics")
+        .collect();
     for v in &legs {
         wrk(&v.url, connections, 1)?;
     }
-    let mut figures = vec![Vec::new(); legs.len()];
+    let mut rps = vec![Vec::new(); legs.len()];
+    let mut cpu = vec![Vec::new(); legs.len()];
     for _ in 0..runs {
-        for (v, f) in legs.iter().zip(&mut figures) {
-            f.push(wrk(&v.url, connections, secs)?);
+        for ((v, r), c) in legs.iter_mut().zip(&mut rps).zip(&mut cpu) {
+            let before = v.cpu()?;
+            let (leg_rps, requests) = wrk(&v.url, connections, secs)?;
+            let spent = v.cpu()? - before;
+            r.push(leg_rps);
+            c.push(spent * 1e6 / requests);
         }
     }
     println!(
-        "Over a socket: `wrk -t1 -c{connections} -d{secs}s <url>`, each variant in its own process ({threads} server worker thread{}), {runs} alternating runs, medians:",
-        if threads == 1 { "" } else { "s" }
+        "Over a socket: `wrk -t1 -c{connections} -d{secs}s <url>`, each variant in its own process ({threads} server worker thread{}{}), {runs} alternating runs, medians:",
+        if threads == 1 { "" } else { "s" },
+        if pinned { ", pinned to CPU 0, wrk on the others" } else { "" }
     );
-    let mut by_name = Vec::new();
-    for (v, f) in legs.iter().zip(&figures) {
-        let m = median(f);
+    let mut figures = SocketFigures {
+        rps: Vec::new(),
+        cpu: Vec::new(),
+    };
+    for ((v, r), c) in legs.iter().zip(rps).zip(cpu) {
+        let m = median(&r);
         println!(
-            "  {:<8} {:>9.0} req/s  {:>6.2} µs/req  ({}; {})  [{}]",
+            "  {:<8} {:>9.0} req/s  {:>6.2} µs/req  server CPU {:>5.2} µs/req  ({}; {})  [{}]",
             v.name,
             m,
             1e6 / m,
+            median(&c),
             v.what,
             v.url,
-            list(f)
+            list(&r)
         );
-        by_name.push((v.name, f.clone()));
+        figures.rps.push((v.name, r));
+        figures.cpu.push((v.name, c));
     }
-    Ok(by_name)
+    Ok(figures)
 }
 
 /// Each variant against `off`: the ratio of the medians, and the median of the runs' own
 /// ratios (run i of a variant over run i of `off`, measured next to each other, so that load
-/// from elsewhere on the machine cancels out); the verdict is on the latter.
-fn ratios(label: &str, by_name: &[(&'static str, Vec<f64>)]) {
+/// from elsewhere on the machine cancels out); the verdict is on the latter. `per_request`
+/// figures are costs (µs per request), so their ratio is `off` over the variant: the
+/// throughput the variant's cost allows, as a share of `off`'s.
+fn ratios(label: &str, by_name: &[(&'static str, Vec<f64>)], per_request: bool, verdict_on: bool) {
     let get = |n: &str| by_name.iter().find(|(k, _)| *k == n).map(|(_, v)| v);
     let Some(off) = get("off") else {
         return;
     };
+    let ratio = |x: f64, o: f64| if per_request { o / x } else { x / o };
     for name in ["metrics", "on", "access"] {
         let Some(x) = get(name) else {
             continue;
         };
         let (mo, mx) = (median(off), median(x));
-        let paired: Vec<f64> = x.iter().zip(off).map(|(x, o)| x / o).collect();
+        let paired: Vec<f64> = x.iter().zip(off).map(|(x, o)| ratio(*x, *o)).collect();
         let paired = median(&paired);
+        let added = if per_request {
+            mx - mo
+        } else {
+            1e6 / mx - 1e6 / mo
+        };
         println!(
-            "  {label:<10} {name:>7}/off: medians {:.3} ({:+.1} %, {:+.2} µs/req), paired {paired:.3}{}",
-            mx / mo,
-            (mx / mo - 1.0) * 100.0,
-            1e6 / mx - 1e6 / mo,
-            if name == "on" {
+            "  {label:<17} {name:>7}/off: medians {:.3} ({:+.1} %, {added:+.2} µs/req), paired {paired:.3}{}",
+            ratio(mx, mo),
+            (ratio(mx, mo) - 1.0) * 100.0,
+            if name == "on" && verdict_on {
                 format!("; target ≥ {TARGET:.2}: {}", verdict(paired))
             } else {
                 String::new()
@@ -425,30 +509,43 @@ fn main() -> anyhow::Result<()> {
     }
     let mode = std::env::var("BENCH_MODE").unwrap_or_else(|_| "both".into());
     let only = std::env::var("BENCH_VARIANTS").ok();
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let pinned = cpus >= 2
+        && env_or("BENCH_SERVER_THREADS", 1) == 1
+        && std::env::var("BENCH_PIN").as_deref() != Ok("0");
+    let server_cpu = pinned.then_some(0);
     let mut variants = VARIANTS
         .into_iter()
         .filter(|(name, ..)| {
             only.as_deref()
                 .is_none_or(|o| o.split(',').any(|x| x == *name))
         })
-        .map(|(name, what, ..)| Variant::start(name, what))
+        .map(|(name, what, ..)| Variant::start(name, what, server_cpu))
         .collect::<anyhow::Result<Vec<_>>>()?;
+
+    // wrk (started by this process) on the CPUs the variants do not use.
+    if pinned {
+        pin(&(1..cpus).collect::<Vec<_>>())?;
+    }
 
     let mut summary = Vec::new();
     if mode != "socket" {
         let figures = in_process(&mut variants)?;
         let by_name: Vec<_> = variants.iter().map(|v| v.name).zip(figures).collect();
-        summary.push(("in-process", by_name));
+        summary.push(("in-process", by_name, false, true));
     }
     if mode != "in-process" {
-        match socket(&variants) {
-            Ok(by_name) => summary.push(("socket", by_name)),
+        match socket(&mut variants, pinned) {
+            Ok(figures) => {
+                summary.push(("socket", figures.rps, false, true));
+                summary.push(("socket server CPU", figures.cpu, true, false));
+            }
             Err(e) => println!("Over a socket: skipped: {e:#}"),
         }
     }
-    println!("Ratios (target: on within 10 % of off):");
-    for (label, by_name) in &summary {
-        ratios(label, by_name);
+    println!("Ratios (target: on within 10 % of off; the server CPU ratio is off's CPU per request over the variant's):");
+    for (label, by_name, per_request, verdict_on) in &summary {
+        ratios(label, by_name, *per_request, *verdict_on);
     }
     Ok(())
 }

@@ -6,9 +6,10 @@
 //!
 //! It wraps every request, so it is a plain tower [`Service`] rather than
 //! `axum::middleware::from_fn` (which clones the inner route and boxes a `Next` for each
-//! request), and it allocates nothing of its own but its future: the route is the router's
-//! shared [`MatchedPath`], the metric children come from [`HttpMetrics`]' table, the span's
-//! fields are borrowed, and the span is entered around each poll without being cloned.
+//! request), and it allocates nothing of its own: its future is a named type around the route's
+//! (no box), the route is the router's shared [`MatchedPath`], the metric children come from
+//! [`HttpMetrics`]' table, the span's fields are borrowed, and the span is entered around each
+//! poll without being cloned.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,7 +19,6 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::response::Response;
-use futures::future::BoxFuture;
 use tower::{Layer, Service};
 
 use crate::error::ApiError;
@@ -60,11 +60,10 @@ pub struct Observe<S> {
 impl<S> Service<Request> for Observe<S>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
-    S::Future: Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+    type Future = ObserveFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -93,45 +92,101 @@ where
         let start = Instant::now();
         // A route's `call` only sets its future up: the handler runs inside the span when polled.
         let inner = self.inner.call(req);
-        let metrics = self.metrics.clone();
-        Box::pin(async move {
-            let res = {
-                let mut inner = std::pin::pin!(inner);
-                std::future::poll_fn(|cx| span.in_scope(|| inner.as_mut().poll(cx))).await
-            };
-            let Ok(res) = res;
-            let elapsed = start.elapsed();
-            let status = res.status();
-            let route = matched.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
-            metrics.observe(route, &method, status, elapsed);
-            span.record("http.response.status_code", status.as_u16());
-            let error = res.extensions().get::<ApiError>();
-            // A refusal past capacity is the service working as designed, counted in
-            // `boxoffice_admission_refused_total`: one error line per shed request would
-            // flood the logs exactly when the service is busiest.
-            let shed = error.is_some_and(|e| e.code == super::admission::OVERLOADED);
-            if status.is_server_error() && !shed {
-                let detail = error.map(|e| e.message.as_str()).unwrap_or_default();
-                tracing::error!(
-                    parent: &span,
-                    event.category = "web",
-                    event.outcome = "failure",
-                    error.message = %detail,
-                    "request failed"
-                );
-            } else {
-                tracing::event!(
-                    target: "boxoffice::access",
-                    parent: &span,
-                    tracing::Level::DEBUG,
-                    event.dataset = "boxoffice.access",
-                    event.category = "web",
-                    event.duration = elapsed.as_nanos() as u64,
-                    "request served"
-                );
-            }
-            Ok(res)
-        })
+        ObserveFuture {
+            inner,
+            done: Some(Done {
+                span,
+                start,
+                matched,
+                method,
+                metrics: self.metrics.clone(),
+            }),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`Observe`]'s future: the route's own future polled inside the request span, then the
+    /// request counted and logged. A named type rather than a boxed `async` block, so that a
+    /// request costs no allocation and the route's future is not moved into a box.
+    pub struct ObserveFuture<F> {
+        #[pin]
+        inner: F,
+        done: Option<Done>,
+    }
+}
+
+/// What [`ObserveFuture`] needs once the route has answered.
+struct Done {
+    span: tracing::Span,
+    start: Instant,
+    matched: Option<MatchedPath>,
+    method: http::Method,
+    metrics: Arc<HttpMetrics>,
+}
+
+impl<F> Future for ObserveFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let done = this
+            .done
+            .as_ref()
+            .expect("ObserveFuture polled after it finished");
+        let Ok(res) = std::task::ready!(done.span.in_scope(|| this.inner.poll(cx)));
+        let done = this.done.take().expect("checked above");
+        done.finish(&res);
+        Poll::Ready(Ok(res))
+    }
+}
+
+impl Done {
+    /// Counts the request and logs it (a server fault at ERROR, anything else at DEBUG under
+    /// `boxoffice::access`).
+    fn finish(self, res: &Response) {
+        let elapsed = self.start.elapsed();
+        let status = res.status();
+        let route = self.matched.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+        self.metrics.observe(route, &self.method, status, elapsed);
+        let span = self.span;
+        let code = status.as_u16();
+        // The exporter reads the status from the span; the log lines carry it themselves, which
+        // spares every request a lookup of its span and a second encoding pass when nothing
+        // exports spans (the default).
+        if crate::telemetry::tracing_enabled() {
+            span.record("http.response.status_code", code);
+        }
+        let error = res.extensions().get::<ApiError>();
+        // A refusal past capacity is the service working as designed, counted in
+        // `boxoffice_admission_refused_total`: one error line per shed request would
+        // flood the logs exactly when the service is busiest.
+        let shed = error.is_some_and(|e| e.code == super::admission::OVERLOADED);
+        if status.is_server_error() && !shed {
+            let detail = error.map(|e| e.message.as_str()).unwrap_or_default();
+            tracing::error!(
+                parent: &span,
+                event.category = "web",
+                event.outcome = "failure",
+                http.response.status_code = code,
+                error.message = %detail,
+                "request failed"
+            );
+        } else {
+            tracing::event!(
+                target: "boxoffice::access",
+                parent: &span,
+                tracing::Level::DEBUG,
+                event.dataset = "boxoffice.access",
+                event.category = "web",
+                http.response.status_code = code,
+                event.duration = elapsed.as_nanos() as u64,
+                "request served"
+            );
+        }
     }
 }
 
