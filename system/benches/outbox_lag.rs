@@ -17,6 +17,11 @@ use boxoffice::store::outbox::{self, Event};
 use boxoffice::{AppState, Clock, Config, SystemClock};
 use sqlx::Row;
 
+/// The allocator the `boxoffice` binary runs with (`system/src/bin/boxoffice.rs`), so that the
+/// benchmark measures what production runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
