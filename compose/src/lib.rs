@@ -63,7 +63,7 @@ pub use balancer::Balancer;
 pub use homes::STACK_DIR_ENV;
 pub use kafka::{find_tansu, KafkaStorage, LocalKafka};
 pub use lab::{AppCommand, ComponentInfo, LabOptions, LabPrometheus, LocalLab, Wiring};
-pub use net::free_port;
+pub use net::{free_port, lasting_port};
 pub use postgres::{find_postgres_bin_dir, LocalPostgres};
 pub use prometheus::{LocalAlertmanager, LocalPrometheus, PrometheusOptions, ScrapeTarget};
 pub use redis::{fresh_redis_prefix, shared_redis, LocalRedis, RedisFailover};

@@ -164,7 +164,9 @@ impl WatchedStack {
             .await
             .expect("the local stack starts");
         let lab = stack.lab().expect("a lab");
-        let metrics = format!("127.0.0.1:{}", compose::free_port().unwrap());
+        // Below the ephemeral range: it is bound by one run after another, and in between no
+        // outgoing connection of the parallel tests may be given it (`compose::lasting_port`).
+        let metrics = format!("127.0.0.1:{}", compose::lasting_port().unwrap());
         let mut targets: Vec<compose::ScrapeTarget> = lab
             .instance_urls()
             .into_iter()

@@ -23,7 +23,10 @@ async fn a_deployed_stack_gets_its_faults_through_its_toxiproxy_api() {
     // is told where it is (`--prometheus-url`) and times the alerts there. Like a deployed
     // one, it is already scraping when the run begins (`start` waits for each target's first
     // scrape; the runner's is down until the run serves its metrics).
-    let metrics = format!("127.0.0.1:{}", compose::free_port().unwrap());
+    // Below the ephemeral range: it is chosen before Prometheus starts and bound later by the
+    // run, and in between no outgoing connection of the parallel tests may be given it
+    // (`compose::lasting_port`).
+    let metrics = format!("127.0.0.1:{}", compose::lasting_port().unwrap());
     let rules = tempfile::tempdir().unwrap();
     let fault_rule = rules.path().join("lab-fault.yml");
     std::fs::write(
