@@ -31,8 +31,9 @@
 //!    thread on a machine of two or more cores, the variants' processes are pinned to CPU 0
 //!    and wrk to the others (`BENCH_PIN=0` to leave them to the scheduler), and each leg also
 //!    reports the server's CPU time per request (`getrusage` around the leg over wrk's
-//!    request count): on a VM, throughput moves by ±15 % from one leg to the next with
-//!    neighbours' load, while the CPU each request costs the server moves far less.
+//!    request count). While the server's core is saturated that is about the inverse of its
+//!    throughput (it was, within 1–2 %, on the lab's 2-core VM); when it is not, it still says
+//!    what observing costs the server, where the throughput would only show what wrk managed.
 //!
 //! Each figure is the median of its runs; ratios are printed both as the ratio of medians and
 //! as the median of the runs' own ratios (the verdict). Run:
@@ -234,7 +235,8 @@ fn cpu_seconds() -> f64 {
     secs(usage.user_time()) + secs(usage.system_time())
 }
 
-/// Pins this process (and the processes it starts from now on) to `cpus`.
+/// Pins the calling thread, and the threads and processes it starts from now on, to `cpus`
+/// (called before any other thread of the process exists).
 fn pin(cpus: &[usize]) -> anyhow::Result<()> {
     let mut set = nix::sched::CpuSet::new();
     for &cpu in cpus {
