@@ -328,20 +328,20 @@ impl Variant {
 
     /// Requests per second of `n` in-process requests.
     fn oneshot(&mut self, n: u64) -> anyhow::Result<f64> {
-        writeln!(self.stdin, "oneshot {n}")?;
-        let mut line = String::new();
-        self.stdout.read_line(&mut line)?;
-        line.strip_prefix("rps ")
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("variant {}: {line:?}", self.name))
+        self.ask(&format!("oneshot {n}"), "rps ")
     }
 
     /// The variant process's CPU time so far, in seconds.
     fn cpu(&mut self) -> anyhow::Result<f64> {
-        writeln!(self.stdin, "cpu")?;
+        self.ask("cpu", "cpu ")
+    }
+
+    /// Sends `command` to the variant process and reads the number after `reply` in its answer.
+    fn ask(&mut self, command: &str, reply: &str) -> anyhow::Result<f64> {
+        writeln!(self.stdin, "{command}")?;
         let mut line = String::new();
         self.stdout.read_line(&mut line)?;
-        line.strip_prefix("cpu ")
+        line.strip_prefix(reply)
             .and_then(|v| v.trim().parse().ok())
             .ok_or_else(|| anyhow::anyhow!("variant {}: {line:?}", self.name))
     }
