@@ -131,8 +131,8 @@ pub struct Db {
     pub backend: Backend,
     /// Where write transactions start.
     writer: Arc<Writer>,
-    /// The queue of the SQLite group-commit writer of `atomic` holds (started on first use;
-    /// it stops when the last clone of this `Db` is dropped).
+    /// The queue of the group-commit writers of `atomic` holds (started on first use; they
+    /// stop when the last clone of this `Db` is dropped).
     hold_queue: Arc<OnceLock<tokio::sync::mpsc::UnboundedSender<hold_batch::Job>>>,
     /// Whether the database answers (see [`health`]).
     health: health::DbHealth,
@@ -429,10 +429,15 @@ impl Db {
         writer.transaction(work)
     }
 
-    /// The queue of the group-commit writer of `atomic` holds on SQLite, started on first use.
+    /// The queue of the group-commit writers of `atomic` holds, started on first use (see
+    /// [`hold_batch`] for SQLite and [`hold_batch::postgres`] for PostgreSQL).
     pub(crate) fn hold_queue(&self) -> &tokio::sync::mpsc::UnboundedSender<hold_batch::Job> {
-        self.hold_queue
-            .get_or_init(|| hold_batch::spawn(self.writer.clone(), self.inline_writer.clone()))
+        self.hold_queue.get_or_init(|| match self.backend {
+            Backend::Sqlite => hold_batch::spawn(self.writer.clone(), self.inline_writer.clone()),
+            Backend::Postgres => {
+                hold_batch::postgres::spawn(self.writer.clone(), self.seat_hints.clone())
+            }
+        })
     }
 
     async fn migrate(&self) -> anyhow::Result<()> {

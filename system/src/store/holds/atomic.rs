@@ -1,8 +1,8 @@
 //! `atomic`: one conditional `UPDATE … WHERE status = 'available'` that must take every
-//! requested seat, and the unique index on live `hold_seats.guard` as the last guard. On
-//! PostgreSQL it is one statement ([`hold_postgres`]); on SQLite a read first refuses what
-//! cannot succeed ([`refuse_hopeless`]) and the rest goes to the group-commit writer
-//! ([`group_commit`]), falling back to [`hold`] on its own.
+//! requested seat, and the unique index on live `hold_seats.guard` as the last guard. Holds go
+//! to the group-commit writers ([`group_commit`]): on PostgreSQL at once, and what a batch
+//! cannot decide is placed alone by one statement ([`hold_postgres`]); on SQLite after a read
+//! has refused what cannot succeed ([`refuse_hopeless`]), falling back to [`hold`] on its own.
 
 use sqlx::Row;
 
@@ -12,8 +12,9 @@ use crate::error::{ApiError, Result};
 use crate::store::hold_batch::{Job, Outcome};
 use crate::store::{placeholders, Backend, Db};
 
-/// Places a hold through the SQLite group-commit writer. `None` when the writer could not
-/// decide it (its batch failed as a whole, or the writer is gone): nothing was written.
+/// Places a hold through the group-commit writers. `None` when they could not decide it (its
+/// batch failed as a whole, the batch left it to be placed alone, or the writers are gone):
+/// nothing was written for it.
 pub(super) async fn group_commit(
     db: &Db,
     h: NewHold,

@@ -30,6 +30,10 @@
 //! queued to one writer task that decides every hold waiting at that moment in one
 //! transaction (group commit, see `hold_batch`), with the same conditional update and index.
 //!
+//! On PostgreSQL `atomic` holds are grouped too: writer tasks place every hold waiting at that
+//! moment with one statement per round (see `hold_batch::postgres`), and what a batch cannot
+//! decide is placed alone by the one-statement hold.
+//!
 //! Only `atomic` writes `hold_seats.guard`; the others leave it NULL so that each strategy
 //! stands on its own logic and the tests measure that logic, not the index.//!
 //! # Layout
@@ -143,11 +147,18 @@ pub async fn place(
         now,
         expires_at,
     };
-    // Atomic on PostgreSQL learns that a round is missing from its empty result (one round
-    // trip less on the hot path); atomic on SQLite answers from a read what cannot succeed and
-    // queues the rest to the group-commit writer; the others check first.
+    // Atomic on PostgreSQL goes to the group-commit writers, whose statement (or the single
+    // hold's, for what a batch cannot decide) learns that a round is missing from its result;
+    // atomic on SQLite answers from a read what cannot succeed and queues the rest to its
+    // group-commit writer; the others check first.
     match (opts.strategy, db.backend) {
-        (Strategy::Atomic, Backend::Postgres) => {}
+        (Strategy::Atomic, Backend::Postgres) => {
+            if let Some(placed) = atomic::group_commit(db, h, request).await? {
+                return Ok(placed);
+            }
+            // The batch could not decide this hold (or failed as a whole, writing nothing):
+            // place it on its own.
+        }
         (Strategy::Atomic, Backend::Sqlite) => {
             atomic::refuse_hopeless(db, round_id, request).await?;
             if let Some(placed) = atomic::group_commit(db, h, request).await? {

@@ -18,6 +18,11 @@
 //! SQLite from the writer task's thread without yielding, so the write lock is held for the
 //! statements' time only. Without an inline writer (an in-memory database) holds are placed
 //! one by one.
+//!
+//! PostgreSQL has its own writers ([`postgres`]): the same queue and outcomes, decided by the
+//! database inside one statement per round.
+
+pub(crate) mod postgres;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
