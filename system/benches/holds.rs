@@ -3,7 +3,8 @@
 //! same server in the same run. Both use the same number of concurrent clients, 8 and then 64
 //! (a flash sale's buyers are many; with few, a closed loop of clients measures the latency of
 //! one hold rather than what the service can place); each figure is the median of several
-//! alternating runs. Target: holds/s ≥ 0.5 × pgbench TPS.
+//! alternating runs. Targets: hold attempts/s ≥ 0.5 × pgbench TPS for chosen seats, ≥ 0.4 for
+//! best available.
 //!
 //! Run: `cargo bench -p boxoffice --bench holds` (env `BENCH_SECS`, `BENCH_RUNS`, and
 //! `BENCH_CLIENTS`, a comma-separated list of client counts).
@@ -85,6 +86,16 @@ enum Mode {
     Seats,
     /// One seat, best available: every client races for the same lowest free rows.
     Quantity,
+}
+
+impl Mode {
+    /// The target for hold attempts ÷ pgbench INSERT.
+    fn target(self) -> f64 {
+        match self {
+            Mode::Seats => 0.5,
+            Mode::Quantity => 0.4,
+        }
+    }
 }
 
 /// Size of the hot section chosen seats are drawn from.
@@ -390,8 +401,9 @@ async fn bench() -> anyhow::Result<()> {
         }
         let (p, h, st) = (median(pg_tps), median(hold_rps), median(stmt_tps));
         summary.push(format!(
-            "{mode:?} x {clients} clients: median pgbench INSERT {p:.0} tps, service holds {h:.0} attempts/s, pgbench hold statement {st:.0} tps; holds/INSERT {:.2} (target >= 0.50), service/statement {:.2}",
+            "{mode:?} x {clients} clients: median pgbench INSERT {p:.0} tps, service holds {h:.0} attempts/s, pgbench hold statement {st:.0} tps; holds/INSERT {:.2} (target >= {:.2}), service/statement {:.2}",
             h / p,
+            mode.target(),
             h / st
         ));
     }

@@ -57,9 +57,12 @@ pub(crate) struct Job {
 pub(crate) enum Outcome {
     /// Placed and committed.
     Placed(Hold),
-    /// Refused under the write lock (409 taken, 422 not the round's seats); nothing written.
+    /// The answer to give: refused under the write lock or the rows' locks (409 taken, 422 not
+    /// the round's seats; nothing written), or on PostgreSQL a 503 when the batch's commit went
+    /// unanswered (it may have taken effect).
     Refused(ApiError),
-    /// The batch failed as a whole and wrote nothing: place this hold on its own.
+    /// Nothing was written for this hold and the batch did not decide it (its batch failed as
+    /// a whole, or on PostgreSQL it needs the single path's answer): place it on its own.
     Alone,
 }
 
