@@ -71,7 +71,8 @@ pub struct Config {
     #[arg(long, env = "BOXOFFICE_DATA_DIR", default_value = "boxoffice-data")]
     pub data_dir: PathBuf,
 
-    /// Maximum database connections in the pool.
+    /// Maximum database connections in the pool. On PostgreSQL the two group-commit writers
+    /// of `atomic` holds keep one connection each beyond it.
     #[arg(long, env = "BOXOFFICE_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,
 

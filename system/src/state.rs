@@ -83,6 +83,7 @@ impl AppState {
         bootstrap_admin(&config, &auth, &db, clock.as_ref()).await?;
         let metrics = Metrics::new(config.strategy.as_str());
         db.observe_acquire(metrics.db_acquire.clone());
+        db.observe_hold_batches(metrics.hold_batch.clone());
         let payments = PaymentsClient::new(
             &payments_url,
             Duration::from_millis(config.payments_timeout_ms),

@@ -310,7 +310,8 @@ impl Runner {
 const ADMIN: (&str, &str) = ("admin@example.com", "admin-password");
 
 /// Drives a little of everything: returns an open SSE response (kept open by the caller).
-async fn drive_traffic(r: &Runner) -> reqwest::Response {
+/// The traffic of the run: returns the open notification stream and the round it sold from.
+async fn drive_traffic(r: &Runner) -> (reqwest::Response, i64) {
     let admin = r.token(ADMIN.0, ADMIN.1).await;
     let (s, venue) = r
         .post(
@@ -447,7 +448,7 @@ async fn drive_traffic(r: &Runner) -> reqwest::Response {
         json!({"seat_ids": [999_999]}),
     )
     .await;
-    sse
+    (sse, round)
 }
 
 /// Every `expr` of a dashboard (panels, rows' panels), with its panel title.
@@ -637,9 +638,21 @@ async fn every_dashboard_query_and_alert_expression_returns_data_from_a_live_run
     cfg.reaper_interval_ms = 1000;
     cfg.admin_email = Some(ADMIN.0.into());
     cfg.admin_password = Some(ADMIN.1.into());
+    // A second instance on the same database with the `atomic` strategy, whose holds go
+    // through the group-commit writers (the panels of batches).
+    let mut atomic_cfg = cfg.clone();
+    atomic_cfg.strategy = boxoffice::Strategy::Atomic;
     let app = boxoffice::Application::build(cfg)
         .await
         .expect("box office");
+    let atomic_app = boxoffice::Application::build(atomic_cfg)
+        .await
+        .expect("the atomic box office");
+    let atomic_addr = atomic_app.address().to_string();
+    let (stop_atomic, atomic_stopped) = tokio::sync::oneshot::channel::<()>();
+    let atomic_server = tokio::spawn(atomic_app.run_until_stopped(async move {
+        let _ = atomic_stopped.await;
+    }));
     let app_addr = app.address().to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
@@ -660,6 +673,7 @@ async fn every_dashboard_query_and_alert_expression_returns_data_from_a_live_run
     let prometheus = LocalPrometheus::start(&PrometheusOptions {
         targets: vec![
             ScrapeTarget::new("boxoffice", app_addr.clone()).label("instance", "app-1"),
+            ScrapeTarget::new("boxoffice", atomic_addr.clone()).label("instance", "app-2"),
             ScrapeTarget::new("scenario", lab_addr),
             ScrapeTarget::new("chaos", chaos_api.to_string()),
         ],
@@ -675,7 +689,7 @@ async fn every_dashboard_query_and_alert_expression_returns_data_from_a_live_run
         base: format!("http://{app_addr}"),
         lab: Arc::clone(&lab),
     };
-    let sse = drive_traffic(&runner).await;
+    let (sse, round) = drive_traffic(&runner).await;
     // Every target scraped before the fault, so that its window is sampled from the start.
     prometheus
         .wait_targets_up(Duration::from_secs(20))
@@ -699,6 +713,26 @@ async fn every_dashboard_query_and_alert_expression_returns_data_from_a_live_run
     redis_target.revert(&fault).await.expect("latency off");
     let fault_off = unix_now();
     runner.get("browse", "/v1/events", None).await;
+    // Two holds on the atomic instance, now that it is scraped: its group commit's batches.
+    let atomic_runner = Runner {
+        http: reqwest::Client::new(),
+        base: format!("http://{atomic_addr}"),
+        lab: Arc::clone(&lab),
+    };
+    for i in 1..3 {
+        let token = atomic_runner
+            .token(&format!("buyer{i}@example.com"), "password-123")
+            .await;
+        let (s, hold) = atomic_runner
+            .post(
+                "hold",
+                &format!("/v1/rounds/{round}/holds"),
+                Some(&token),
+                json!({"quantity": 1}),
+            )
+            .await;
+        assert_eq!(s, 201, "{hold}");
+    }
 
     // Enough scrapes after the traffic for rate() over 1m, and the Kafka pipeline's
     // statistics and consumers to have reported.
@@ -872,9 +906,25 @@ async fn every_dashboard_query_and_alert_expression_returns_data_from_a_live_run
         .await
         .expect("Alertmanager's API answers");
 
+    // The batches' panel shows what the atomic instance did, not only an empty ratio.
+    let mean = prometheus
+        .query(r#"sum(rate(boxoffice_hold_batch_holds_sum{job="boxoffice",instance="app-2"}[1m])) / sum(rate(boxoffice_hold_batch_holds_count{job="boxoffice",instance="app-2"}[1m]))"#)
+        .await
+        .unwrap();
+    let mean: f64 = mean["result"][0]["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    assert!(
+        (1.0..=2.0).contains(&mean),
+        "holds per group commit on the atomic instance: {mean}"
+    );
+
     drop(sse);
     let _ = stop.send(());
     let _ = server.await;
+    let _ = stop_atomic.send(());
+    let _ = atomic_server.await;
     chaos_server.shutdown().await;
     assert!(checked > 80, "only {checked} expressions checked");
     assert!(

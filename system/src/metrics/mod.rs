@@ -118,6 +118,9 @@ pub struct MetricSet {
     /// Time a write transaction waits for its connection, seconds: the pool on PostgreSQL, the
     /// turn at the write lock (in front of the only write connection) on SQLite.
     pub db_acquire: Histogram,
+    /// Holds decided together by one group commit of `atomic` holds (a batch: one transaction
+    /// on SQLite, one statement per round and kind of request on PostgreSQL).
+    pub hold_batch: Histogram,
     /// Outbox rows the relay published (acknowledged by the broker).
     pub outbox_published: IntCounter,
     /// Outbox rows whose publication failed (retried later).
@@ -168,6 +171,9 @@ pub struct MetricSet {
 }
 
 /// Latency buckets, seconds (0.5 ms to 10 s; 0.25 s is the latency SLO's threshold).
+/// Holds per group commit: one alone up to the writers' largest batch (64).
+const HOLD_BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -347,6 +353,14 @@ impl Metrics {
                 &["state"],
             ),
             db_acquire: single_histogram(&r, "boxoffice_db_acquire_seconds", "Time a write transaction waits for its connection: the pool on PostgreSQL, the turn at the write lock on SQLite."),
+            hold_batch: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new("boxoffice_hold_batch_holds", "Holds decided together by one group commit of atomic holds.")
+                        .buckets(HOLD_BATCH_BUCKETS.to_vec()),
+                )
+                .expect("valid metric"),
+            ),
             outbox_published: single_counter(&r, "boxoffice_outbox_published_total", "Outbox rows published to Kafka and acknowledged."),
             outbox_publish_failures: single_counter(&r, "boxoffice_outbox_publish_failures_total", "Outbox rows whose publication failed; they are retried."),
             outbox_backlog: single_gauge(&r, "boxoffice_outbox_backlog", "Outbox rows not yet published, read at scrape."),

@@ -235,6 +235,9 @@ pub(crate) struct Writer {
     /// Where [`Writer::begin`] records how long it waited for a pooled connection (set once
     /// by the application).
     acquire_seconds: OnceLock<prometheus::Histogram>,
+    /// Where the group-commit writers record how many holds each batch decided (set once by
+    /// the application).
+    batch_holds: OnceLock<prometheus::Histogram>,
     /// Writers waiting for a connection give up when the database is found unreachable.
     health: health::DbHealth,
 }
@@ -328,6 +331,7 @@ impl Db {
                 pool: pool.clone(),
                 sqlite_lock: None,
                 acquire_seconds: OnceLock::new(),
+                batch_holds: OnceLock::new(),
                 health: health.clone(),
             },
             Backend::Sqlite => Writer {
@@ -338,6 +342,7 @@ impl Db {
                     .with_context(failed)?,
                 sqlite_lock: Some(sqlite_lock.clone()),
                 acquire_seconds: OnceLock::new(),
+                batch_holds: OnceLock::new(),
                 health: health.clone(),
             },
         };
@@ -394,6 +399,12 @@ impl Db {
     /// first call wins).
     pub fn observe_acquire(&self, histogram: prometheus::Histogram) {
         let _ = self.writer.acquire_seconds.set(histogram);
+    }
+
+    /// Records the size of every group commit of `atomic` holds in `histogram` from now on
+    /// (the first call wins).
+    pub fn observe_hold_batches(&self, histogram: prometheus::Histogram) {
+        let _ = self.writer.batch_holds.set(histogram);
     }
 
     /// Closes the pools (waiting for connections in use to come back).
@@ -513,6 +524,13 @@ impl Writer {
     pub(crate) fn observe_acquire(&self, waiting: std::time::Instant) {
         if let Some(h) = self.acquire_seconds.get() {
             h.observe(waiting.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Records one group commit of `batch` holds.
+    pub(crate) fn observe_batch(&self, batch: usize) {
+        if let Some(h) = self.batch_holds.get() {
+            h.observe(batch as f64);
         }
     }
 

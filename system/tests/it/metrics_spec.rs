@@ -101,6 +101,9 @@ async fn the_metrics_the_service_emits_are_exactly_those_of_metrics_md() {
         // bookings and the two confirmations (inline on SQLite, behind the write lock).
         ("boxoffice_db_acquire_seconds_count", 6.0),
         ("boxoffice_db_pool_connections{state=\"max\"}", 16.0),
+        // The two holds went through the group-commit writer: one batch each, or one for both.
+        ("boxoffice_hold_batch_holds_count", 1.0),
+        ("boxoffice_hold_batch_holds_sum", 2.0),
         ("boxoffice_outbox_backlog", 1.0),
         ("boxoffice_dependency_up{dependency=\"database\"}", 1.0),
         ("boxoffice_dependency_up{dependency=\"payments\"}", 1.0),

@@ -116,6 +116,7 @@ async fn run(
         writer.observe_acquire(waiting);
         // Holds that arrived while the write lock was busy join this batch.
         drain(&mut rx, &mut jobs);
+        writer.observe_batch(jobs.len());
         let outcomes = inline.transaction(|tx| decide_and_write(tx, &jobs));
         drop(turn);
         match outcomes {

@@ -5,8 +5,9 @@
 //! rows': pgbench ran the single-hold statement at 2,900–6,900 holds/s on this 2-core machine
 //! and the same writes for 8–32 holds per statement at 19,700–21,200 holds/s. So holds go to
 //! [`WRITERS`] writer tasks; each takes every hold waiting at that moment and places them with
-//! one statement per round and kind of request, each in a transaction of its own. While one
-//! writer waits on its commit, the other collects the next batch. A hold that arrives while no
+//! one statement per round and kind of request, each autocommitted on the writer's own
+//! connection ([`OwnConnection`]): one round trip per statement. While one writer waits on its
+//! commit, the other collects the next batch. A hold that arrives while no
 //! batch is in flight is placed at once, alone. (Four or three writers placed fewer holds than
 //! two: smaller batches, more commits.)
 //!
@@ -26,9 +27,10 @@
 //! - one that lost only to a batch-mate that itself lost;
 //! - best-available requests past the seats found (the search started at the round's hint).
 //!
-//! Every hold of a batch whose transaction failed before its commit goes back the same way
-//! (nothing was written). If the commit itself goes unanswered (the connection lost), the
-//! holds may stand, so each gets 503 `database_interrupted` instead of being placed twice.
+//! Every hold of a statement the server refused goes back the same way (it rolled back: nothing
+//! was written), and so does every hold of a batch that found no connection. If the statement's
+//! answer never comes (the connection lost), the holds may stand, so each gets 503
+//! `database_interrupted` instead of being placed twice.
 //!
 //! The statements take their lists as comma-separated text, unnested in the database: the
 //! pool is `Any`, which binds no arrays, and one text per list keeps one statement text (and
@@ -36,6 +38,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -44,7 +47,7 @@ use tokio::sync::{mpsc, Mutex};
 use super::{drain, Job, Outcome};
 use crate::error::{ApiError, DATABASE_INTERRUPTED};
 use crate::store::holds::{hold, seats_unavailable, HoldRequest};
-use crate::store::{SeatHints, Writer};
+use crate::store::{SeatHints, Writer, PING_AFTER_TROUBLE, PING_IF_IDLE_FOR};
 
 /// Writer tasks: one commits while another collects the next batch.
 const WRITERS: usize = 2;
@@ -65,6 +68,7 @@ async fn run(
     hints: Arc<SeatHints>,
     rx: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>,
 ) {
+    let mut own = OwnConnection::default();
     loop {
         let jobs = {
             let mut rx = rx.lock().await;
@@ -75,13 +79,66 @@ async fn run(
             drain(&mut rx, &mut jobs);
             jobs
         };
-        place(&writer, &hints, jobs).await;
+        place(&writer, &mut own, &hints, jobs).await;
+    }
+}
+
+/// A writer's own connection, taken out of the pool for good ([`PoolConnection::detach`]), so
+/// a batch is one round trip: its statement, autocommitted. Through the pool a batch took four
+/// (`BEGIN` with the plan setting, the statement, `COMMIT`, and the ping with which sqlx tests
+/// every connection coming back to the pool); in `cargo bench -p boxoffice --bench holds` at 8
+/// clients `BEGIN` alone was 180 µs of a 1.5 ms batch. The pool may so open two connections
+/// beyond its `max_connections`.
+///
+/// The statements are prepared once per connection, but with PostgreSQL's default plan cache
+/// mode they were planned again for every call (the custom plan, which knows the lists'
+/// lengths, always looked cheaper than the generic one): 0.83 ms of planning for 0.37 ms of
+/// execution per call (`pg_stat_statements` with `track_planning`, in the holds bench). The
+/// generic plan is the right one at any length (primary-key look-ups and one index range), so
+/// the connection asks for it for its whole session; no other statement runs on it.
+///
+/// Like the pool, it is pinged before use only where it may have died: idle a while, or just
+/// after the database failed a health probe.
+///
+/// [`PoolConnection::detach`]: sqlx::pool::PoolConnection::detach
+#[derive(Default)]
+struct OwnConnection {
+    conn: Option<sqlx::AnyConnection>,
+    used: Option<Instant>,
+}
+
+impl OwnConnection {
+    /// The connection, opened (or replaced) as needed. `None` when the database is found
+    /// unreachable or no connection can be had: nothing was sent.
+    async fn get(&mut self, writer: &Writer) -> Option<&mut sqlx::AnyConnection> {
+        use sqlx::{Connection as _, Executor as _};
+        if !writer.health.is_up() {
+            return None;
+        }
+        let doubtful = self.used.is_none_or(|t| t.elapsed() >= PING_IF_IDLE_FOR)
+            || writer.health.troubled_within(PING_AFTER_TROUBLE);
+        if doubtful {
+            if let Some(conn) = &mut self.conn {
+                if conn.ping().await.is_err() {
+                    self.conn = None;
+                }
+            }
+        }
+        if self.conn.is_none() {
+            let mut conn = writer.acquire(false, Instant::now()).await.ok()?.detach();
+            conn.execute("SET plan_cache_mode = force_generic_plan")
+                .await
+                .ok()?;
+            self.conn = Some(conn);
+        }
+        self.used = Some(Instant::now());
+        self.conn.as_mut()
     }
 }
 
 /// Places a batch: one statement per round and kind of request, chosen seats first (a
 /// best-available request takes what is left; any order of concurrent requests is a valid one).
-async fn place(writer: &Writer, hints: &SeatHints, jobs: Vec<Job>) {
+async fn place(writer: &Writer, own: &mut OwnConnection, hints: &SeatHints, jobs: Vec<Job>) {
     let mut groups: BTreeMap<(i64, bool), Vec<Job>> = BTreeMap::new();
     for job in jobs {
         let best_available = matches!(job.request, HoldRequest::Quantity(_));
@@ -90,28 +147,32 @@ async fn place(writer: &Writer, hints: &SeatHints, jobs: Vec<Job>) {
             .or_default()
             .push(job);
     }
-    let mut conn = match writer.acquire(false, std::time::Instant::now()).await {
-        Ok(conn) => conn,
-        Err(_) => {
+    writer.observe_batch(groups.values().map(Vec::len).sum());
+    for ((round_id, best), jobs) in groups {
+        let Some(conn) = own.get(writer).await else {
             // The single-hold path gives each its own answer (503 while the database is down).
-            for job in groups.into_values().flatten() {
+            for job in jobs {
                 let _ = job.reply.send(Outcome::Alone);
             }
-            return;
-        }
-    };
-    for ((round_id, best), jobs) in groups {
-        let outcomes = match decide(&mut conn, hints, round_id, best, &jobs).await {
+            continue;
+        };
+        let decided = if best {
+            best_available(conn, hints, round_id, &jobs).await
+        } else {
+            chosen_seats(conn, round_id, &jobs).await
+        };
+        let outcomes = match decided {
             Ok(outcomes) => outcomes,
             Err(Failed::NothingWritten(e)) => {
                 tracing::warn!(error = %e, holds = jobs.len(), "hold batch failed (nothing written); placing its holds one by one");
                 jobs.iter().map(|_| Outcome::Alone).collect()
             }
             Err(Failed::Unknown(e)) => {
-                // The commit's answer never came: the holds may stand. Placing them again
-                // could hold seats twice for one buyer, so each gets the error (503
-                // `database_interrupted`, "it may have taken effect").
-                tracing::warn!(error = %e, holds = jobs.len(), "hold batch's commit unanswered");
+                // The statement's answer never came (or could not be read): the holds may
+                // stand. Placing them again could hold seats twice for one buyer, so each gets
+                // the error (503 `database_interrupted`, "it may have taken effect").
+                tracing::warn!(error = %e, holds = jobs.len(), "hold batch's answer lost");
+                own.conn = None;
                 let answer = ApiError::unavailable(
                     DATABASE_INTERRUPTED,
                     format!("the database failed while the request ran: {e}"),
@@ -127,47 +188,19 @@ async fn place(writer: &Writer, hints: &SeatHints, jobs: Vec<Job>) {
     }
 }
 
-/// Why a batch's transaction did not commit.
+/// Why a batch's statement placed nothing known.
 enum Failed {
-    /// Refused or rolled back before its commit: nothing written.
+    /// The server refused the statement: it rolled back, nothing written.
     NothingWritten(sqlx::Error),
-    /// The commit was sent and its answer did not come back.
+    /// The statement was sent and its answer did not come back, or could not be read.
     Unknown(sqlx::Error),
 }
 
-/// Opens a batch's transaction. The statements are prepared once per connection, but with
-/// PostgreSQL's default plan cache mode they were planned again for every call (the
-/// custom plan, which knows the lists' lengths, always looked cheaper than the generic one):
-/// 0.83 ms of planning for 0.37 ms of execution per call (`pg_stat_statements` with
-/// `track_planning`, in `cargo bench -p boxoffice --bench holds`). The generic plan is the
-/// right one at any length (primary-key look-ups and one index range), so the batch's own
-/// transaction asks for it.
-const BEGIN_GENERIC: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
-
-/// One group's transaction: the statement, then the commit.
-async fn decide(
-    conn: &mut sqlx::AnyConnection,
-    hints: &SeatHints,
-    round_id: i64,
-    best: bool,
-    jobs: &[Job],
-) -> Result<Vec<Outcome>, Failed> {
-    use sqlx::Connection as _;
-    let mut tx = conn
-        .begin_with(BEGIN_GENERIC)
-        .await
-        .map_err(Failed::NothingWritten)?;
-    let outcomes = if best {
-        best_available(&mut tx, hints, round_id, jobs).await
-    } else {
-        chosen_seats(&mut tx, round_id, jobs).await
-    }
-    .map_err(Failed::NothingWritten)?;
-    match tx.commit().await {
-        Ok(()) => Ok(outcomes),
-        // The server answered: it rolled the transaction back.
-        Err(e @ sqlx::Error::Database(_)) => Err(Failed::NothingWritten(e)),
-        Err(e) => Err(Failed::Unknown(e)),
+/// Sorts a statement's error: an answer from the server means its transaction rolled back.
+fn failed(e: sqlx::Error) -> Failed {
+    match e {
+        e @ sqlx::Error::Database(_) => Failed::NothingWritten(e),
+        e => Failed::Unknown(e),
     }
 }
 
@@ -310,7 +343,7 @@ async fn best_available(
     hints: &SeatHints,
     round_id: i64,
     jobs: &[Job],
-) -> Result<Vec<Outcome>, sqlx::Error> {
+) -> Result<Vec<Outcome>, Failed> {
     let quantity = |job: &Job| match &job.request {
         HoldRequest::Quantity(q) => i64::from(q.get()),
         HoldRequest::Seats(ids) => ids.as_slice().len() as i64,
@@ -324,14 +357,20 @@ async fn best_available(
         .bind(csv(jobs.iter().map(|j| j.now)))
         .bind(csv(jobs.iter().map(|j| j.expires_at)))
         .fetch_all(&mut *conn)
-        .await?;
-    let mut placed: HashMap<usize, Placed> = HashMap::new();
-    for row in &rows {
-        let p = placed.entry(ord(row, jobs.len())?).or_default();
-        p.hold_id = row.try_get("hold_id")?;
-        p.seats.push(row.try_get("seat_id")?);
-        p.amount += row.try_get::<i64, _>("price")?;
-    }
+        .await
+        .map_err(failed)?;
+    // Committed: a row that cannot be read leaves the holds unknown.
+    let read = || -> Result<HashMap<usize, Placed>, sqlx::Error> {
+        let mut placed: HashMap<usize, Placed> = HashMap::new();
+        for row in &rows {
+            let p = placed.entry(ord(row, jobs.len())?).or_default();
+            p.hold_id = row.try_get("hold_id")?;
+            p.seats.push(row.try_get("seat_id")?);
+            p.amount += row.try_get::<i64, _>("price")?;
+        }
+        Ok(placed)
+    };
+    let mut placed = read().map_err(Failed::Unknown)?;
     if let Some(lowest) = placed.values().flat_map(|p| p.seats.iter()).min() {
         hints.advance(round_id, start, *lowest);
     }
@@ -353,7 +392,7 @@ async fn chosen_seats(
     conn: &mut sqlx::AnyConnection,
     round_id: i64,
     jobs: &[Job],
-) -> Result<Vec<Outcome>, sqlx::Error> {
+) -> Result<Vec<Outcome>, Failed> {
     let wanted: Vec<(i64, i64)> = jobs
         .iter()
         .enumerate()
@@ -370,7 +409,8 @@ async fn chosen_seats(
         .bind(csv(wanted.iter().map(|w| w.0)))
         .bind(csv(wanted.iter().map(|w| w.1)))
         .fetch_all(&mut *conn)
-        .await?;
+        .await
+        .map_err(failed)?;
     #[derive(Default)]
     struct Seen {
         placed: Placed,
@@ -379,20 +419,25 @@ async fn chosen_seats(
         taken: bool,
         seats: Vec<i64>,
     }
-    let mut seen: Vec<Seen> = jobs.iter().map(|_| Seen::default()).collect();
-    for row in &rows {
-        let s = &mut seen[ord(row, jobs.len())?];
-        let seat: i64 = row.try_get("seat_id")?;
-        s.seats.push(seat);
-        if let Some(hold_id) = row.try_get::<Option<i64>, _>("hold_id")? {
-            s.won = true;
-            s.placed.hold_id = hold_id;
-            s.placed.seats.push(seat);
-            s.placed.amount += row.try_get::<i64, _>("price")?;
+    // Committed: a row that cannot be read leaves the holds unknown.
+    let read = || -> Result<Vec<Seen>, sqlx::Error> {
+        let mut seen: Vec<Seen> = jobs.iter().map(|_| Seen::default()).collect();
+        for row in &rows {
+            let s = &mut seen[ord(row, jobs.len())?];
+            let seat: i64 = row.try_get("seat_id")?;
+            s.seats.push(seat);
+            if let Some(hold_id) = row.try_get::<Option<i64>, _>("hold_id")? {
+                s.won = true;
+                s.placed.hold_id = hold_id;
+                s.placed.seats.push(seat);
+                s.placed.amount += row.try_get::<i64, _>("price")?;
+            }
+            s.unknown |= row.try_get::<i64, _>("known")? == 0;
+            s.taken |= row.try_get::<i64, _>("available")? == 0;
         }
-        s.unknown |= row.try_get::<i64, _>("known")? == 0;
-        s.taken |= row.try_get::<i64, _>("available")? == 0;
-    }
+        Ok(seen)
+    };
+    let seen = read().map_err(Failed::Unknown)?;
     let won_seats: HashSet<i64> = seen
         .iter()
         .filter(|s| s.won)
@@ -454,6 +499,12 @@ mod tests {
             .await
             .expect("PostgreSQL for tests (apt-get install -y postgresql)");
         let db = Db::connect(&url, 4).await.unwrap();
+        let batches = prometheus::Histogram::with_opts(prometheus::HistogramOpts::new(
+            "batches",
+            "holds per batch",
+        ))
+        .unwrap();
+        db.observe_hold_batches(batches.clone());
         for sql in [
             "INSERT INTO users (email, name, password_hash, created_at) VALUES ('a@example.com', 'a', 'x', 0)",
             "INSERT INTO venues (name, capacity, created_at) VALUES ('v', 8, 0)",
@@ -479,7 +530,13 @@ mod tests {
         ];
         let (jobs, answers): (Vec<_>, Vec<_>) =
             requests.into_iter().map(|(r, q)| job(r, q)).unzip();
-        place(&db.writer, &db.seat_hints, jobs).await;
+        place(
+            &db.writer,
+            &mut OwnConnection::default(),
+            &db.seat_hints,
+            jobs,
+        )
+        .await;
         let mut got = Vec::new();
         for answer in answers {
             got.push(match answer.await.unwrap() {
@@ -488,6 +545,10 @@ mod tests {
                 Outcome::Alone => "alone".to_owned(),
             });
         }
+        assert_eq!(
+            (batches.get_sample_count(), batches.get_sample_sum()),
+            (1, 8.0)
+        );
         assert_eq!(
             got,
             [
